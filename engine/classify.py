@@ -1,0 +1,235 @@
+"""What an attempt's result means: the outcome taxonomy, as data, and the one function
+that maps a provider's result or exception onto it.
+
+Every attempt ends in exactly one :class:`Outcome`. Its ``category`` fires the chain's
+state machine (``success``, ``retryable``, ``timeout``, ``non_retryable``); its
+``error_category`` and ``error_code`` go into the attempt record; ``transient`` says
+whether trying the *same* step again can help.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from .errors import AIResponseError, AITimeoutError, ProviderError, TorqError
+
+__all__ = [
+    "CATEGORIES",
+    "FAILURE_CATEGORIES",
+    "TAXONOMY",
+    "Category",
+    "Completion",
+    "Outcome",
+    "Rule",
+    "classify_exception",
+    "classify_result",
+    "not_found",
+    "rule_for",
+]
+
+Category = Literal["success", "retryable", "timeout", "non_retryable"]
+CATEGORIES: Final = ("success", "retryable", "timeout", "non_retryable")
+FAILURE_CATEGORIES: Final = ("retryable", "timeout", "non_retryable")
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A provider's answer: the text, the model that produced it, and token usage if known."""
+
+    text: str
+    model: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float | None = None
+
+    @property
+    def tokens_total(self) -> int:
+        """Input plus output tokens."""
+        return self.tokens_in + self.tokens_out
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One row of the taxonomy: what a given error code means."""
+
+    category: Category
+    error_category: str
+    transient: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt ended."""
+
+    category: Category
+    error_category: str | None = None
+    error_code: str | None = None
+    transient: bool = False
+    message: str | None = None
+    retry_after: float | None = None
+    completion: Completion | None = None
+    exception: BaseException | None = None
+
+
+_PROVIDER = "provider_error"
+
+#: The taxonomy table: error code -> rule. Codes not listed fall back on the exception type.
+TAXONOMY: Final[Mapping[str, Rule]] = {
+    "429": Rule("retryable", _PROVIDER, True),
+    "insufficient_quota": Rule("retryable", _PROVIDER, False),
+    "402": Rule("retryable", _PROVIDER, False),
+    "401": Rule("retryable", _PROVIDER, False),
+    "403": Rule("retryable", _PROVIDER, False),
+    "404": Rule("retryable", _PROVIDER, False),
+    "408": Rule("retryable", _PROVIDER, True),
+    "409": Rule("retryable", _PROVIDER, True),
+    "500": Rule("retryable", _PROVIDER, True),
+    "502": Rule("retryable", _PROVIDER, True),
+    "503": Rule("retryable", _PROVIDER, True),
+    "504": Rule("retryable", _PROVIDER, True),
+    "529": Rule("retryable", _PROVIDER, True),
+    "connect_error": Rule("retryable", _PROVIDER, False),
+    "provider_not_found": Rule("retryable", _PROVIDER, False),
+    "not_configured": Rule("retryable", _PROVIDER, False),
+    "malformed_response": Rule("retryable", _PROVIDER, True),
+    "truncated_response": Rule("retryable", _PROVIDER, True),
+    "context_length_exceeded": Rule("retryable", _PROVIDER, False),
+    "contract_violation": Rule("retryable", _PROVIDER, False),
+    # Timeouts are transient here; whether a step retries them is the step's retry_timeouts.
+    "connect_timeout": Rule("timeout", "timeout", True),
+    "read_timeout": Rule("timeout", "timeout", True),
+    "attempt_timeout": Rule("timeout", "timeout", True),
+    "400": Rule("non_retryable", "ai_error", False),
+    "422": Rule("non_retryable", "ai_error", False),
+    "content_filter": Rule("non_retryable", "ai_error", False),
+    "refusal": Rule("non_retryable", "ai_error", False),
+}
+
+# When the code is absent or not in the table, the exception type decides.
+_BY_TYPE: Final[Mapping[type[TorqError], Rule]] = {
+    AITimeoutError: Rule("timeout", "timeout", True),
+    AIResponseError: Rule("non_retryable", "ai_error", False),
+    ProviderError: Rule("retryable", _PROVIDER, False),
+}
+
+_OTHER_EXCEPTION: Final = Rule("retryable", "exception", False)
+
+# TORQ's contract guard: adapters that swallow an error and return its text instead.
+_ERROR_TEXT = re.compile(
+    r"^\s*(error\b|exception\b|traceback \(most recent call last\)|\[error\]"
+    r"|api error|http error|i apologize, but (?:i encountered an error|the ai service))",
+    re.IGNORECASE,
+)
+_MESSAGE_LIMIT = 500
+
+
+def rule_for(code: str | None, exc_type: type[BaseException]) -> Rule:
+    """The taxonomy rule for an error code raised with an exception of ``exc_type``."""
+    if code is not None:
+        rule = TAXONOMY.get(code)
+        if rule is not None:
+            return rule
+    for known, rule in _BY_TYPE.items():
+        if issubclass(exc_type, known):
+            return rule
+    if issubclass(exc_type, TimeoutError):
+        return _BY_TYPE[AITimeoutError]
+    return _OTHER_EXCEPTION
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
+
+
+def classify_exception(exc: BaseException, overrides: Mapping[str, Category]) -> Outcome:
+    """Map an exception raised by a provider onto the taxonomy.
+
+    ``overrides`` is a chain's ``error_codes``: it changes the category (what the chain does)
+    of given codes, never the recorded ``error_category``.
+    """
+    if isinstance(exc, TorqError) and hasattr(exc, "code"):
+        code: str | None = exc.code
+        retry_after: float | None = getattr(exc, "retry_after", None)
+    elif isinstance(exc, TimeoutError):
+        code, retry_after = None, None
+    else:
+        code, retry_after = type(exc).__name__, None
+    rule = rule_for(code if isinstance(exc, TorqError | TimeoutError) else None, type(exc))
+    category = overrides.get(code, rule.category) if code is not None else rule.category
+    message = _short(str(exc) or type(exc).__name__)
+    return Outcome(
+        category=category,
+        error_category=rule.error_category,
+        error_code=code,
+        transient=rule.transient,
+        message=message,
+        retry_after=retry_after,
+        exception=exc,
+    )
+
+
+def _violation(detail: str, overrides: Mapping[str, Category]) -> Outcome:
+    rule = TAXONOMY["contract_violation"]
+    return Outcome(
+        category=overrides.get("contract_violation", rule.category),
+        error_category=rule.error_category,
+        error_code="contract_violation",
+        transient=rule.transient,
+        message=detail,
+    )
+
+
+def _as_int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def classify_result(
+    value: Any, default_model: str | None, overrides: Mapping[str, Category]
+) -> Outcome:
+    """Map what a provider returned onto the taxonomy.
+
+    A ``str`` or a completion-like object (a ``text`` str attribute, optionally ``model``,
+    ``tokens_in``/``tokens_out`` or ``usage``) is a success, unless it breaks the contract:
+    a dict, an empty answer, or text that is an error message in disguise.
+    """
+    if isinstance(value, str):
+        text, model, tokens_in, tokens_out, cost = value, default_model, 0, 0, None
+    elif isinstance(value, Completion):
+        text, model = value.text, value.model or default_model
+        tokens_in, tokens_out, cost = value.tokens_in, value.tokens_out, value.cost_usd
+    elif isinstance(value, dict):
+        return _violation("provider returned a dict instead of text", overrides)
+    elif isinstance(getattr(value, "text", None), str):
+        text = value.text
+        model = getattr(value, "model", None)
+        model = model if isinstance(model, str) and model else default_model
+        usage = getattr(value, "usage", None)
+        tokens_in = _as_int(getattr(value, "tokens_in", getattr(usage, "prompt_tokens", 0)))
+        tokens_out = _as_int(getattr(value, "tokens_out", getattr(usage, "completion_tokens", 0)))
+        raw_cost = getattr(value, "cost_usd", None)
+        cost = float(raw_cost) if isinstance(raw_cost, int | float) else None
+    else:
+        return _violation(
+            f"provider returned {type(value).__name__}, expected str or a completion", overrides
+        )
+    if not text.strip():
+        return _violation("provider returned an empty answer", overrides)
+    if _ERROR_TEXT.match(text):
+        return _violation(f"provider returned an error as text: {_short(text)!r}", overrides)
+    return Outcome(
+        category="success",
+        completion=Completion(text, model, tokens_in, tokens_out, cost),
+    )
+
+
+def not_found(code: str, message: str, overrides: Mapping[str, Category]) -> Outcome:
+    """The outcome of a step whose provider is unknown (``provider_not_found``) or lacks
+    its configuration (``not_configured``)."""
+    rule = TAXONOMY[code]
+    return Outcome(
+        overrides.get(code, rule.category), rule.error_category, code, rule.transient, message
+    )

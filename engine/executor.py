@@ -1,0 +1,261 @@
+"""Runs one request through a compiled chain.
+
+The decisions live in one generator, :meth:`FallbackExecutor._decide`: it looks the step's
+provider up, asks its shell to perform a :class:`_Call` or a :class:`_Sleep`, classifies
+what comes back, records the attempt and fires the machine. The sync shell
+(:meth:`~FallbackExecutor.execute`) and the async shell (:meth:`~FallbackExecutor.aexecute`)
+only perform those two actions, so both follow exactly the same path for the same outcomes.
+This is the only retry layer: providers must not retry on their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from .classify import Completion, Outcome, classify_exception, classify_result, not_found
+from .errors import ChainAbortedError, ChainExhaustedError
+from .machine import CompiledChain
+from .meta import GenerationMeta, fallback_reason, iso_timestamp
+from .providers.base import CallResult, acall, call
+from .runtime import Runtime, backoff_delay
+from .spec import ABORTED, SUCCEEDED, Step
+
+__all__ = ["FallbackExecutor", "ProviderLookup"]
+
+#: Returns the provider object registered under a name, or None.
+ProviderLookup: TypeAlias = Callable[[str], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    provider: Any
+    prompt: str
+    timeout: float
+    model: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Sleep:
+    seconds: float
+
+
+_Action: TypeAlias = _Call | _Sleep
+_Decisions: TypeAlias = Generator[_Action, CallResult | None, Completion]
+
+
+def _model_of(provider: Any, step: Step) -> str | None:
+    if step.model is not None:
+        return step.model
+    model = getattr(provider, "model", None)
+    return model if isinstance(model, str) and model else None
+
+
+class FallbackExecutor:
+    """Executes chains, looking each provider up through ``lookup`` when its attempt starts.
+
+    ``runtime`` supplies clock, sleep and randomness (inject a fake one in tests).
+    """
+
+    def __init__(self, lookup: ProviderLookup, runtime: Runtime | None = None) -> None:
+        self.lookup = lookup
+        self.runtime = runtime or Runtime()
+
+    def execute(
+        self, chain: CompiledChain, prompt: str, meta: GenerationMeta, timeout: float
+    ) -> Completion:
+        """Run ``chain`` synchronously; fill ``meta``; return the answer.
+
+        Raises :class:`ChainExhaustedError` or :class:`ChainAbortedError` (``meta`` is
+        filled either way). ``timeout`` caps the whole run, with the chain's deadline.
+        """
+        decisions = self._decide(chain, prompt, meta, timeout)
+        result: CallResult | None = None
+        try:
+            while True:
+                action = decisions.send(result)
+                if isinstance(action, _Sleep):
+                    self.runtime.sleep(action.seconds)
+                    result = None
+                else:
+                    result = call(action.provider, action.prompt, action.timeout, action.model)
+        except StopIteration as done:
+            answer: Completion = done.value
+            return answer
+
+    async def aexecute(
+        self, chain: CompiledChain, prompt: str, meta: GenerationMeta, timeout: float
+    ) -> Completion:
+        """The async twin of :meth:`execute`: same decisions, awaited I/O."""
+        decisions = self._decide(chain, prompt, meta, timeout)
+        result: CallResult | None = None
+        try:
+            while True:
+                action = decisions.send(result)
+                if isinstance(action, _Sleep):
+                    await self.runtime.asleep(action.seconds)
+                    result = None
+                else:
+                    result = await acall(
+                        action.provider, action.prompt, action.timeout, action.model
+                    )
+        except StopIteration as done:
+            answer: Completion = done.value
+            return answer
+
+    def _decide(
+        self, compiled: CompiledChain, prompt: str, meta: GenerationMeta, timeout: float
+    ) -> _Decisions:
+        rt = self.runtime
+        chain = compiled.chain
+        overrides = chain.error_codes
+        started = rt.monotonic()
+        run = compiled.start(started + min(chain.deadline, timeout))
+        attempts: list[dict[str, Any]] = []
+        completion: Completion | None = None
+        last: Outcome | None = None
+        state = run.state
+        out_of_time = False
+        while True:
+            step = chain.by_id[state]
+            now = rt.monotonic()
+            if attempts and now >= run.deadline:  # the first attempt always starts
+                state = compiled.fire(run, "deadline_exceeded", transient=False, delay=0, now=now)
+                out_of_time = True
+                break
+            stamp = rt.wall()
+            provider = self.lookup(step.provider)
+            if provider is None:
+                outcome = not_found(
+                    "provider_not_found",
+                    f"no provider named '{step.provider}' is registered",
+                    overrides,
+                )
+                model = step.model
+            else:
+                model = _model_of(provider, step)
+                result = yield _Call(provider, prompt, min(step.timeout, run.deadline - now), model)
+                assert result is not None
+                ok, value = result
+                outcome = (
+                    classify_result(value, model, overrides)
+                    if ok
+                    else classify_exception(value, overrides)
+                )
+            ended = rt.monotonic()
+            delay = 0.0
+            if outcome.transient:
+                delay = backoff_delay(
+                    run.retries_used, step.backoff_base, step.backoff_max, outcome.retry_after,
+                    rt.random,
+                )  # fmt: skip
+            state = compiled.fire(
+                run, outcome.category, transient=outcome.transient, delay=delay, now=ended
+            )
+            retrying = state == step.id
+            attempts.append(
+                _record(step, model, outcome, ended - now, stamp, run.retries_used, state)
+            )
+            last = outcome
+            if outcome.completion is not None:
+                completion = outcome.completion
+            if retrying:
+                run.retries_used += 1
+                if delay > 0:
+                    yield _Sleep(delay)
+            else:
+                run.retries_used = 0
+            if state in (SUCCEEDED, ABORTED) or state not in chain.by_id:
+                break
+
+        elapsed_ms = round((rt.monotonic() - started) * 1000)
+        meta.provider_attempts = attempts
+        meta.fallback_used = len(attempts) > 1
+        meta.fallback_reason = fallback_reason(attempts)
+        if state == SUCCEEDED and completion is not None:
+            winner = attempts[-1]
+            meta.provider = winner["provider"]
+            meta.model = winner["model"]
+            meta.latency_ms = winner["latency_ms"]
+            meta.tokens_in = completion.tokens_in
+            meta.tokens_out = completion.tokens_out
+            meta.tokens_total = completion.tokens_total
+            meta.cost_usd_est = completion.cost_usd
+            meta.error = None
+            meta.error_category = None
+            return completion
+        meta.latency_ms = elapsed_ms
+        assert last is not None
+        error = _failure(
+            chain.name, state, attempts, last, min(chain.deadline, timeout), out_of_time
+        )
+        meta.error = str(error)
+        meta.error_category = error.error_category
+        raise error
+
+
+def _record(
+    step: Step,
+    model: str | None,
+    outcome: Outcome,
+    seconds: float,
+    stamp: float,
+    retry: int,
+    next_state: str,
+) -> dict[str, Any]:
+    completion = outcome.completion
+    return {
+        "provider": step.provider,
+        "model": (completion.model if completion is not None else None) or model,
+        "status": "success" if outcome.category == "success" else "failed",
+        "error_category": outcome.error_category,
+        "error_code": outcome.error_code,
+        "latency_ms": round(seconds * 1000),
+        "timestamp": iso_timestamp(stamp),
+        "tokens_in": completion.tokens_in if completion else 0,
+        "tokens_out": completion.tokens_out if completion else 0,
+        "tokens_total": completion.tokens_total if completion else 0,
+        "cost_usd_est": completion.cost_usd if completion else None,
+        "category": outcome.category,
+        "state": step.id,
+        "retry": retry,
+        "retry_after_ms": None
+        if outcome.retry_after is None
+        else round(outcome.retry_after * 1000),
+        "message": outcome.message,
+        "next": next_state,
+    }
+
+
+def _describe(attempt: dict[str, Any]) -> str:
+    reason = attempt["error_category"] or attempt["category"]
+    if attempt["error_code"]:
+        reason += f":{attempt['error_code']}"
+    detail = f" ({attempt['message']})" if attempt["message"] else ""
+    return f"{attempt['state']} -> {reason}{detail}"
+
+
+def _failure(
+    name: str,
+    state: str,
+    attempts: list[dict[str, Any]],
+    last: Outcome,
+    deadline: float,
+    out_of_time: bool,
+) -> ChainExhaustedError | ChainAbortedError:
+    summary = "; ".join(_describe(a) for a in attempts)
+    cause = last.exception
+    count = f"{len(attempts)} attempt{'s' if len(attempts) != 1 else ''}"
+    if state == ABORTED:
+        first = attempts[-1]
+        message = (
+            f"chain '{name}' stopped at {first['state']}: {first['error_category']}:"
+            f"{first['error_code']} would fail on every provider; {summary}"
+        )
+        return ChainAbortedError(message, last.error_code, attempts, cause)
+    if out_of_time:
+        message = f"chain '{name}' ran out of time ({deadline:g}s) after {count}: {summary}"
+        return ChainExhaustedError(message, "deadline_exceeded", attempts, cause)
+    message = f"all providers failed for chain '{name}' after {count}: {summary}"
+    return ChainExhaustedError(message, last.error_code, attempts, cause)

@@ -1,0 +1,289 @@
+"""``LLMManager``: the one integration point, with the API of TORQ Console's manager.
+
+``generate_response`` answers through the mode's chain (or through one named provider) and
+always returns ``(text, GenerationMeta)``; when every provider fails, the text is a friendly
+apology and ``meta.error`` / ``meta.error_category`` say why.
+
+Configuration, highest precedence first: the ``config`` dict, then the environment
+(``TORQ_FALLBACK_ENABLED``, ``TORQ_DIRECT_CHAIN``, ``TORQ_RESEARCH_CHAIN``,
+``TORQ_CODE_CHAIN``, ``TORQ_PROVIDER_TIMEOUT``, ``TORQ_CHAINS_DIR``), then the YAML chains.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+import os
+from collections.abc import Mapping
+from typing import Any, Final
+
+from .classify import Completion
+from .errors import AIResponseError, AITimeoutError, ChainConfigError, Problem, ProviderError
+from .executor import FallbackExecutor
+from .loader import load_chains, rebuild, resolve_chains_dir
+from .machine import CompiledChain, compile_chain
+from .meta import ExecutionMode, GenerationMeta
+from .runtime import Runtime
+from .spec import Chain, ChainSpec, StepSpec, with_order, with_timeout
+
+__all__ = ["BUILTIN_PROVIDERS", "MODE_ENV", "LLMManager"]
+
+#: Provider names the engine knows without registration.
+BUILTIN_PROVIDERS: Final = ("deepseek", "openai", "claude", "ollama")
+#: Environment variables that replace a mode's provider order.
+MODE_ENV: Final[Mapping[ExecutionMode, str]] = {
+    ExecutionMode.DIRECT: "TORQ_DIRECT_CHAIN",
+    ExecutionMode.RESEARCH: "TORQ_RESEARCH_CHAIN",
+    ExecutionMode.CODE_GENERATION: "TORQ_CODE_CHAIN",
+}
+_DEFAULT_CHAIN: Final = "default"
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+
+def _flag(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{name}={raw!r} is not a boolean; use true or false")
+
+
+def _positive_seconds(name: str, raw: Any) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={raw!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name}={raw!r} must be a positive number of seconds")
+    return value
+
+
+def _provider_list(raw: Any) -> list[str]:
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
+class LLMManager:
+    """Answers prompts through provider fallback chains. Needs no keys or network to build.
+
+    ``config`` keys (all optional): ``fallback_enabled`` (bool), ``chains_dir`` (path),
+    ``chains`` (mode -> provider list or comma-separated string), ``provider_timeout``
+    (seconds per attempt), ``providers`` (name -> provider object), ``default_provider``
+    (the provider of the single-provider path, ``"claude"`` unless set). ``runtime`` injects
+    clock, sleep and randomness.
+    """
+
+    def __init__(self, config: Mapping[str, Any] | None = None, *, runtime: Runtime | None = None):
+        self.config: dict[str, Any] = dict(config or {})
+        self.logger = logging.getLogger(__name__)
+        self.providers: dict[str, Any] = {}
+        self.default_provider: str = str(self.config.get("default_provider", "claude"))
+        self.search_provider = "deepseek"
+        self.local_provider = "ollama"
+        for name, provider in dict(self.config.get("providers") or {}).items():
+            self.register_provider(name, provider)
+
+        if "fallback_enabled" in self.config:
+            self.fallback_enabled = bool(self.config["fallback_enabled"])
+        else:
+            self.fallback_enabled = _flag(
+                "TORQ_FALLBACK_ENABLED", os.environ.get("TORQ_FALLBACK_ENABLED", "true")
+            )
+        self.chains_dir = resolve_chains_dir(self.config.get("chains_dir"))
+        self.provider_timeout: float | None = self._provider_timeout()
+        self.chains: dict[str, CompiledChain] = self._load_chains()
+        self._single: dict[tuple[str, str], CompiledChain] = {}
+        # Look providers up through get_provider at attempt time, never through a bound
+        # method captured now: callers (and tests) may replace get_provider later.
+        self._executor = FallbackExecutor(lambda name: self.get_provider(name), runtime)
+        self.fallback_executor = self._executor if self.fallback_enabled else None
+        self.logger.info("Provider fallback %s", "enabled" if self.fallback_enabled else "disabled")
+
+    # -- providers ---------------------------------------------------------------------
+
+    def get_provider(self, name: str) -> Any:
+        """The provider registered under ``name``, or None."""
+        return self.providers.get(name)
+
+    def register_provider(self, name: str, provider: Any) -> None:
+        """Register (or replace) the provider object used for ``name``."""
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"provider name must be a non-empty string, got {name!r}")
+        if not callable(getattr(provider, "generate_response", None)):
+            raise TypeError(
+                f"provider {name!r} has no generate_response(prompt=..., timeout=...) method"
+            )
+        self.providers[name] = provider
+
+    # -- chains ------------------------------------------------------------------------
+
+    def _load_chains(self) -> dict[str, CompiledChain]:
+        chains = load_chains(self.chains_dir)
+        timeout = self.provider_timeout
+        known = set(BUILTIN_PROVIDERS) | set(self.providers)
+        for chain in chains.values():
+            known.update(step.provider for step in chain.steps)
+        overrides = dict(self.config.get("chains") or {})
+        problems: list[Problem] = []
+
+        resolved: dict[str, Chain] = dict(chains)
+        for mode in ExecutionMode:
+            name = mode.value if mode.value in chains else _DEFAULT_CHAIN
+            if name not in chains:
+                problems.append(
+                    Problem(
+                        str(self.chains_dir),
+                        0,
+                        0,
+                        "",
+                        f"no chain for mode '{mode.value}': add {mode.value}.yaml "
+                        f"or {_DEFAULT_CHAIN}.yaml",
+                    )
+                )
+                continue
+            order, source = self._order_override(mode, overrides)
+            if order is None:
+                continue
+            unknown = [p for p in order if p not in known]
+            for provider in unknown:
+                close = difflib.get_close_matches(provider, sorted(known), n=1, cutoff=0.6)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                problems.append(Problem(source, 0, 0, "", f"unknown provider '{provider}'{hint}"))
+            if not order:
+                problems.append(Problem(source, 0, 0, "", "the provider list is empty"))
+            if unknown or not order:
+                continue
+            base = chains[name]
+            try:
+                resolved[mode.value] = rebuild(with_order(base, order), base, source)
+            except ChainConfigError as exc:
+                problems.extend(exc.problems)
+        if problems:
+            raise ChainConfigError(problems)
+
+        if timeout is not None:
+            resolved = {
+                key: rebuild(with_timeout(chain.spec, timeout), chain, chain.source)
+                for key, chain in resolved.items()
+            }
+        return {key: compile_chain(chain) for key, chain in resolved.items()}
+
+    def _order_override(
+        self, mode: ExecutionMode, overrides: Mapping[str, Any]
+    ) -> tuple[list[str] | None, str]:
+        if mode.value in overrides:
+            return _provider_list(overrides[mode.value]), f"config['chains']['{mode.value}']"
+        env = MODE_ENV.get(mode)
+        if env is not None and os.environ.get(env, "").strip():
+            return _provider_list(os.environ[env]), f"env {env}"
+        return None, ""
+
+    def _provider_timeout(self) -> float | None:
+        if self.config.get("provider_timeout") is not None:
+            return _positive_seconds("provider_timeout", self.config["provider_timeout"])
+        raw = os.environ.get("TORQ_PROVIDER_TIMEOUT", "").strip()
+        return _positive_seconds("TORQ_PROVIDER_TIMEOUT", raw) if raw else None
+
+    def chain_for(self, mode: ExecutionMode | str) -> CompiledChain:
+        """The compiled chain a mode runs (its own file, or ``default``)."""
+        key = ExecutionMode(mode).value
+        return self.chains.get(key) or self.chains[_DEFAULT_CHAIN]
+
+    def _single_chain(self, mode: ExecutionMode, provider: str) -> CompiledChain:
+        """A one-step chain for the single-provider path, built once per (mode, provider)."""
+        cached = self._single.get((mode.value, provider))
+        if cached is not None:
+            return cached
+        base = self.chain_for(mode).chain
+        template = next((s for s in base.steps if s.provider == provider), None)
+        step = StepSpec(
+            provider=provider,
+            model=template.model if template else None,
+            timeout=self.provider_timeout
+            or (template.timeout if template else base.spec.defaults.timeout),
+            retries=0,
+        )
+        spec = ChainSpec(
+            description=f"single provider: {provider}", deadline=base.deadline, steps=[step]
+        )
+        compiled = compile_chain(rebuild(spec, base, f"single provider '{provider}'"))
+        self._single[(mode.value, provider)] = compiled
+        return compiled
+
+    # -- generation --------------------------------------------------------------------
+
+    def _plan(
+        self,
+        prompt: str,
+        provider: str | None,
+        mode: ExecutionMode | str,
+        tools: list[str] | None,
+        timeout: float,
+        use_fallback: bool,
+    ) -> tuple[CompiledChain, GenerationMeta, float]:
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+        mode = ExecutionMode(mode)
+        seconds = _positive_seconds("timeout", timeout)
+        meta = GenerationMeta(mode=mode, tools_used=list(tools or []))
+        if provider is not None or not use_fallback or not self.fallback_enabled:
+            chain = self._single_chain(mode, provider or self.default_provider)
+        else:
+            chain = self.chain_for(mode)
+        return chain, meta, seconds
+
+    def generate_response(
+        self,
+        prompt: str,
+        provider: str | None = None,
+        mode: ExecutionMode | str = ExecutionMode.DIRECT,
+        tools: list[str] | None = None,
+        timeout: float = 60,
+        use_fallback: bool = True,
+    ) -> tuple[str, GenerationMeta]:
+        """Answer ``prompt``; return ``(text, meta)``.
+
+        A named ``provider``, ``use_fallback=False`` or fallback disabled take the
+        single-provider path (one attempt, still recorded); otherwise the mode's chain runs.
+        ``timeout`` bounds the whole call in seconds, together with the chain's deadline.
+        When every provider fails, the text is a friendly error and ``meta.error`` is set.
+        """
+        chain, meta, seconds = self._plan(prompt, provider, mode, tools, timeout, use_fallback)
+        try:
+            answer: Completion = self._executor.execute(chain, prompt, meta, seconds)
+        except (AITimeoutError, ProviderError, AIResponseError) as error:
+            return self._create_error_response(error), meta
+        return answer.text, meta
+
+    async def agenerate_response(
+        self,
+        prompt: str,
+        provider: str | None = None,
+        mode: ExecutionMode | str = ExecutionMode.DIRECT,
+        tools: list[str] | None = None,
+        timeout: float = 60,
+        use_fallback: bool = True,
+    ) -> tuple[str, GenerationMeta]:
+        """The async twin of :meth:`generate_response`, with the same parameters."""
+        chain, meta, seconds = self._plan(prompt, provider, mode, tools, timeout, use_fallback)
+        try:
+            answer: Completion = await self._executor.aexecute(chain, prompt, meta, seconds)
+        except (AITimeoutError, ProviderError, AIResponseError) as error:
+            return self._create_error_response(error), meta
+        return answer.text, meta
+
+    def _create_error_response(self, error: Exception) -> str:
+        """A user-friendly error response (the texts of TORQ Console)."""
+        if isinstance(error, AITimeoutError):
+            return (
+                "I apologize, but your request timed out. Please try a simpler query or try again."
+            )
+        if isinstance(error, ProviderError):
+            return (
+                f"I apologize, but the AI service is currently unavailable: {error}. "
+                "Please try again."
+            )
+        return f"I apologize, but I encountered an error: {error}. Please try again."
