@@ -154,9 +154,9 @@ def _message(error: Mapping[str, Any], loc: Loc) -> str:
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         return f"unknown category {value!r}{hint}; expected {expected}"
     if kind == "greater_than":
-        return f"must be greater than {ctx.get('gt')} (got {value!r})"
+        return f"must be greater than {ctx.get('gt'):g} (got {value!r})"
     if kind == "greater_than_equal":
-        return f"must be {ctx.get('ge')} or more (got {value!r})"
+        return f"must be {ctx.get('ge'):g} or more (got {value!r})"
     if kind == "too_short" and loc == ("steps",):
         return "a chain needs at least one step"
     if kind == "string_too_short":
@@ -248,6 +248,10 @@ def check_spec(
     return (spec if not problems else None), problems
 
 
+def _in_file_order(problems: list[Problem]) -> list[Problem]:
+    return sorted(problems, key=lambda p: (p.line, p.column))
+
+
 def _read(path: Path) -> tuple[Any, dict[Loc, _Pos], dict[Loc, _Pos], list[Problem]]:
     source = str(path)
     try:
@@ -288,7 +292,7 @@ def check_file(path: str | os.PathLike[str]) -> tuple[Chain | None, list[Problem
         return None, problems
     spec, problems = check_spec(data, str(file), values, keys)
     if spec is None:
-        return None, problems
+        return None, _in_file_order(problems)
     return build_chain(spec, file.stem, str(file)), []
 
 

@@ -317,7 +317,7 @@ def check_chain(spec: ChainSpec, *, reachability: bool = True) -> list[tuple[Loc
                     (
                         ("steps", index, "goto", category),
                         f"'{target}' names no step; use next, abort, exhausted "
-                        f"or one of: {', '.join(ids)}{hint}",
+                        f"or one of: {', '.join(dict.fromkeys(ids))}{hint}",
                     )
                 )
                 dest_index = None

@@ -1,0 +1,159 @@
+"""Shared fakes: a manual clock and scripted providers (no mocks of engine internals)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine import GenerationMeta, Runtime
+from engine.meta import ATTEMPT_KEYS
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAINS = ROOT / "chains"
+PYTHON = sys.executable
+
+
+@dataclass
+class FakeClock:
+    """Time that only moves when something sleeps or a provider 'takes' time."""
+
+    now: float = 1000.0
+    sleeps: list[float] = field(default_factory=list)
+    draws: list[float] = field(default_factory=list)
+    jitter: float = 0.5
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return 1_700_000_000.0 + self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    async def asleep(self, seconds: float) -> None:
+        self.sleep(seconds)
+
+    def random(self) -> float:
+        self.draws.append(self.jitter)
+        return self.jitter
+
+    def runtime(self) -> Runtime:
+        return Runtime(
+            monotonic=self.monotonic,
+            wall=self.wall,
+            sleep=self.sleep,
+            asleep=self.asleep,
+            random=self.random,
+        )
+
+
+@dataclass
+class Takes:
+    """A scripted step: spend ``seconds`` on the clock, then return or raise ``result``."""
+
+    seconds: float
+    result: Any
+
+
+class Scripted:
+    """A sync provider that plays a script: each call takes the next item (an exception is
+    raised, anything else returned). Records every prompt, timeout and model it saw."""
+
+    def __init__(self, *script: Any, clock: FakeClock | None = None, model: str | None = None):
+        self.script = list(script)
+        self.clock = clock
+        self.calls: list[dict[str, Any]] = []
+        if model is not None:
+            self.model = model
+
+    def _next(self, kwargs: dict[str, Any]) -> Any:
+        self.calls.append(kwargs)
+        if not self.script:
+            raise AssertionError("provider called more often than scripted")
+        item = self.script.pop(0)
+        if isinstance(item, Takes):
+            assert self.clock is not None
+            self.clock.now += item.seconds
+            item = item.result
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def generate_response(self, **kwargs: Any) -> Any:
+        return self._next(kwargs)
+
+
+class AsyncScripted(Scripted):
+    """The same, with ``async def generate_response``."""
+
+    async def generate_response(self, **kwargs: Any) -> Any:  # type: ignore[override]
+        return self._next(kwargs)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests start from a known environment: no TORQ_* or provider variables."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("TORQ_"):
+            monkeypatch.delenv(name)
+
+
+def write_chain(folder: Path, name: str, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def chains_dir(tmp_path: Path, chains: dict[str, str] | Iterable[tuple[str, str]]) -> Path:
+    """A chains directory with ``default.yaml`` plus the given chains."""
+    folder = tmp_path / "chains"
+    items = dict(chains)
+    items.setdefault("default", "steps: [deepseek, claude]\n")
+    for name, text in items.items():
+        write_chain(folder, name, text)
+    return folder
+
+
+def assert_invariants(meta: GenerationMeta) -> None:
+    attempts = meta.provider_attempts
+    assert len(attempts) >= 1
+    for attempt in attempts:
+        assert set(ATTEMPT_KEYS) <= set(attempt)
+        assert attempt["status"] in ("success", "failed")
+    assert meta.fallback_used is (len(attempts) > 1)
+    if meta.fallback_used:
+        first = attempts[0]
+        expected = first["error_category"]
+        if first["error_code"]:
+            expected = f"{expected}:{first['error_code']}"
+        assert meta.fallback_reason == expected
+    else:
+        assert meta.fallback_reason is None
+    if meta.error is None:
+        winner = attempts[-1]
+        assert winner["status"] == "success"
+        assert (meta.provider, meta.model, meta.latency_ms) == (
+            winner["provider"],
+            winner["model"],
+            winner["latency_ms"],
+        )
+        assert meta.error_category is None
+    else:
+        assert meta.error_category
+    json.dumps(meta.to_dict())

@@ -1,0 +1,87 @@
+"""The torq-fallback command, run as a user runs it: in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from conftest import CHAINS, PYTHON, ROOT
+
+MALFORMED = Path(__file__).parent / "malformed"
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("TORQ_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [PYTHON, "-m", "engine.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=full_env,
+        timeout=60,
+    )
+
+
+def test_version():
+    result = cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("torq-fallback ")
+
+
+def test_validate_the_default_chains():
+    result = cli("validate", str(CHAINS))
+    assert result.returncode == 0, result.stderr
+    assert "ok: 4 chain files valid" in result.stdout
+
+
+def test_validate_without_paths_checks_the_chains_in_use(tmp_path):
+    (tmp_path / "direct.yaml").write_text("steps: [deepseek, deepseek]\n")
+    result = cli("validate", env={"TORQ_CHAINS_DIR": str(tmp_path)})
+    assert result.returncode == 1
+    assert f"{tmp_path / 'direct.yaml'}:1:19: steps[1]: duplicate step id" in result.stdout
+
+
+def test_validate_reports_every_problem_and_exits_1():
+    result = cli("validate", str(MALFORMED / "several_problems.yaml"), str(CHAINS / "direct.yaml"))
+    assert result.returncode == 1
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith(f"{MALFORMED / 'several_problems.yaml'}:7:5: steps[0].timeot:")
+    assert "3 problems in 1 of 2 files" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_json():
+    result = cli("validate", "--json", str(MALFORMED / "target_names_no_step.yaml"))
+    assert result.returncode == 1
+    data = json.loads(result.stdout)
+    assert data["valid"] is False
+    (problem,) = data["problems"]
+    assert (problem["line"], problem["column"], problem["field"]) == (
+        4,
+        21,
+        "steps[0].goto.timeout",
+    )
+    assert "did you mean 'claude'?" in problem["message"]
+
+
+def test_validate_a_directory_without_chains_is_bad_usage(tmp_path):
+    result = cli("validate", str(tmp_path))
+    assert result.returncode == 2
+    assert "no chain files" in result.stderr
+
+
+def test_validate_a_missing_file():
+    result = cli("validate", "no/such/chain.yaml")
+    assert result.returncode == 1
+    assert "no/such/chain.yaml: cannot read file: No such file or directory" in result.stdout
+
+
+def test_help_shows_examples():
+    result = cli("validate", "--help")
+    assert result.returncode == 0
+    assert "torq-fallback validate chains/" in result.stdout
