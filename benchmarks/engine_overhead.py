@@ -56,10 +56,19 @@ def main() -> None:
     executor_ok = FallbackExecutor(ok.get)
     executor_hops = FallbackExecutor(hops.get)
     rows = [
-        ("executor, success (1 attempt)", lambda: executor_ok.execute(chain, "p", GenerationMeta(), 60)),
-        ("executor, 3-hop fallback (4 attempts)", lambda: executor_hops.execute(chain, "p", GenerationMeta(), 60)),
+        (
+            "executor, success (1 attempt)",
+            lambda: executor_ok.execute(chain, "p", GenerationMeta(), 60),
+        ),
+        (
+            "executor, 3-hop fallback (4 attempts)",
+            lambda: executor_hops.execute(chain, "p", GenerationMeta(), 60),
+        ),
         ("LLMManager.generate_response, success", lambda: manager_ok.generate_response("p")),
-        ("LLMManager.generate_response, 3-hop fallback", lambda: manager_hops.generate_response("p")),
+        (
+            "LLMManager.generate_response, 3-hop fallback",
+            lambda: manager_hops.generate_response("p"),
+        ),
     ]
     print(f"{'path':48} {'us/request':>10}")
     for label, fn in rows:
@@ -73,7 +82,8 @@ def main() -> None:
             await async_ok.agenerate_response("p")
         return (time.perf_counter() - start) / n * 1e6
 
-    print(f"{'LLMManager.agenerate_response, success (async)':48} {asyncio.run(batch(args.requests)):10.1f}")
+    label = "LLMManager.agenerate_response, success (async)"
+    print(f"{label:48} {asyncio.run(batch(args.requests)):10.1f}")
 
 
 if __name__ == "__main__":

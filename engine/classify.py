@@ -160,12 +160,14 @@ def classify_exception(exc: BaseException, overrides: Mapping[str, Category]) ->
         code, retry_after = type(exc).__name__, None
     rule = rule_for(code if isinstance(exc, TorqError | TimeoutError) else None, type(exc))
     category = overrides.get(code, rule.category) if code is not None else rule.category
+    should_retry = getattr(exc, "should_retry", None)
+    transient = rule.transient if should_retry is None else bool(should_retry)
     message = _short(str(exc) or type(exc).__name__)
     return Outcome(
         category=category,
         error_category=rule.error_category,
         error_code=code,
-        transient=rule.transient,
+        transient=transient,
         message=message,
         retry_after=retry_after,
         exception=exc,

@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 the checked thing is bad (invalid chains, failed chain)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -61,6 +62,32 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(sys.stdout, attempt_timeout=args.attempt_timeout)
+    return 0
+
+
+def _cmd_simulator(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from .simulator import Script, Simulator, load_script
+
+    script = load_script(args.script) if args.script else Script()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with Simulator(script, host=args.host, port=args.port) as sim:
+        print(f"provider simulator listening on http://{sim.host}:{sim.port}", flush=True)
+        print("point the built-in providers at it with:", flush=True)
+        for name, value in sim.env().items():
+            print(f"  export {name}={value}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torq-fallback",
@@ -84,6 +111,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("--json", action="store_true", help="print the result as JSON")
     validate.set_defaults(run=_cmd_validate)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run every default chain against the built-in simulator (no keys, no network)",
+        description="Start the provider simulator on loopback, point the four built-in "
+        "providers at it, and run each mode's chain through a scenario with real "
+        "fallbacks, printing each attempt.",
+        epilog="example:\n  torq-fallback demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument(
+        "--attempt-timeout",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="per-attempt timeout in seconds (default 1; the scenario has one 1.5 s reply)",
+    )
+    demo.set_defaults(run=_cmd_demo)
+
+    simulator = commands.add_parser(
+        "simulator",
+        help="serve the provider simulator until interrupted",
+        description="Serve the OpenAI, Anthropic and Ollama wire protocols on loopback, "
+        "following a YAML script of behaviours per provider.",
+        epilog="example:\n  torq-fallback simulator --script faults.yaml --port 8900",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    simulator.add_argument("--script", metavar="FILE", help="YAML script of behaviours")
+    simulator.add_argument("--host", default="127.0.0.1", help="loopback address")
+    simulator.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    simulator.set_defaults(run=_cmd_simulator)
     return parser
 
 
@@ -97,7 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
     except ChainConfigError as exc:
-        print(f"torq-fallback: invalid chain configuration\n{exc}", file=sys.stderr)
+        print(f"torq-fallback: invalid configuration\n{exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # bad settings (environment variables, options)
+        print(f"torq-fallback: {exc}", file=sys.stderr)
         return 2
     return code
 

@@ -94,6 +94,7 @@ class _OutcomeError(TorqError):
         *,
         provider: str | None = None,
         retry_after: float | None = None,
+        should_retry: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -102,6 +103,8 @@ class _OutcomeError(TorqError):
         self.cause = cause
         self.provider = provider
         self.retry_after = retry_after
+        # A server's explicit word on retrying (x-should-retry) beats the taxonomy's.
+        self.should_retry = should_retry
         if cause is not None:
             self.__cause__ = cause
 

@@ -248,10 +248,10 @@ def _failure(
     cause = last.exception
     count = f"{len(attempts)} attempt{'s' if len(attempts) != 1 else ''}"
     if state == ABORTED:
-        first = attempts[-1]
+        stop = attempts[-1]
         message = (
-            f"chain '{name}' stopped at {first['state']}: {first['error_category']}:"
-            f"{first['error_code']} would fail on every provider; {summary}"
+            f"chain '{name}' stopped at {stop['state']} ({_describe(stop).split(' -> ', 1)[1]}); "
+            "the same request would fail on every provider"
         )
         return ChainAbortedError(message, last.error_code, attempts, cause)
     if out_of_time:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
@@ -134,13 +135,15 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
     return None
 
 
-def _message(error: Mapping[str, Any], loc: Loc) -> str:
+def _message(
+    error: Mapping[str, Any], loc: Loc, model_at: Callable[[Loc], type[BaseModel] | None]
+) -> str:
     kind = error["type"]
     value = error.get("input")
     ctx = error.get("ctx") or {}
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        model = _model_at(loc[:-1])
+        model = model_at(loc[:-1])
         allowed = sorted(model.model_fields) if model else []
         close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -149,10 +152,11 @@ def _message(error: Mapping[str, Any], loc: Loc) -> str:
         return f"required key '{loc[-1]}' is missing"
     if kind == "literal_error":
         expected = ctx.get("expected", "")
-        choices = ["retryable", "timeout", "non_retryable"]
+        choices = re.findall(r"'([^']*)'", expected)
         close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        return f"unknown category {value!r}{hint}; expected {expected}"
+        what = "category" if set(choices) <= {"retryable", "timeout", "non_retryable"} else "value"
+        return f"unknown {what} {value!r}{hint}; expected {expected}"
     if kind == "greater_than":
         return f"must be greater than {ctx.get('gt'):g} (got {value!r})"
     if kind == "greater_than_equal":
@@ -219,6 +223,23 @@ def _salvaged_checks(data: Any) -> list[tuple[Loc, str]]:
     return check_chain(spec, reachability=False)
 
 
+def validation_problems(
+    exc: ValidationError,
+    source: str,
+    values: Mapping[Loc, _Pos],
+    keys: Mapping[Loc, _Pos],
+    model_at: Callable[[Loc], type[BaseModel] | None] = _model_at,
+) -> list[Problem]:
+    """pydantic's errors as located problems, with "did you mean" for unknown keys."""
+    problems = []
+    for error in exc.errors():
+        loc = _clean_loc(error["loc"])
+        line, column = _locate(loc, source, values, keys, key=error["type"] == "extra_forbidden")
+        message = _message(error, loc, model_at)
+        problems.append(Problem(source, line, column, _field_name(loc), message))
+    return problems
+
+
 def check_spec(
     data: Any,
     source: str,
@@ -228,20 +249,15 @@ def check_spec(
     """Validate plain chain data; return the spec (None if invalid) and every problem."""
     values = values or {}
     keys = keys or {}
-    problems: list[Problem] = []
     try:
         spec = validate_spec(data)
     except ValidationError as exc:
-        for error in exc.errors():
-            loc = _clean_loc(error["loc"])
-            line, column = _locate(
-                loc, source, values, keys, key=error["type"] in ("extra_forbidden",)
-            )
-            problems.append(Problem(source, line, column, _field_name(loc), _message(error, loc)))
+        problems = validation_problems(exc, source, values, keys)
         for loc, message in _salvaged_checks(data):
             line, column = _locate(loc, source, values, keys, key=False)
             problems.append(Problem(source, line, column, _field_name(loc), message))
         return None, problems
+    problems = []
     for loc, message in check_chain(spec):
         line, column = _locate(loc, source, values, keys, key=False)
         problems.append(Problem(source, line, column, _field_name(loc), message))
@@ -252,7 +268,11 @@ def _in_file_order(problems: list[Problem]) -> list[Problem]:
     return sorted(problems, key=lambda p: (p.line, p.column))
 
 
-def _read(path: Path) -> tuple[Any, dict[Loc, _Pos], dict[Loc, _Pos], list[Problem]]:
+def read_yaml(
+    path: Path, list_prefix: Loc = ("steps",)
+) -> tuple[Any, dict[Loc, _Pos], dict[Loc, _Pos], list[Problem]]:
+    """Parse a YAML file safely: its data, where each value and key was written, and any
+    problem (unreadable, invalid YAML, empty, not a mapping or list)."""
     source = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -279,7 +299,7 @@ def _read(path: Path) -> tuple[Any, dict[Loc, _Pos], dict[Loc, _Pos], list[Probl
             {},
             [Problem(source, 1, 1, "", "expected a mapping with `steps:` or a list of steps")],
         )
-    prefix: Loc = ("steps",) if isinstance(data, list) else ()
+    prefix: Loc = list_prefix if isinstance(data, list) else ()
     values, keys = _positions(node, prefix)
     return data, values, keys, []
 
@@ -287,7 +307,7 @@ def _read(path: Path) -> tuple[Any, dict[Loc, _Pos], dict[Loc, _Pos], list[Probl
 def check_file(path: str | os.PathLike[str]) -> tuple[Chain | None, list[Problem]]:
     """Load and validate one chain file; return the chain (None if invalid) and every problem."""
     file = Path(path)
-    data, values, keys, problems = _read(file)
+    data, values, keys, problems = read_yaml(file)
     if problems:
         return None, problems
     spec, problems = check_spec(data, str(file), values, keys)
@@ -340,4 +360,7 @@ def problems_text(problems: Sequence[Problem]) -> str:
     return "\n".join(str(p) for p in problems)
 
 
-__all__ += ["problems_text", "rebuild"]
+__all__ += ["field_name", "locate", "problems_text", "read_yaml", "rebuild", "validation_problems"]
+
+field_name = _field_name
+locate = _locate

@@ -12,6 +12,7 @@ Configuration, highest precedence first: the ``config`` dict, then the environme
 from __future__ import annotations
 
 import difflib
+import inspect
 import logging
 import math
 import os
@@ -24,6 +25,8 @@ from .executor import FallbackExecutor
 from .loader import load_chains, rebuild, resolve_chains_dir
 from .machine import CompiledChain, compile_chain
 from .meta import ExecutionMode, GenerationMeta
+from .providers.http import HTTPProvider
+from .providers.settings import load_providers_file, resolve
 from .runtime import Runtime
 from .spec import Chain, ChainSpec, StepSpec, with_order, with_timeout
 
@@ -69,6 +72,10 @@ def _provider_list(raw: Any) -> list[str]:
 class LLMManager:
     """Answers prompts through provider fallback chains. Needs no keys or network to build.
 
+    The built-in providers (deepseek, openai, claude, ollama) and those of
+    ``providers.yaml`` in the chains directory are HTTP providers reading their keys from
+    the environment; close them with :meth:`close` / :meth:`aclose` or a ``with`` block.
+
     ``config`` keys (all optional): ``fallback_enabled`` (bool), ``chains_dir`` (path),
     ``chains`` (mode -> provider list or comma-separated string), ``provider_timeout``
     (seconds per attempt), ``providers`` (name -> provider object), ``default_provider``
@@ -83,8 +90,9 @@ class LLMManager:
         self.default_provider: str = str(self.config.get("default_provider", "claude"))
         self.search_provider = "deepseek"
         self.local_provider = "ollama"
-        for name, provider in dict(self.config.get("providers") or {}).items():
-            self.register_provider(name, provider)
+        self.chains_dir = resolve_chains_dir(self.config.get("chains_dir"))
+        self.provider_settings = load_providers_file(self.chains_dir)
+        self._init_providers()
 
         if "fallback_enabled" in self.config:
             self.fallback_enabled = bool(self.config["fallback_enabled"])
@@ -92,7 +100,6 @@ class LLMManager:
             self.fallback_enabled = _flag(
                 "TORQ_FALLBACK_ENABLED", os.environ.get("TORQ_FALLBACK_ENABLED", "true")
             )
-        self.chains_dir = resolve_chains_dir(self.config.get("chains_dir"))
         self.provider_timeout: float | None = self._provider_timeout()
         self.chains: dict[str, CompiledChain] = self._load_chains()
         self._single: dict[tuple[str, str], CompiledChain] = {}
@@ -103,6 +110,43 @@ class LLMManager:
         self.logger.info("Provider fallback %s", "enabled" if self.fallback_enabled else "disabled")
 
     # -- providers ---------------------------------------------------------------------
+
+    def _init_providers(self) -> None:
+        """The HTTP providers (built-in and from providers.yaml), then the config's objects.
+
+        Building them reads keys and URLs from the environment but opens no connection."""
+        for name, settings in self.provider_settings.items():
+            self.providers[name] = HTTPProvider(resolve(settings))
+        for name, provider in dict(self.config.get("providers") or {}).items():
+            self.register_provider(name, provider)
+
+    def close(self) -> None:
+        """Close the providers' HTTP clients (sync)."""
+        for provider in self.providers.values():
+            close = getattr(provider, "close", None)
+            if callable(close):
+                close()
+
+    async def aclose(self) -> None:
+        """Close the providers' HTTP clients, sync and async."""
+        for provider in self.providers.values():
+            aclose = getattr(provider, "aclose", None)
+            if inspect.iscoroutinefunction(aclose):
+                await aclose()
+            elif callable(getattr(provider, "close", None)):
+                provider.close()
+
+    def __enter__(self) -> LLMManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> LLMManager:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     def get_provider(self, name: str) -> Any:
         """The provider registered under ``name``, or None."""
@@ -123,7 +167,7 @@ class LLMManager:
     def _load_chains(self) -> dict[str, CompiledChain]:
         chains = load_chains(self.chains_dir)
         timeout = self.provider_timeout
-        known = set(BUILTIN_PROVIDERS) | set(self.providers)
+        known = set(BUILTIN_PROVIDERS) | set(self.providers) | set(self.provider_settings)
         for chain in chains.values():
             known.update(step.provider for step in chain.steps)
         overrides = dict(self.config.get("chains") or {})

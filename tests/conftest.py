@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -103,14 +104,34 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+PROVIDER_ENV = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "DEEPSEEK_API_KEY",
+    "DEEPSEEK_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "OLLAMA_HOST",
+)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (connections to it are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests start from a known environment: no TORQ_* or provider variables."""
+    """Tests start from a known environment: no TORQ_* or provider keys, and the keyless
+    built-in (ollama) pointed at a closed loopback port, never at a real local server."""
     import os
 
     for name in list(os.environ):
-        if name.startswith("TORQ_"):
+        if name.startswith("TORQ_") or name in PROVIDER_ENV:
             monkeypatch.delenv(name)
+    monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{closed_port()}")
 
 
 def write_chain(folder: Path, name: str, text: str) -> Path:

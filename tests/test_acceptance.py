@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import AsyncScripted, FakeClock, Scripted, assert_invariants
+from conftest import AsyncScripted, FakeClock, Scripted, assert_invariants, chains_dir
 
 from engine import (
     AIResponseError,
@@ -174,24 +174,40 @@ def test_prompt_reaches_every_provider_unchanged(clock):
         assert [call["prompt"] for call in provider.calls] == [prompt]
 
 
-def test_missing_provider_is_recorded_and_skipped(clock):
-    manager = manager_with(clock, openai=Scripted("ok"))
+def test_missing_provider_is_recorded_and_skipped(clock, tmp_path):
+    folder = chains_dir(tmp_path, {"direct": "steps: [mistral, openai]\n"})
+    manager = manager_with(clock, {"chains_dir": str(folder)}, openai=Scripted("ok"))
     text, meta = manager.generate_response("hi")
     assert text == "ok"
     first = meta.provider_attempts[0]
-    assert (first["provider"], first["error_code"]) == ("deepseek", "provider_not_found")
+    assert (first["provider"], first["error_code"]) == ("mistral", "provider_not_found")
     assert meta.fallback_reason == "provider_error:provider_not_found"
 
 
-def test_all_providers_missing_is_a_clear_all_failed_error(clock):
-    manager = LLMManager(runtime=clock.runtime())
+def test_all_providers_missing_is_a_clear_all_failed_error(clock, tmp_path):
+    folder = chains_dir(tmp_path, {"direct": "steps: [mistral, groq, local]\n"})
+    manager = LLMManager(config={"chains_dir": str(folder)}, runtime=clock.runtime())
     text, meta = manager.generate_response("hi")
-    assert [a["error_code"] for a in meta.provider_attempts] == ["provider_not_found"] * 4
-    assert meta.error.startswith("all providers failed for chain 'direct' after 4 attempts")
-    for name in ("deepseek", "openai", "claude", "ollama"):
+    assert [a["error_code"] for a in meta.provider_attempts] == ["provider_not_found"] * 3
+    assert meta.error.startswith("all providers failed for chain 'direct' after 3 attempts")
+    for name in ("mistral", "groq", "local"):
         assert f"no provider named '{name}' is registered" in meta.error
     assert meta.error_category == "provider_error"
     assert "currently unavailable" in text
+
+
+def test_built_in_providers_without_keys_are_not_configured(clock):
+    manager = LLMManager(runtime=clock.runtime())
+    text, meta = manager.generate_response("hi")
+    codes = [(a["provider"], a["error_code"]) for a in meta.provider_attempts]
+    assert codes == [
+        ("deepseek", "not_configured"),
+        ("openai", "not_configured"),
+        ("claude", "not_configured"),
+        ("ollama", "connect_error"),  # keyless, and nothing listens where it points
+    ]
+    assert "DEEPSEEK_API_KEY is not set" in meta.provider_attempts[0]["message"]
+    assert text.startswith("I apologize")
 
 
 def test_default_chain_serves_modes_without_a_file(clock):

@@ -1,11 +1,13 @@
 """The provider protocol and the two ways of calling a provider (from sync and async code).
 
 A provider is any object with ``generate_response(prompt=..., timeout=...)``, sync or
-``async def``, returning a ``str`` or a completion (an object with a ``text`` str; ``model``
-and token usage optional). When a chain step names a model, it is passed as ``model=``.
-Failures are raised as :class:`~engine.errors.ProviderError`,
-:class:`~engine.errors.AITimeoutError` or :class:`~engine.errors.AIResponseError` with a
-``code``; anything else raised is recorded as an ``exception`` outcome.
+``async def`` (an object with both a sync ``generate_response`` and an async
+``agenerate_response`` gets the async one from async code), returning a ``str`` or a
+completion (an object with a ``text`` str; ``model`` and token usage optional). When a
+chain step names a model, it is passed as ``model=``. Failures are raised as
+:class:`~engine.errors.ProviderError`, :class:`~engine.errors.AITimeoutError` or
+:class:`~engine.errors.AIResponseError` with a ``code``; anything else raised is recorded
+as an ``exception`` outcome.
 
 Both calling functions return ``(True, value)`` or ``(False, exception)``: the executor
 classifies either, so nothing a provider raises is lost.
@@ -24,6 +26,7 @@ from ..errors import AITimeoutError
 __all__ = ["AsyncProvider", "CallResult", "Provider", "SyncProvider", "acall", "call"]
 
 CallResult: TypeAlias = tuple[bool, Any]
+_GRACE = 1.0
 
 
 @runtime_checkable
@@ -96,15 +99,19 @@ def call(provider: Any, prompt: str, timeout: float, model: str | None) -> CallR
 async def acall(provider: Any, prompt: str, timeout: float, model: str | None) -> CallResult:
     """Call ``provider`` from async code, bounded by ``timeout``. Sync providers run on a
     worker thread so that they never block the event loop."""
+    # A provider that enforces the timeout itself (naming where it was cut off) gets a
+    # moment more, so that its own, more precise, outcome is the one recorded.
+    limit = timeout + _GRACE if getattr(provider, "bounds_own_timeout", False) else timeout
     try:
-        method = provider.generate_response
         kwargs = _kwargs(prompt, timeout, model)
+        native = getattr(provider, "agenerate_response", None)
+        method = native if inspect.iscoroutinefunction(native) else provider.generate_response
         if inspect.iscoroutinefunction(method):
-            value = await _bounded(method(**kwargs), timeout)
+            value = await _bounded(method(**kwargs), limit)
         else:
-            value = await _bounded(asyncio.to_thread(method, **kwargs), timeout)
+            value = await _bounded(asyncio.to_thread(method, **kwargs), limit)
             if inspect.isawaitable(value):
-                value = await _bounded(value, timeout)
+                value = await _bounded(value, limit)
         return True, value
     except Exception as exc:  # classified and recorded by the executor
         return False, exc

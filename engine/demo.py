@@ -1,0 +1,65 @@
+"""``torq-fallback demo``: every default mode's chain, over real HTTP, against the
+simulator, with scripted faults; no API keys and no network needed."""
+
+from __future__ import annotations
+
+import time
+from typing import TextIO
+
+from .manager import LLMManager
+from .meta import ExecutionMode
+from .report import timeline
+from .simulator import Simulator, demo_script, environment
+
+__all__ = ["run_demo"]
+
+_PROMPTS = {
+    ExecutionMode.DIRECT: "What is 2 + 2?",
+    ExecutionMode.RESEARCH: "What do the sources say 2 + 2 is?",
+    ExecutionMode.CODE_GENERATION: "Write a Python function that adds two integers.",
+    ExecutionMode.COMPOSITION: "Plan an essay about arithmetic.",
+    ExecutionMode.HIERARCHICAL: "Split this task into sub-tasks.",
+}
+
+
+def run_demo(out: TextIO, attempt_timeout: float = 1.0) -> int:
+    """Run the demo scenario, printing a timeline per mode; return the number of modes
+    that got an answer."""
+    started = time.monotonic()
+    answered = attempts = fallbacks = 0
+    outcomes: dict[str, int] = {}
+    with Simulator(demo_script()) as sim, environment(sim):
+        print(
+            f"provider simulator on http://{sim.host}:{sim.port} (fake keys, loopback only)",
+            file=out,
+        )
+        print(f"every attempt times out after {attempt_timeout:g} s\n", file=out)
+        with LLMManager(config={"provider_timeout": attempt_timeout}) as manager:
+            for mode, prompt in _PROMPTS.items():
+                chain = manager.chain_for(mode).chain
+                order = " -> ".join(step.id for step in chain.steps)
+                print(f"== {mode.value} (chain '{chain.name}': {order})", file=out)
+                print(f"   prompt: {prompt}", file=out)
+                text, meta = manager.generate_response(prompt, mode=mode)
+                print(timeline(meta, indent="   "), file=out)
+                last = meta.provider_attempts[-1]["next"]
+                outcomes[last] = outcomes.get(last, 0) + 1
+                if meta.error is None:
+                    answered += 1
+                    print(f"   answer ({meta.provider}, {meta.model}): {text}", file=out)
+                else:
+                    print(f"   failed ({meta.error_category}): {text}", file=out)
+                if meta.fallback_used:
+                    fallbacks += 1
+                    print(f"   fallback_reason: {meta.fallback_reason}", file=out)
+                attempts += len(meta.provider_attempts)
+                print(file=out)
+    seconds = time.monotonic() - started
+    failed = len(_PROMPTS) - answered
+    print(
+        f"summary: {len(_PROMPTS)} modes, {answered} answered, {failed} failed "
+        f"({', '.join(f'{n} {state}' for state, n in sorted(outcomes.items()))}); "
+        f"{attempts} attempts, {fallbacks} with fallback; {seconds:.1f} s",
+        file=out,
+    )
+    return answered

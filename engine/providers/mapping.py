@@ -1,0 +1,168 @@
+"""The one boundary where HTTP becomes outcomes: statuses, error bodies, headers and httpx
+exceptions are mapped onto the taxonomy's codes here, and nowhere else.
+
+Every message leaving this module has been through :func:`redact`, so no API key (or
+anything shaped like one) reaches metadata, logs or exceptions.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import re
+import time
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+import httpx
+
+from ..errors import AIResponseError, AITimeoutError, ProviderError
+from .wire import ErrorInfo, Wire
+
+OutcomeError = ProviderError | AITimeoutError | AIResponseError
+
+__all__ = ["RETRY_AFTER_CAP", "error_for_status", "error_for_transport", "redact", "retry_after"]
+
+#: Longest Retry-After taken from a server, in seconds (a chain's backoff_max decides
+#: whether waiting that long is worth it).
+RETRY_AFTER_CAP: Final = 300.0
+
+_KEY_SHAPES: Final = re.compile(
+    r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-*]{6,}|\bBearer\s+[A-Za-z0-9._\-~+/]{8,}=*", re.IGNORECASE
+)
+_CONTEXT: Final = re.compile(
+    r"context.length|maximum context|prompt is too long|too many tokens|context window",
+    re.IGNORECASE,
+)
+_QUOTA: Final = re.compile(
+    r"insufficient.(?:balance|quota)|exceeded your current quota|credit balance|billing",
+    re.IGNORECASE,
+)
+_QUOTA_CODES: Final = frozenset(
+    {"insufficient_quota", "billing_error", "billing_hard_limit_reached"}
+)
+_FILTER_CODES: Final = frozenset({"content_filter", "content_policy_violation"})
+_MESSAGE_LIMIT: Final = 300
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every given secret, and anything shaped like an API key, masked."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return _KEY_SHAPES.sub("[redacted]", text)
+
+
+def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds the server asks to wait: ``retry-after-ms``, else ``retry-after`` (seconds or
+    an HTTP date), capped at :data:`RETRY_AFTER_CAP`; None when absent or unreadable."""
+    raw_ms = headers.get("retry-after-ms")
+    seconds: float | None = None
+    if raw_ms is not None:
+        try:
+            seconds = float(raw_ms) / 1000
+        except ValueError:
+            seconds = None
+    raw = headers.get("retry-after")
+    if seconds is None and raw is not None:
+        try:
+            seconds = float(raw)
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(raw)
+            except (TypeError, ValueError):
+                when = None
+            if when is not None and when.tzinfo is not None:
+                seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_CAP)
+
+
+def _should_retry(headers: Mapping[str, str]) -> bool | None:
+    value = headers.get("x-should-retry", "").strip().lower()
+    return {"true": True, "false": False}.get(value)
+
+
+def _info(body: bytes, wire: Wire) -> ErrorInfo:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ErrorInfo(message=body.decode("utf-8", "replace").strip())
+    return wire.error(data)
+
+
+def error_for_status(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    wire: Wire,
+    provider: str,
+    secrets: Iterable[str] = (),
+) -> OutcomeError:
+    """The outcome of a non-2xx reply."""
+    info = _info(body, wire)
+    detail = redact(info.message or f"HTTP {status}", secrets)[:_MESSAGE_LIMIT]
+    message = f"{provider}: HTTP {status}: {detail}"
+    kinds = {info.type, info.code}
+    kind, code = _status_outcome(status, kinds, info.message)
+    return kind(
+        message,
+        code=code,
+        provider=provider,
+        retry_after=retry_after(headers),
+        should_retry=_should_retry(headers),
+    )
+
+
+def _status_outcome(
+    status: int, kinds: set[str], text: str
+) -> tuple[type[ProviderError] | type[AIResponseError], str]:
+    if kinds & _FILTER_CODES:
+        return AIResponseError, "content_filter"
+    if status == 413 or (
+        status == 400 and ("context_length_exceeded" in kinds or _CONTEXT.search(text))
+    ):
+        return ProviderError, "context_length_exceeded"
+    if status == 402 or kinds & _QUOTA_CODES or (status in (400, 403, 429) and _QUOTA.search(text)):
+        return ProviderError, "insufficient_quota"
+    if status in (400, 422):
+        return AIResponseError, str(status)
+    # Known statuses keep their number as code; unknown ones are recorded as they are.
+    return ProviderError, str(status) if status >= 400 else f"http_{status}"
+
+
+def error_for_transport(
+    exc: httpx.HTTPError, provider: str, phase: str, secrets: Iterable[str] = ()
+) -> OutcomeError:
+    """The outcome of an httpx exception. ``phase`` is ``connect``, ``wait`` (request sent,
+    no reply yet) or ``body`` (reading the reply)."""
+    text = redact(str(exc) or type(exc).__name__, secrets)[:_MESSAGE_LIMIT]
+    message = f"{provider}: {text}"
+    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        return AITimeoutError(message, code="connect_timeout", cause=exc, provider=provider)
+    if isinstance(exc, httpx.TimeoutException):
+        return AITimeoutError(message, code="read_timeout", cause=exc, provider=provider)
+    if isinstance(exc, httpx.ConnectError):
+        return ProviderError(message, code="connect_error", cause=exc, provider=provider)
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.DecodingError):
+        # Reset before the request went out: the server is not reachable. After: the
+        # reply was cut short.
+        code = "connect_error" if phase == "connect" else "truncated_response"
+        return ProviderError(message, code=code, cause=exc, provider=provider)
+    return ProviderError(message, code=type(exc).__name__, cause=exc, provider=provider)
+
+
+def attempt_timeout(provider: str, seconds: float, phase: str) -> AITimeoutError:
+    """The outcome of an attempt cut off by its own timeout, named after where it was."""
+    code = {"connect": "connect_timeout", "wait": "read_timeout"}.get(phase, "attempt_timeout")
+    what = {"connect": "connecting", "wait": "waiting for a reply"}.get(phase, "reading the reply")
+    return AITimeoutError(
+        f"{provider}: no complete answer within {seconds:g}s (still {what})",
+        code=code,
+        provider=provider,
+    )
+
+
+__all__ += ["attempt_timeout"]

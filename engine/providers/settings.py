@@ -1,0 +1,247 @@
+"""Providers as data: the four built-in providers, and the providers file that overrides
+them or adds any OpenAI-compatible (or Anthropic- or Ollama-style) endpoint.
+
+A providers file is ``providers.yaml`` in the chains directory::
+
+    providers:
+      openai:                       # a built-in: change only what you name
+        model: gpt-4.1
+      groq:                         # a new provider, usable in chains as `groq`
+        kind: openai                # wire protocol: openai, anthropic or ollama
+        base_url: https://api.groq.com/openai/v1
+        api_key_env: GROQ_API_KEY   # the key is read from this variable, never from a file
+        model: llama-3.3-70b-versatile
+        headers: {X-Title: torq}    # "${VAR}" in a value is read from the environment
+
+Keys and URLs are read from the environment when the manager is built; a missing key
+makes the provider ``not_configured`` at call time, never an error at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import ChainConfigError, Problem
+from ..loader import locate, read_yaml, validation_problems
+from ..spec import Loc
+
+__all__ = [
+    "BUILTIN_SETTINGS",
+    "PROVIDERS_FILE",
+    "ProviderEntry",
+    "ProviderSettings",
+    "ProvidersFile",
+    "check_providers_file",
+    "load_providers_file",
+    "resolve",
+]
+
+PROVIDERS_FILE: Final = "providers.yaml"
+Kind = Literal["openai", "anthropic", "ollama"]
+_ENV_REF: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_NAME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+
+
+class ProviderEntry(BaseModel):
+    """One provider in a providers file. For a built-in name every key is optional."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    kind: Kind | None = Field(default=None, description="Wire protocol.")
+    base_url: str | None = Field(default=None, min_length=1, description="Endpoint base URL.")
+    base_url_env: str | None = Field(
+        default=None, min_length=1, description="Variable that overrides base_url when set."
+    )
+    api_key_env: str | None = Field(
+        default=None, min_length=1, description="Variable holding the API key."
+    )
+    model: str | None = Field(default=None, min_length=1, description="Default model.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description='Extra headers; "${VAR}" reads the environment.'
+    )
+    connect_timeout: float | None = Field(
+        default=None, gt=0, description="Seconds to establish a connection (capped by the step)."
+    )
+
+
+class ProvidersFile(BaseModel):
+    """A providers file."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    providers: dict[str, ProviderEntry] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """Everything needed to build one HTTP provider (still naming env variables, not values)."""
+
+    name: str
+    kind: Kind
+    base_url: str
+    model: str
+    api_key_env: str | None = None
+    base_url_env: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    connect_timeout: float = 10.0
+
+
+#: The built-in providers, under the names chains use.
+BUILTIN_SETTINGS: Final[Mapping[str, ProviderSettings]] = {
+    "deepseek": ProviderSettings(
+        "deepseek", "openai", "https://api.deepseek.com", "deepseek-chat",
+        api_key_env="DEEPSEEK_API_KEY", base_url_env="DEEPSEEK_BASE_URL",
+    ),
+    "openai": ProviderSettings(
+        "openai", "openai", "https://api.openai.com/v1", "gpt-4.1-mini",
+        api_key_env="OPENAI_API_KEY", base_url_env="OPENAI_BASE_URL",
+    ),
+    "claude": ProviderSettings(
+        "claude", "anthropic", "https://api.anthropic.com", "claude-sonnet-4-5",
+        api_key_env="ANTHROPIC_API_KEY", base_url_env="ANTHROPIC_BASE_URL",
+    ),
+    "ollama": ProviderSettings(
+        "ollama", "ollama", "http://localhost:11434", "llama3.2",
+        base_url_env="OLLAMA_HOST",
+    ),
+}  # fmt: skip
+
+
+def _model_at(loc: Loc) -> type[BaseModel] | None:
+    if not loc:
+        return ProvidersFile
+    if len(loc) == 2 and loc[0] == "providers":
+        return ProviderEntry
+    return None
+
+
+def check_providers_file(
+    path: str | os.PathLike[str],
+) -> tuple[dict[str, ProviderSettings] | None, list[Problem]]:
+    """Validate a providers file; return the settings it defines (merged with the built-ins
+    it overrides) and every problem, located by file:line:column."""
+    file = Path(path)
+    source = str(file)
+    data, values, keys, problems = read_yaml(file, list_prefix=("providers",))
+    if problems:
+        return None, problems
+    try:
+        parsed = ProvidersFile.model_validate(data)
+    except ValidationError as exc:
+        return None, validation_problems(exc, source, values, keys, _model_at)
+    settings: dict[str, ProviderSettings] = {}
+    for name, entry in parsed.providers.items():
+        loc: Loc = ("providers", name)
+        line, column = locate(loc, source, values, keys, key=True)
+        if not _NAME.match(name):
+            problems.append(
+                Problem(source, line, column, f"providers.{name}",
+                        "a provider name starts with a letter and uses letters, digits, _ . -")
+            )  # fmt: skip
+            continue
+        base = BUILTIN_SETTINGS.get(name)
+        if base is None:
+            missing = [k for k in ("kind", "base_url", "model") if getattr(entry, k) is None]
+            if missing:
+                problems.append(
+                    Problem(source, line, column, f"providers.{name}",
+                            f"a new provider needs {', '.join(missing)}")
+                )  # fmt: skip
+                continue
+        elif entry.kind is not None and entry.kind != base.kind:
+            kline, kcol = locate((*loc, "kind"), source, values, keys, key=False)
+            problems.append(
+                Problem(source, kline, kcol, f"providers.{name}.kind",
+                        f"'{name}' is built in with kind '{base.kind}'; "
+                        "add a provider under another name instead")
+            )  # fmt: skip
+            continue
+        settings[name] = _merge(name, entry, base)
+    return (settings if not problems else None), problems
+
+
+def _merge(name: str, entry: ProviderEntry, base: ProviderSettings | None) -> ProviderSettings:
+    given = {k: v for k, v in entry.model_dump().items() if v is not None}
+    if base is None:
+        return ProviderSettings(name=name, **given)
+    headers = {**base.headers, **given.pop("headers", {})}
+    fields = {
+        "kind": base.kind,
+        "base_url": base.base_url,
+        "model": base.model,
+        "api_key_env": base.api_key_env,
+        "base_url_env": base.base_url_env,
+        "connect_timeout": base.connect_timeout,
+        **given,
+    }
+    if "base_url" in given and "base_url_env" not in given:
+        fields["base_url_env"] = None  # a URL written in the file is meant, not the default env
+    return ProviderSettings(name=name, headers=headers, **fields)
+
+
+def load_providers_file(directory: Path) -> dict[str, ProviderSettings]:
+    """The built-ins, with ``directory/providers.yaml`` applied when it exists."""
+    merged = dict(BUILTIN_SETTINGS)
+    file = directory / PROVIDERS_FILE
+    if not file.exists():
+        return merged
+    settings, problems = check_providers_file(file)
+    if settings is None:
+        raise ChainConfigError(problems)
+    merged.update(settings)
+    return merged
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Settings with the environment read: URL, key and headers as they will be sent."""
+
+    settings: ProviderSettings
+    base_url: str
+    api_key: str | None
+    headers: Mapping[str, str]
+    secrets: tuple[str, ...]
+
+
+def resolve(settings: ProviderSettings, environ: Mapping[str, str] | None = None) -> Resolved:
+    """Read the environment for ``settings``: base URL override, API key, header references."""
+    env = os.environ if environ is None else environ
+    base_url = settings.base_url
+    if settings.base_url_env and env.get(settings.base_url_env, "").strip():
+        base_url = env[settings.base_url_env].strip()
+    if "://" not in base_url:  # OLLAMA_HOST is often given as host:port
+        base_url = f"http://{base_url}"
+    api_key = env.get(settings.api_key_env, "").strip() or None if settings.api_key_env else None
+    secrets: list[str] = [api_key] if api_key else []
+
+    def expand(match: re.Match[str]) -> str:
+        value = env.get(match.group(1), "")
+        if value:
+            secrets.append(value)
+        return value
+
+    headers = {k: _ENV_REF.sub(expand, v) for k, v in settings.headers.items()}
+    return Resolved(settings, base_url.rstrip("/"), api_key, headers, tuple(secrets))
+
+
+def describe(resolved: Resolved) -> dict[str, Any]:
+    """A secret-free description, for logs and the CLI."""
+    s = resolved.settings
+    return {
+        "name": s.name,
+        "kind": s.kind,
+        "base_url": resolved.base_url,
+        "model": s.model,
+        "api_key_env": s.api_key_env,
+        "configured": resolved.api_key is not None or s.api_key_env is None,
+    }
+
+
+__all__ += ["Resolved", "describe"]
