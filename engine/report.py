@@ -20,7 +20,7 @@ def _code(attempt: dict[str, Any]) -> str:
 
 
 def _rows(attempts: Sequence[dict[str, Any]]) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for index, attempt in enumerate(attempts, 1):
         step = str(attempt.get("state", attempt["provider"]))
         if attempt.get("retry"):
