@@ -143,7 +143,9 @@ def error_for_transport(
     if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
         return AITimeoutError(message, code="connect_timeout", cause=exc, provider=provider)
     if isinstance(exc, httpx.TimeoutException):
-        return AITimeoutError(message, code="read_timeout", cause=exc, provider=provider)
+        # No reply in time is a read timeout; a reply that stopped coming, an attempt timeout.
+        code = "attempt_timeout" if phase == "body" else "read_timeout"
+        return AITimeoutError(message, code=code, cause=exc, provider=provider)
     if isinstance(exc, httpx.ConnectError):
         return ProviderError(message, code="connect_error", cause=exc, provider=provider)
     if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.DecodingError):
