@@ -11,10 +11,12 @@ import contextlib
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from .errors import ChainConfigError, Problem
 from .loader import chain_files, check_file, resolve_chains_dir
+from .providers.settings import PROVIDERS_FILE, check_providers_file
 
 __all__ = ["main"]
 
@@ -28,6 +30,8 @@ _EPILOG = """examples:
 def _cmd_validate(args: argparse.Namespace) -> int:
     paths = args.paths or [str(resolve_chains_dir())]
     files = chain_files(paths)
+    # A directory's providers file is checked too, with its own rules.
+    files += [Path(p) / PROVIDERS_FILE for p in paths if (Path(p) / PROVIDERS_FILE).is_file()]
     if not files:
         print(
             f"torq-fallback: no chain files (*.yaml, *.yml) in {', '.join(paths)}", file=sys.stderr
@@ -35,7 +39,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         return 2
     problems: list[Problem] = []
     for file in files:
-        problems.extend(check_file(file)[1])
+        check = check_providers_file if file.name == PROVIDERS_FILE else check_file
+        problems.extend(check(file)[1])
     if args.json:
         print(
             json.dumps(

@@ -393,6 +393,9 @@ class Simulator:
         self.host = host
         self.port = port
         self.requests: list[Request] = []
+        #: Connections open right now, and opened in all (to check clients close theirs).
+        self.open_connections = 0
+        self.total_connections = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
@@ -468,6 +471,8 @@ class Simulator:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self.open_connections += 1
+        self.total_connections += 1
         try:
             while await self._one_request(reader, writer):
                 pass
@@ -476,6 +481,7 @@ class Simulator:
         except asyncio.CancelledError:
             pass  # the simulator is stopping
         finally:
+            self.open_connections -= 1
             self._tasks.discard(task)
             writer.close()
             with contextlib.suppress(Exception):

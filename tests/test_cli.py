@@ -85,3 +85,54 @@ def test_help_shows_examples():
     result = cli("validate", "--help")
     assert result.returncode == 0
     assert "torq-fallback validate chains/" in result.stdout
+
+
+def test_validate_a_directory_checks_its_providers_file(tmp_path):
+    (tmp_path / "direct.yaml").write_text("steps: [deepseek]\n")
+    (tmp_path / "providers.yaml").write_text("providers:\n  groq:\n    kind: openai\n")
+    result = cli("validate", str(tmp_path))
+    assert result.returncode == 1
+    assert (
+        f"{tmp_path / 'providers.yaml'}:2:3: providers.groq: a new provider needs base_url, model"
+        in result.stdout
+    )
+
+
+def test_simulator_command_serves_a_script_until_terminated(tmp_path):
+    import os
+    import signal
+
+    import httpx
+
+    script = tmp_path / "faults.yaml"
+    script.write_text("openai:\n  - rate_limit: {retry_after: 3}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TORQ_")}
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "engine.cli", "simulator", "--script", str(script)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("provider simulator listening on http://127.0.0.1:")
+        base = first.rsplit(" ", 1)[1].strip()
+        exports = [proc.stdout.readline().strip() for _ in range(7)]
+        assert f"export OPENAI_BASE_URL={base}/openai/v1" in exports
+        reply = httpx.post(f"{base}/openai/v1/chat/completions", json={"model": "m"}, timeout=5)
+        assert reply.status_code == 429 and reply.headers["retry-after"] == "3"
+        assert reply.json()["error"]["code"] == "rate_limit_exceeded"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        proc.stdout.close()
+
+
+def test_simulator_command_with_a_bad_script_is_bad_usage(tmp_path):
+    script = tmp_path / "faults.yaml"
+    script.write_text("openai:\n  - explode\n")
+    result = cli("simulator", "--script", str(script))
+    assert result.returncode == 2
+    assert f"{script}:2:5: openai[0]: unknown behaviour 'explode'" in result.stderr
+    assert "Traceback" not in result.stderr

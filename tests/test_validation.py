@@ -111,3 +111,69 @@ def test_a_mode_without_chain_or_default_is_reported(tmp_path):
     (folder / "direct.yaml").write_text("steps: [deepseek]\n")
     with pytest.raises(ChainConfigError, match="no chain for mode 'research'"):
         LLMManager(config={"chains_dir": str(folder)})
+
+
+def test_providers_file_problems_are_located(tmp_path):
+    from engine.providers.settings import check_providers_file
+
+    path = tmp_path / "providers.yaml"
+    path.write_text(
+        "providers:\n"
+        "  groq:\n"
+        "    kind: openai\n"
+        "    base_url: https://api.groq.com/openai/v1\n"
+        "    api_key: gsk-should-not-be-here\n"
+        "  mistral:\n"
+        "    kind: mistral\n"
+        "  local:\n"
+        "    model: phi\n"
+        "  claude:\n"
+        "    kind: openai\n"
+    )
+    settings, problems = check_providers_file(path)
+    assert settings is None
+    got = [str(p) for p in problems]
+    assert got[0].startswith(
+        f"{path}:5:5: providers.groq.api_key: unknown key 'api_key' (did you mean 'api_key_env'?)"
+    )
+    assert got[1].startswith(f"{path}:7:11: providers.mistral.kind: unknown value 'mistral'")
+    assert "gsk-should-not-be-here" not in "\n".join(got)
+
+
+def test_providers_file_semantic_problems(tmp_path):
+    from engine.providers.settings import check_providers_file
+
+    path = tmp_path / "providers.yaml"
+    path.write_text("providers:\n  local:\n    model: phi\n  claude:\n    kind: openai\n")
+    _, problems = check_providers_file(path)
+    assert [str(p) for p in problems] == [
+        f"{path}:2:3: providers.local: a new provider needs kind, base_url",
+        f"{path}:5:11: providers.claude.kind: 'claude' is built in with kind 'anthropic'; "
+        "add a provider under another name instead",
+    ]
+
+
+def test_a_declared_provider_is_usable_in_chains_and_env_lists(tmp_path, monkeypatch):
+    folder = chains_dir(tmp_path, {"direct": "steps: [groq, openai]\n"})
+    (folder / "providers.yaml").write_text(
+        "providers:\n  groq:\n    kind: openai\n    base_url: https://api.groq.com/openai/v1\n"
+        "    api_key_env: GROQ_API_KEY\n    model: llama-3.3-70b\n  openai:\n    model: gpt-4.1\n"
+    )
+    monkeypatch.setenv("TORQ_RESEARCH_CHAIN", "groq,claude")
+    manager = LLMManager(config={"chains_dir": str(folder)})
+    groq = manager.get_provider("groq")
+    assert (groq.kind, groq.base_url, groq.model, groq.configured) == (
+        "openai",
+        "https://api.groq.com/openai/v1",
+        "llama-3.3-70b",
+        False,
+    )
+    assert manager.get_provider("openai").model == "gpt-4.1"
+    assert [s.provider for s in manager.chain_for("research").chain.steps] == ["groq", "claude"]
+
+
+def test_a_bad_providers_file_stops_the_manager(tmp_path):
+    folder = chains_dir(tmp_path, {})
+    (folder / "providers.yaml").write_text("providers:\n  x:\n    kindd: openai\n")
+    with pytest.raises(ChainConfigError, match="did you mean 'kind'"):
+        LLMManager(config={"chains_dir": str(folder)})

@@ -149,10 +149,8 @@ def error_for_transport(
     if isinstance(exc, httpx.ConnectError):
         return ProviderError(message, code="connect_error", cause=exc, provider=provider)
     if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.DecodingError):
-        # Reset before the request went out: the server is not reachable. After: the
-        # reply was cut short.
-        code = "connect_error" if phase == "connect" else "truncated_response"
-        return ProviderError(message, code=code, cause=exc, provider=provider)
+        # The connection dropped or broke protocol once open: the reply was cut short.
+        return ProviderError(message, code="truncated_response", cause=exc, provider=provider)
     return ProviderError(message, code=type(exc).__name__, cause=exc, provider=provider)
 
 
