@@ -63,7 +63,9 @@ def _attempt_timeout(timeout: float) -> AITimeoutError:
 
 async def _bounded(awaitable: Awaitable[Any], timeout: float) -> Any:
     try:
-        return await asyncio.wait_for(awaitable, timeout)
+        # asyncio.timeout, unlike wait_for, runs the awaitable in this task: no task per call.
+        async with asyncio.timeout(timeout):
+            return await awaitable
     except TimeoutError as exc:
         raise _attempt_timeout(timeout) from exc
 

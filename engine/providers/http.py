@@ -20,7 +20,6 @@ import functools
 import json
 import ssl
 import time
-from typing import Any
 
 import httpx
 
@@ -40,24 +39,6 @@ def _tls() -> ssl.SSLContext:
     # Building a TLS context (loading the CA bundle) costs ~20 ms; every client shares one.
     # httpx's own helper keeps its defaults (certifi, SSL_CERT_FILE / SSL_CERT_DIR).
     return httpx.create_ssl_context()
-
-
-class _Phase:
-    """Where one request is: ``connect``, ``wait`` (request sent) or ``body``.
-
-    Fed by httpcore's documented ``trace`` request extension."""
-
-    __slots__ = ("name",)
-
-    def __init__(self) -> None:
-        self.name = "connect"
-
-    def trace(self, event: str, info: dict[str, Any]) -> None:
-        if event.endswith("send_request_headers.started"):
-            self.name = "wait"
-
-    async def atrace(self, event: str, info: dict[str, Any]) -> None:
-        self.trace(event, info)
 
 
 class HTTPProvider:
@@ -117,7 +98,9 @@ class HTTPProvider:
             )
 
     def _timeout(self, seconds: float) -> httpx.Timeout:
-        return httpx.Timeout(seconds, connect=min(self.connect_timeout, seconds))
+        # Connecting gets at most 90% of the attempt, so that a connection that never
+        # completes ends as connect_timeout before the attempt's own bound fires.
+        return httpx.Timeout(seconds, connect=min(self.connect_timeout, 0.9 * seconds))
 
     def _body(self, prompt: str, model: str | None) -> bytes:
         return json.dumps(self.wire.body(prompt, model or self.model)).encode()
@@ -170,28 +153,27 @@ class HTTPProvider:
         (a server that stalls mid-reply is cut off by the read timeout)."""
         self._check_configured()
         deadline = time.monotonic() + timeout
-        phase = _Phase()
+        phase = "wait"  # then "body", once the reply has started
         client = self._sync_client()
         request = client.build_request(
             "POST",
             self._url,
             content=self._body(prompt, model),
             timeout=self._timeout(timeout),
-            extensions={"trace": phase.trace},
         )
         try:
             response = client.send(request, stream=True)
-            phase.name = "body"
+            phase = "body"
             try:
                 chunks = []
                 for chunk in response.iter_bytes():
                     chunks.append(chunk)
                     if time.monotonic() > deadline:
-                        raise attempt_timeout(self.name, timeout, phase.name)
+                        raise attempt_timeout(self.name, timeout, phase)
             finally:
                 response.close()
         except httpx.HTTPError as exc:
-            raise error_for_transport(exc, self.name, phase.name, self._secrets) from exc
+            raise error_for_transport(exc, self.name, phase, self._secrets) from exc
         return self._finish(response.status_code, response.headers, b"".join(chunks), model)
 
     # -- async -----------------------------------------------------------------------------
@@ -215,27 +197,26 @@ class HTTPProvider:
     ) -> Completion:
         """Ask the provider asynchronously; the whole attempt ends within ``timeout``."""
         self._check_configured()
-        phase = _Phase()
+        phase = "wait"  # then "body", once the reply has started
         client = self._async_client()
         request = client.build_request(
             "POST",
             self._url,
             content=self._body(prompt, model),
             timeout=self._timeout(timeout),
-            extensions={"trace": phase.atrace},
         )
         try:
             async with asyncio.timeout(timeout):
                 response = await client.send(request, stream=True)
-                phase.name = "body"
+                phase = "body"
                 try:
                     body = b"".join([chunk async for chunk in response.aiter_bytes()])
                 finally:
                     await response.aclose()
         except TimeoutError as exc:
-            raise attempt_timeout(self.name, timeout, phase.name) from exc
+            raise attempt_timeout(self.name, timeout, phase) from exc
         except httpx.HTTPError as exc:
-            raise error_for_transport(exc, self.name, phase.name, self._secrets) from exc
+            raise error_for_transport(exc, self.name, phase, self._secrets) from exc
         return self._finish(response.status_code, response.headers, body, model)
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -136,8 +136,8 @@ def _status_outcome(
 def error_for_transport(
     exc: httpx.HTTPError, provider: str, phase: str, secrets: Iterable[str] = ()
 ) -> OutcomeError:
-    """The outcome of an httpx exception. ``phase`` is ``connect``, ``wait`` (request sent,
-    no reply yet) or ``body`` (reading the reply)."""
+    """The outcome of an httpx exception. ``phase`` is ``wait`` (no reply yet) or ``body``
+    (reading the reply)."""
     text = redact(str(exc) or type(exc).__name__, secrets)[:_MESSAGE_LIMIT]
     message = f"{provider}: {text}"
     if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
@@ -156,8 +156,8 @@ def error_for_transport(
 
 def attempt_timeout(provider: str, seconds: float, phase: str) -> AITimeoutError:
     """The outcome of an attempt cut off by its own timeout, named after where it was."""
-    code = {"connect": "connect_timeout", "wait": "read_timeout"}.get(phase, "attempt_timeout")
-    what = {"connect": "connecting", "wait": "waiting for a reply"}.get(phase, "reading the reply")
+    code = "read_timeout" if phase == "wait" else "attempt_timeout"
+    what = "waiting for a reply" if phase == "wait" else "reading the reply"
     return AITimeoutError(
         f"{provider}: no complete answer within {seconds:g}s (still {what})",
         code=code,
