@@ -53,14 +53,18 @@ def start_simulator(script: str, folder: Path) -> tuple[subprocess.Popen[str], s
     return proc, base
 
 
-def raw_calls(base: str, names: list[str]) -> tuple[Callable[[], str], Callable[[], Awaitable[str]]]:
+def raw_calls(
+    base: str, names: list[str]
+) -> tuple[Callable[[], str], Callable[[], Awaitable[str]]]:
     """Hand-written httpx doing what the chain does: try each provider until one answers."""
+    bearer = {"Authorization": f"Bearer {KEY}"}
+    anthropic = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
     specs = {
-        "deepseek": (f"{base}/deepseek/chat/completions", {"Authorization": f"Bearer {KEY}"}, "openai"),
-        "openai": (f"{base}/openai/v1/chat/completions", {"Authorization": f"Bearer {KEY}"}, "openai"),
-        "claude": (f"{base}/claude/v1/messages", {"x-api-key": KEY, "anthropic-version": "2023-06-01"}, "anthropic"),
+        "deepseek": (f"{base}/deepseek/chat/completions", bearer, "openai"),
+        "openai": (f"{base}/openai/v1/chat/completions", bearer, "openai"),
+        "claude": (f"{base}/claude/v1/messages", anthropic, "anthropic"),
         "ollama": (f"{base}/ollama/api/chat", {}, "ollama"),
-    }  # fmt: skip
+    }
     models = {"deepseek": "deepseek-chat", "openai": "gpt-4.1-mini", "claude": "claude-sonnet-4-5",
               "ollama": "llama3.2"}  # fmt: skip
     clients = {n: httpx.Client(headers=specs[n][1]) for n in names}
