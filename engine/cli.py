@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .diagrams import DotMissingError
 from .errors import ChainConfigError, Problem
-from .loader import chain_files, check_file, resolve_chains_dir
+from .loader import chain_files, check_file, load_chains, resolve_chains_dir
 from .providers.settings import PROVIDERS_FILE, check_providers_file
 
 __all__ = ["main"]
@@ -93,6 +94,29 @@ def _cmd_simulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_render(args: argparse.Namespace) -> int:
+    from .diagrams import parse_formats, render_all
+
+    formats = parse_formats(args.format)
+    chains = load_chains(resolve_chains_dir(args.chains))
+    report = render_all(chains, Path(args.out), formats, check=args.check)
+    if args.check:
+        if report:
+            for line in report:
+                print(line)
+            print(
+                f"{len(report)} diagram file(s) out of date; run: torq-fallback render "
+                f"--out {args.out} --format {args.format}",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"ok: diagrams in {args.out} match {len(chains)} chain(s)")
+        return 0
+    for line in report:
+        print(f"wrote {line}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torq-fallback",
@@ -116,6 +140,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("--json", action="store_true", help="print the result as JSON")
     validate.set_defaults(run=_cmd_validate)
+
+    render = commands.add_parser(
+        "render",
+        help="draw the chains as diagrams (SVG, PNG, DOT, Mermaid)",
+        description="Draw every chain as a diagram: steps with provider, model, timeout and "
+        "retries; edges coloured by category; retry loops; final states; a legend. The same "
+        "chain always gives the same bytes. SVG and PNG need Graphviz's dot program.",
+        epilog="examples:\n  torq-fallback render                       "
+        "diagrams/*.svg and *.mmd for the chains in use\n"
+        "  torq-fallback render --format dot --out /tmp/d\n"
+        "  torq-fallback render --check               exit 1 if diagrams/ is out of date",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    render.add_argument("--chains", metavar="DIR", help="chains directory (default: in use)")
+    render.add_argument("--out", metavar="DIR", default="diagrams", help="default: diagrams")
+    render.add_argument(
+        "--format", default="svg,mermaid", help="comma-separated: svg,png,dot,mermaid"
+    )
+    render.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if any file is stale"
+    )
+    render.set_defaults(run=_cmd_render)
 
     demo = commands.add_parser(
         "demo",
@@ -161,6 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.run(args)
     except ChainConfigError as exc:
         print(f"torq-fallback: invalid configuration\n{exc}", file=sys.stderr)
+        return 2
+    except DotMissingError as exc:
+        print(f"torq-fallback: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:  # bad settings (environment variables, options)
         print(f"torq-fallback: {exc}", file=sys.stderr)

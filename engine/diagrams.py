@@ -1,0 +1,367 @@
+"""Diagrams of chains (and of one run's path through a chain), for review.
+
+Drawn with transitions' diagram support: a ``GraphMachine`` built only for rendering, from
+the same transitions (:func:`engine.machine.edges`) as the machine on the request path,
+never that machine itself. Two outputs: Graphviz (DOT, and through Graphviz's ``dot``
+program SVG and PNG) and Mermaid (``stateDiagram-v2``, for Markdown).
+
+Every transition is its own edge, coloured by category, so two categories between the same
+two steps stay apart; retry loops are dashed self-loops. The whole-chain deadline (any step
+to ``exhausted``) is stated in the title rather than drawn from every step. The same chain
+always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal, cast
+
+import graphviz
+from transitions.extensions import GraphMachine
+from transitions.extensions.diagrams_graphviz import Graph as _GraphvizGraph
+from transitions.extensions.diagrams_mermaid import Graph as _MermaidGraph
+
+from .errors import TorqError
+from .machine import Edge, edges
+from .spec import ABORTED, EXHAUSTED, FINAL_STATES, SUCCEEDED, Chain, Step
+
+__all__ = [
+    "COLOURS",
+    "FORMATS",
+    "DotMissingError",
+    "Highlight",
+    "dot_source",
+    "highlight_from_attempts",
+    "mermaid_source",
+    "render",
+]
+
+#: Output formats, by file suffix.
+FORMATS: Final = {"svg": "svg", "png": "png", "dot": "dot", "mermaid": "mmd"}
+#: Edge colour per category (the legend shows the same).
+COLOURS: Final[Mapping[str, str]] = {
+    "success": "#2e7d32",
+    "retryable": "#ef6c00",
+    "timeout": "#6a1b9a",
+    "non_retryable": "#c62828",
+}
+_FINAL_STYLE: Final = {
+    SUCCEEDED: {"shape": "doublecircle", "color": "#2e7d32", "fillcolor": "#e8f5e9"},
+    EXHAUSTED: {"shape": "doubleoctagon", "color": "#616161", "fillcolor": "#f5f5f5"},
+    ABORTED: {"shape": "octagon", "color": "#c62828", "fillcolor": "#ffebee"},
+}
+_TAKEN: Final = "#1565c0"
+
+
+class DotMissingError(TorqError, RuntimeError):
+    """SVG or PNG was asked for, but Graphviz's ``dot`` program is not installed."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "SVG and PNG need Graphviz's `dot` program, which is not installed. Install it "
+            "(Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz; "
+            "Windows: winget install graphviz), or ask for --format dot,mermaid, which "
+            "need nothing."
+        )
+
+
+@dataclass(frozen=True)
+class Highlight:
+    """One run's path: the edges taken (source, category, dest), in order, and where it ended."""
+
+    taken: tuple[tuple[str, str, str], ...]
+    end: str
+
+    @property
+    def states(self) -> set[str]:
+        """Every state the run was in."""
+        visited = {src for src, _, _ in self.taken} | {dst for _, _, dst in self.taken}
+        return visited | {self.end}
+
+
+def highlight_from_attempts(attempts: Sequence[Mapping[str, Any]]) -> Highlight:
+    """The path recorded in ``meta.provider_attempts``."""
+    taken = tuple((str(a["state"]), str(a["category"]), str(a["next"])) for a in attempts)
+    end = taken[-1][2] if taken else ""
+    if end not in FINAL_STATES:  # the deadline ended the run before the next attempt
+        end = EXHAUSTED
+    return Highlight(taken, end)
+
+
+def _title(chain: Chain) -> str:
+    about = f": {chain.description}" if chain.description else ""
+    return (
+        f"chain '{chain.name}'{about}\n"
+        f"deadline {chain.deadline:g} s for the whole chain "
+        "(when it passes, any step goes to exhausted)"
+    )
+
+
+def _step_lines(step: Step) -> list[str]:
+    lines = [step.id]
+    if step.provider != step.id:
+        lines.append(f"provider: {step.provider}")
+    lines.append(f"model: {step.model or 'provider default'}")
+    retries = f"retries: {step.retries}"
+    if step.retries:
+        retries += " (timeouts too)" if step.retry_timeouts else " (not timeouts)"
+    lines.append(f"timeout: {step.timeout:g} s, {retries}")
+    return lines
+
+
+def _edge_label(edge: Edge, step: Step) -> str:
+    if edge.kind == "retry":
+        return f"{edge.trigger}: retry (≤{step.retries}, transient, wait ≤{step.backoff_max:g} s)"
+    return edge.trigger
+
+
+def _drawn(chain: Chain) -> list[Edge]:
+    return [e for e in edges(chain) if e.kind != "deadline"]
+
+
+class _RenderMachine(GraphMachine):
+    """A machine built only to be drawn; it is its own model and never runs a request."""
+
+    def __init__(
+        self, chain: Chain, engine: Literal["graphviz", "mermaid"], highlight: Highlight | None
+    ) -> None:
+        self.chain = chain
+        self.highlight = highlight
+        transitions = [
+            {
+                "trigger": e.trigger,
+                "source": e.source,
+                "dest": e.dest,
+                **({"conditions": ["can_retry"]} if e.kind == "retry" else {}),
+            }
+            for e in _drawn(chain)
+        ]
+        super().__init__(
+            states=[step.id for step in chain.steps] + list(FINAL_STATES),
+            transitions=transitions,
+            initial=chain.steps[0].id,
+            auto_transitions=False,
+            title=_title(chain),
+            show_conditions=True,
+            graph_engine=engine,
+        )
+
+    def _init_graphviz_engine(self, graph_engine: str) -> type:
+        return _ChainDot if graph_engine == "graphviz" else _ChainMermaid
+
+
+def _taken_index(highlight: Highlight | None) -> dict[tuple[str, str, str], list[int]]:
+    index: dict[tuple[str, str, str], list[int]] = {}
+    for number, key in enumerate(highlight.taken if highlight else (), 1):
+        index.setdefault(key, []).append(number)
+    return index
+
+
+class _ChainDot(_GraphvizGraph):
+    """transitions' Graphviz graph, drawing one edge per transition with our styling."""
+
+    def get_graph(self, title: str | None = None, roi_state: Any = None) -> graphviz.Digraph:
+        machine = cast(_RenderMachine, self.machine)
+        chain, _highlight = machine.chain, machine.highlight
+        graph = graphviz.Digraph(name=f"chain_{chain.name}")
+        graph.attr(
+            rankdir="LR",
+            label=_title(chain),
+            labelloc="t",
+            fontname="Helvetica",
+            fontsize="14",
+            nodesep="0.5",
+            ranksep="0.9",
+        )
+        graph.attr("node", fontname="Helvetica", fontsize="11", style="rounded,filled")
+        graph.attr("edge", fontname="Helvetica", fontsize="10")
+        graph.node("start", label="", shape="point", width="0.15", color="black")
+        states, transitions = self._get_elements()
+        self._add_nodes(states, graph)
+        graph.edge("start", chain.steps[0].id, color="black")
+        self._add_edges(transitions, graph)
+        graph.node("legend", label=_legend_html(), shape="plaintext", style="")
+        return graph
+
+    def _add_nodes(self, states: list[dict[str, Any]], container: graphviz.Digraph) -> None:
+        machine = cast(_RenderMachine, self.machine)
+        visited = machine.highlight.states if machine.highlight else set()
+        for state in states:
+            name = state["name"]
+            taken = {"penwidth": "2.5", "color": _TAKEN} if name in visited else {}
+            if name in _FINAL_STYLE:
+                container.node(name, label=name, **{**_FINAL_STYLE[name], **taken})
+                continue
+            step = machine.chain.by_id[name]
+            label = "\\n".join(_step_lines(step))
+            fill = "#e3f2fd" if name in visited else "white"
+            container.node(name, label=label, shape="box", fillcolor=fill, **taken)
+
+    def _add_edges(self, transitions: list[dict[str, Any]], container: graphviz.Digraph) -> None:
+        machine = cast(_RenderMachine, self.machine)
+        taken = _taken_index(machine.highlight)
+        for t in transitions:
+            src, dst, trigger = t["source"], t["dest"], t["trigger"]
+            retry = src == dst
+            edge = Edge(trigger, src, dst, "retry" if retry else "route")
+            label = _edge_label(edge, machine.chain.by_id[src])
+            attrs = {"color": COLOURS[trigger], "fontcolor": COLOURS[trigger]}
+            if retry:
+                attrs["style"] = "dashed"
+            numbers = taken.get((src, trigger, dst))
+            if numbers:
+                label += "  [" + ", ".join(f"#{n}" for n in numbers) + "]"
+                attrs["penwidth"] = "3"
+            container.edge(src, dst, label=label, **attrs)
+
+
+def _legend_html() -> str:
+    rows = "".join(
+        f'<tr><td align="left"><font color="{colour}">━━ {html.escape(name)}</font></td></tr>'
+        for name, colour in COLOURS.items()
+    )
+    return (
+        '<<table border="0" cellborder="0" cellspacing="2">'
+        '<tr><td align="left"><b>legend</b></td></tr>'
+        f"{rows}"
+        '<tr><td align="left">╌╌ retry on the same step</td></tr>'
+        f'<tr><td align="left"><font color="{_TAKEN}">━━ path taken (#attempt)</font></td></tr>'
+        "</table>>"
+    )
+
+
+class _ChainMermaid(_MermaidGraph):
+    """transitions' Mermaid graph, one edge per transition, styled like the DOT one."""
+
+    def get_graph(self, title: str | None = None, roi_state: Any = None) -> Any:
+        machine = cast(_RenderMachine, self.machine)
+        chain, highlight = machine.chain, machine.highlight
+        ids = {step.id: f"s{i}" for i, step in enumerate(chain.steps)}
+        ids.update({name: name for name in FINAL_STATES})
+        title_line = _title(chain).replace("\n", " - ")
+        lines = ["---", f"title: {title_line}", "---", "stateDiagram-v2", "    direction LR"]
+        for step in chain.steps:
+            label = "<br/>".join(_step_lines(step)).replace('"', "'")
+            lines.append(f'    state "{label}" as {ids[step.id]}')
+        lines.append(f"    [*] --> {ids[chain.steps[0].id]}")
+        _states, transitions = self._get_elements()
+        taken = _taken_index(highlight)
+        styles: list[str] = []
+        for number, t in enumerate(transitions, 1):
+            src, dst, trigger = t["source"], t["dest"], t["trigger"]
+            kind = "retry" if src == dst else "route"
+            label = _edge_label(Edge(trigger, src, dst, kind), chain.by_id[src])
+            marks = taken.get((src, trigger, dst))
+            if marks:
+                label += " [" + ", ".join(f"#{n}" for n in marks) + "]"
+            lines.append(f"    {ids[src]} --> {ids[dst]}: {label}")
+            width = "4px" if marks else "1.5px"
+            dash = ",stroke-dasharray:4" if kind == "retry" else ""
+            colour = _TAKEN if marks else COLOURS[trigger]
+            styles.append(f"    linkStyle {number} stroke:{colour},stroke-width:{width}{dash}")
+        for name in FINAL_STATES:
+            lines.append(f"    {name} --> [*]")
+        lines += styles
+        for name, style in _FINAL_STYLE.items():
+            lines.append(
+                f"    classDef final_{name} fill:{style['fillcolor']},stroke:{style['color']}"
+            )
+        lines.append(f"    classDef taken fill:#e3f2fd,stroke:{_TAKEN},stroke-width:3px")
+        for name in FINAL_STATES:
+            lines.append(f"    class {name} final_{name}")
+        if highlight:
+            visited = sorted(ids[s] for s in highlight.states if s in ids)
+            lines.append(f"    class {','.join(visited)} taken")
+        return "\n".join(lines) + "\n"
+
+
+def dot_source(chain: Chain, highlight: Highlight | None = None) -> str:
+    """The chain as Graphviz DOT text."""
+    graph: graphviz.Digraph = _RenderMachine(chain, "graphviz", highlight).get_graph()
+    return str(graph.source)
+
+
+def mermaid_source(chain: Chain, highlight: Highlight | None = None) -> str:
+    """The chain as a Mermaid ``stateDiagram-v2``."""
+    return str(_RenderMachine(chain, "mermaid", highlight).get_graph())
+
+
+def render(chain: Chain, fmt: str, highlight: Highlight | None = None) -> bytes:
+    """The chain in ``fmt`` (svg, png, dot or mermaid). Raises :class:`DotMissingError`
+    when svg or png is asked for without Graphviz's ``dot`` program."""
+    if fmt == "dot":
+        return dot_source(chain, highlight).encode()
+    if fmt == "mermaid":
+        return mermaid_source(chain, highlight).encode()
+    if fmt not in ("svg", "png"):
+        raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    try:
+        data: bytes = graphviz.Source(dot_source(chain, highlight)).pipe(format=fmt)
+    except graphviz.ExecutableNotFound as exc:
+        raise DotMissingError() from exc
+    return data
+
+
+def parse_formats(text: str) -> list[str]:
+    """``"svg,mermaid"`` -> ``["svg", "mermaid"]``, with a clear error for unknown ones."""
+    formats = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ValueError(
+            f"unknown format(s) {', '.join(unknown) or '(none)'}; use {', '.join(FORMATS)}"
+        )
+    return formats
+
+
+__all__ += ["parse_formats"]
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+
+
+def render_all(
+    chains: Mapping[str, Chain], out: Path, formats: Sequence[str], *, check: bool
+) -> list[str]:
+    """Render every chain in every format into ``out``. With ``check``, write nothing and
+    return what is stale (``"stale: path"``, ``"missing: path"``, ``"orphan: path"``);
+    otherwise return the files written."""
+    report: list[str] = []
+    expected: set[Path] = set()
+    for name in sorted(chains):
+        for fmt in formats:
+            path = out / f"{name}.{FORMATS[fmt]}"
+            expected.add(path)
+            data = render(chains[name], fmt)
+            if not check:
+                write_atomically(path, data)
+                report.append(str(path))
+            elif not path.exists():
+                report.append(f"missing: {path}")
+            elif path.read_bytes() != data:
+                report.append(f"stale: {path}")
+    if check and out.is_dir():
+        suffixes = {f".{FORMATS[fmt]}" for fmt in formats}
+        for path in sorted(out.iterdir()):
+            if path.suffix in suffixes and path not in expected:
+                report.append(f"orphan: {path} (no chain '{path.stem}')")
+    return report
+
+
+__all__ += ["render_all", "write_atomically"]
