@@ -12,12 +12,17 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .diagrams import DotMissingError
 from .errors import ChainConfigError, Problem
 from .loader import chain_files, check_file, load_chains, resolve_chains_dir
+from .manager import LLMManager
+from .meta import ExecutionMode, GenerationMeta
 from .providers.settings import PROVIDERS_FILE, check_providers_file
+from .report import timeline
+from .spec import Chain, schema_text
 
 __all__ = ["main"]
 
@@ -117,6 +122,89 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_path_diagram(chain: Chain, attempts: list[dict[str, Any]], target: str) -> None:
+    from .diagrams import FORMATS, highlight_from_attempts, render, write_atomically
+
+    suffixes = {suffix: fmt for fmt, suffix in FORMATS.items()}
+    suffix = Path(target).suffix.lstrip(".")
+    if suffix not in suffixes:
+        raise ValueError(f"--diagram {target}: use a .svg, .png, .dot or .mmd file name")
+    data = render(chain, suffixes[suffix], highlight_from_attempts(attempts))
+    write_atomically(Path(target), data)
+    print(f"path diagram written to {target}")
+
+
+def _print_result(text: str | None, meta: GenerationMeta, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"response": text, "meta": meta.to_dict()}, indent=2))
+        return
+    print(timeline(meta))
+    if meta.error is None:
+        print(f"answer ({meta.provider}, model {meta.model or 'not reported'}): {text}")
+    else:
+        print(f"failed ({meta.error_category}): {text or meta.error}")
+    if meta.fallback_used:
+        print(f"fallback_reason: {meta.fallback_reason}")
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from .scenario import Scenario, load_scenario, parse_outcomes, simulate
+
+    if args.scenario:
+        scenario = load_scenario(args.scenario)
+        if args.mode:
+            scenario.mode = ExecutionMode(args.mode)
+    elif args.mode and args.outcomes:
+        scenario = Scenario(ExecutionMode(args.mode), {})
+    else:
+        raise ValueError("give MODE and --outcomes, or --scenario FILE")
+    if args.outcomes:
+        scenario.outcomes.update(parse_outcomes(args.outcomes))
+    manager = LLMManager(config={"chains_dir": args.chains} if args.chains else None)
+    compiled = manager.chain_for(scenario.mode)
+    text, meta = simulate(compiled, scenario.outcomes, scenario.prompt, scenario.mode)
+    if not args.json:
+        order = " -> ".join(step.id for step in compiled.chain.steps)
+        print(f"mode {scenario.mode.value}: chain '{compiled.chain.name}' ({order})")
+    _print_result(text, meta, args.json)
+    if not args.json:
+        print("meta: " + json.dumps(meta.to_dict(), indent=2))
+    if args.diagram:
+        _write_path_diagram(compiled.chain, meta.provider_attempts, args.diagram)
+    return 0 if meta.error is None else 1
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from .scenario import explain
+
+    if (args.code is None) == (args.category is None):
+        raise ValueError("give exactly one of --code and --category")
+    manager = LLMManager(config={"chains_dir": args.chains} if args.chains else None)
+    for line in explain(manager.chain_for(ExecutionMode(args.mode)), args.code, args.category):
+        print(line)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    with LLMManager(config={"chains_dir": args.chains} if args.chains else None) as manager:
+        text, meta = manager.generate_response(
+            args.prompt, provider=args.provider, mode=ExecutionMode(args.mode), timeout=args.timeout
+        )
+        _print_result(text, meta, args.json)
+        if args.diagram:
+            if args.provider:
+                chain = manager._single_chain(ExecutionMode(args.mode), args.provider).chain
+            else:
+                chain = manager.chain_for(args.mode).chain
+            _write_path_diagram(chain, meta.provider_attempts, args.diagram)
+    return 0 if meta.error is None else 1
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    print(schema_text(), end="")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torq-fallback",
@@ -162,6 +250,78 @@ def _parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="write nothing; exit 1 if any file is stale"
     )
     render.set_defaults(run=_cmd_render)
+
+    modes = [m.value for m in ExecutionMode]
+    simulate = commands.add_parser(
+        "simulate",
+        help="run a mode's chain with scripted outcomes (no network, deterministic)",
+        description="Run a mode's chain with the outcomes you give, with no provider and no "
+        "network, and print the timeline and the metadata. Outcomes are CATEGORY[:CODE] per "
+        "provider, several separated by | (for retries); a provider with none left answers. "
+        "Time is virtual: timeouts take their whole timeout, retry waits pass instantly. "
+        "Exit 0 when the chain answers, 1 when it fails.",
+        epilog="examples:\n"
+        '  torq-fallback simulate direct --outcomes "deepseek=retryable:429,openai=timeout"\n'
+        '  torq-fallback simulate research --outcomes "claude=non_retryable:content_filter"\n'
+        "  torq-fallback simulate --scenario scenario.yaml --diagram path.svg\n\n"
+        "scenario file:\n  mode: direct\n  outcomes:\n    deepseek: [retryable:429, success]\n"
+        "    openai: timeout",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    simulate.add_argument("mode", nargs="?", choices=modes, metavar="MODE", help=", ".join(modes))
+    simulate.add_argument("--outcomes", metavar="SPEC", help='e.g. "deepseek=retryable:429"')
+    simulate.add_argument("--scenario", metavar="FILE", help="YAML scenario file")
+    simulate.add_argument("--chains", metavar="DIR", help="chains directory (default: in use)")
+    simulate.add_argument("--json", action="store_true", help="print {response, meta} as JSON")
+    simulate.add_argument("--diagram", metavar="FILE", help="draw the path (.svg .png .dot .mmd)")
+    simulate.set_defaults(run=_cmd_simulate)
+
+    explain = commands.add_parser(
+        "explain",
+        help="show where an error code or category leads from each step of a mode's chain",
+        description="For each step of a mode's chain, show where an outcome leads: an "
+        "error code (classified by the taxonomy and the chain's error_codes) or a category.",
+        epilog="examples:\n  torq-fallback explain direct --code 429\n"
+        "  torq-fallback explain research --category timeout",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    explain.add_argument("mode", choices=modes, metavar="MODE", help=", ".join(modes))
+    explain.add_argument("--code", help="an error code: 429, insufficient_quota, read_timeout...")
+    explain.add_argument("--category", help="retryable, timeout, non_retryable or success")
+    explain.add_argument("--chains", metavar="DIR", help="chains directory (default: in use)")
+    explain.set_defaults(run=_cmd_explain)
+
+    run = commands.add_parser(
+        "run",
+        help="answer one prompt through LLMManager (real providers) and show the attempts",
+        description="Answer one prompt through LLMManager with the configured providers "
+        "(keys and URLs from the environment) and print the answer and the attempt timeline. "
+        "Exit 0 when answered, 1 when the chain failed or aborted (the friendly error and "
+        "the attempts are still printed), 2 for bad usage or configuration.",
+        epilog='examples:\n  torq-fallback run "What is 2+2?"\n'
+        '  torq-fallback run "Summarise X" --mode research --json\n'
+        '  torq-fallback run "Hi" --provider claude --timeout 20',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("prompt", help="the prompt")
+    run.add_argument("--mode", default="direct", choices=modes, help="default: direct")
+    run.add_argument("--provider", help="one provider, no fallback")
+    run.add_argument("--timeout", type=float, default=60, help="seconds for the whole call")
+    run.add_argument("--chains", metavar="DIR", help="chains directory (default: in use)")
+    run.add_argument("--json", action="store_true", help="print {response, meta} as JSON")
+    run.add_argument("--diagram", metavar="FILE", help="draw the path (.svg .png .dot .mmd)")
+    run.set_defaults(run=_cmd_run)
+
+    schema = commands.add_parser(
+        "schema",
+        help="print the JSON Schema of chain files",
+        description="Print the JSON Schema of chain files (from the same models that "
+        "validate them), for editors: chains reference it with a "
+        "'# yaml-language-server: $schema=...' comment.",
+        epilog="example:\n  torq-fallback schema > chains/chain.schema.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    schema.set_defaults(run=_cmd_schema)
 
     demo = commands.add_parser(
         "demo",

@@ -231,7 +231,7 @@ def _legend_html() -> str:
         '<tr><td align="left"><b>legend</b></td></tr>'
         f"{rows}"
         '<tr><td align="left">╌╌ retry on the same step</td></tr>'
-        f'<tr><td align="left"><font color="{_TAKEN}">━━ path taken (#attempt)</font></td></tr>'
+        '<tr><td align="left"><b>━━</b> path taken (#attempt)</td></tr>'
         "</table>>"
     )
 

@@ -228,12 +228,14 @@ def _record(
     }
 
 
+def _reason(attempt: dict[str, Any]) -> str:
+    reason = str(attempt["error_category"] or attempt["category"])
+    return f"{reason}:{attempt['error_code']}" if attempt["error_code"] else reason
+
+
 def _describe(attempt: dict[str, Any]) -> str:
-    reason = attempt["error_category"] or attempt["category"]
-    if attempt["error_code"]:
-        reason += f":{attempt['error_code']}"
     detail = f" ({attempt['message']})" if attempt["message"] else ""
-    return f"{attempt['state']} -> {reason}{detail}"
+    return f"{attempt['state']} -> {_reason(attempt)}{detail}"
 
 
 def _failure(
@@ -249,8 +251,9 @@ def _failure(
     count = f"{len(attempts)} attempt{'s' if len(attempts) != 1 else ''}"
     if state == ABORTED:
         stop = attempts[-1]
+        detail = f": {stop['message']}" if stop["message"] else ""
         message = (
-            f"chain '{name}' stopped at {stop['state']} ({_describe(stop).split(' -> ', 1)[1]}); "
+            f"chain '{name}' stopped at {stop['state']} by {_reason(stop)}{detail}; "
             "the same request would fail on every provider"
         )
         return ChainAbortedError(message, last.error_code, attempts, cause)

@@ -412,10 +412,28 @@ def with_timeout(spec: ChainSpec, timeout: float) -> ChainSpec:
 
 
 def chain_json_schema() -> dict[str, Any]:
-    """JSON Schema of a chain file (the mapping form; a bare list of steps is also accepted)."""
-    schema = ChainSpec.model_json_schema()
-    schema["title"] = "torq-fallback chain"
-    return schema
+    """JSON Schema of a chain file: the mapping form, or a bare list of steps."""
+    mapping = ChainSpec.model_json_schema()
+    defs = mapping.pop("$defs", {})
+    defs["ChainSpec"] = mapping
+    steps = mapping["properties"]["steps"]
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "torq-fallback chain",
+        "description": "A chain of LLM providers tried in order (torq-fallback).",
+        "anyOf": [
+            {"$ref": "#/$defs/ChainSpec"},
+            {"type": "array", "minItems": 1, "items": steps["items"]},
+        ],
+        "$defs": defs,
+    }
+
+
+def schema_text() -> str:
+    """The schema as committed in ``chains/chain.schema.json`` (stable formatting)."""
+    import json
+
+    return json.dumps(chain_json_schema(), indent=2) + "\n"
 
 
 def validate_spec(data: Any) -> ChainSpec:
@@ -425,4 +443,4 @@ def validate_spec(data: Any) -> ChainSpec:
     return ChainSpec.model_validate(data)
 
 
-__all__ += ["UNION_TAGS", "ValidationError", "validate_spec"]
+__all__ += ["UNION_TAGS", "ValidationError", "schema_text", "validate_spec"]
