@@ -8,6 +8,7 @@ attempt history. The integration point is :class:`LLMManager`.
 from importlib.metadata import PackageNotFoundError, version
 
 from .classify import TAXONOMY, Completion, Outcome, Rule
+from .diagrams import Highlight, dot_source, highlight_from_attempts, mermaid_source, render
 from .errors import (
     AIResponseError,
     AITimeoutError,
@@ -23,7 +24,10 @@ from .loader import check_file, load_chain, load_chains, resolve_chains_dir
 from .machine import CompiledChain, compile_chain
 from .manager import BUILTIN_PROVIDERS, LLMManager
 from .meta import ExecutionMode, GenerationMeta
+from .providers.http import HTTPProvider
+from .providers.settings import BUILTIN_SETTINGS, ProviderSettings
 from .runtime import Runtime
+from .simulator import Behaviour, Script, Simulator
 from .spec import Chain, ChainSpec, Step, chain_json_schema
 
 try:
@@ -33,9 +37,11 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "BUILTIN_PROVIDERS",
+    "BUILTIN_SETTINGS",
     "TAXONOMY",
     "AIResponseError",
     "AITimeoutError",
+    "Behaviour",
     "Chain",
     "ChainAbortedError",
     "ChainConfigError",
@@ -46,19 +52,28 @@ __all__ = [
     "ExecutionMode",
     "FallbackExecutor",
     "GenerationMeta",
+    "HTTPProvider",
+    "Highlight",
     "LLMManager",
     "Outcome",
     "Problem",
     "ProviderError",
+    "ProviderSettings",
     "Rule",
     "Runtime",
+    "Script",
+    "Simulator",
     "Step",
     "TorqError",
     "__version__",
     "chain_json_schema",
     "check_file",
     "compile_chain",
+    "dot_source",
+    "highlight_from_attempts",
     "load_chain",
     "load_chains",
+    "mermaid_source",
+    "render",
     "resolve_chains_dir",
 ]

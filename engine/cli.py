@@ -193,7 +193,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _print_result(text, meta, args.json)
         if args.diagram:
             if args.provider:
-                chain = manager._single_chain(ExecutionMode(args.mode), args.provider).chain
+                chain = manager.chain_for_provider(args.provider, args.mode).chain
             else:
                 chain = manager.chain_for(args.mode).chain
             _write_path_diagram(chain, meta.provider_attempts, args.diagram)

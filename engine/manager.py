@@ -236,8 +236,10 @@ class LLMManager:
         key = ExecutionMode(mode).value
         return self.chains.get(key) or self.chains[_DEFAULT_CHAIN]
 
-    def _single_chain(self, mode: ExecutionMode, provider: str) -> CompiledChain:
-        """A one-step chain for the single-provider path, built once per (mode, provider)."""
+    def chain_for_provider(self, provider: str, mode: ExecutionMode | str) -> CompiledChain:
+        """The one-step chain of the single-provider path (built once per mode and provider):
+        the provider's step settings from the mode's chain, without retries."""
+        mode = ExecutionMode(mode)
         cached = self._single.get((mode.value, provider))
         if cached is not None:
             return cached
@@ -274,7 +276,7 @@ class LLMManager:
         seconds = _positive_seconds("timeout", timeout)
         meta = GenerationMeta(mode=mode, tools_used=list(tools or []))
         if provider is not None or not use_fallback or not self.fallback_enabled:
-            chain = self._single_chain(mode, provider or self.default_provider)
+            chain = self.chain_for_provider(provider or self.default_provider, mode)
         else:
             chain = self.chain_for(mode)
         return chain, meta, seconds

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -178,3 +179,21 @@ def assert_invariants(meta: GenerationMeta) -> None:
     else:
         assert meta.error_category
     json.dumps(meta.to_dict())
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``torq-fallback ARGS`` in a subprocess, from the repository, without TORQ_* variables."""
+    import os
+
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("TORQ_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [PYTHON, "-m", "engine.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=full_env,
+        timeout=timeout,
+    )

@@ -6,24 +6,12 @@ import json
 import subprocess
 from pathlib import Path
 
-from conftest import CHAINS, PYTHON, ROOT
+from conftest import CHAINS, PYTHON, ROOT, run_cli
 
 MALFORMED = Path(__file__).parent / "malformed"
 
 
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    import os
-
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("TORQ_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [PYTHON, "-m", "engine.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=full_env,
-        timeout=60,
-    )
+cli = run_cli
 
 
 def test_version():

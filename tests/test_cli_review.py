@@ -4,29 +4,15 @@ in a subprocess, checking output and exit codes, error paths included."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
-from conftest import CHAINS, PYTHON, ROOT
+from conftest import CHAINS, PYTHON, run_cli
 
 from engine.simulator import Behaviour, Simulator
 
-
-def cli(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT):
-    full = {k: v for k, v in os.environ.items() if not k.startswith("TORQ_")}
-    full.update(env or {})
-    return subprocess.run(
-        [PYTHON, "-m", "engine.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=full,
-        timeout=120,
-    )
+cli = run_cli
 
 
 COMMANDS = ["validate", "render", "simulate", "explain", "run", "schema", "demo", "simulator"]

@@ -97,6 +97,19 @@ class HTTPProvider:
                 provider=self.name,
             )
 
+    def _request(
+        self,
+        client: httpx.Client | httpx.AsyncClient,
+        prompt: str,
+        model: str | None,
+        timeout: float,
+    ) -> httpx.Request:
+        """The request both shells send (raises ``not_configured`` before building it)."""
+        self._check_configured()
+        return client.build_request(
+            "POST", self._url, content=self._body(prompt, model), timeout=self._timeout(timeout)
+        )
+
     def _timeout(self, seconds: float) -> httpx.Timeout:
         # Connecting gets at most 90% of the attempt, so that a connection that never
         # completes ends as connect_timeout before the attempt's own bound fires.
@@ -151,16 +164,10 @@ class HTTPProvider:
     ) -> Completion:
         """Ask the provider synchronously; the attempt ends within ``timeout`` seconds
         (a server that stalls mid-reply is cut off by the read timeout)."""
-        self._check_configured()
         deadline = time.monotonic() + timeout
         phase = "wait"  # then "body", once the reply has started
         client = self._sync_client()
-        request = client.build_request(
-            "POST",
-            self._url,
-            content=self._body(prompt, model),
-            timeout=self._timeout(timeout),
-        )
+        request = self._request(client, prompt, model, timeout)
         try:
             response = client.send(request, stream=True)
             phase = "body"
@@ -196,15 +203,9 @@ class HTTPProvider:
         self, *, prompt: str, timeout: float, model: str | None = None
     ) -> Completion:
         """Ask the provider asynchronously; the whole attempt ends within ``timeout``."""
-        self._check_configured()
         phase = "wait"  # then "body", once the reply has started
         client = self._async_client()
-        request = client.build_request(
-            "POST",
-            self._url,
-            content=self._body(prompt, model),
-            timeout=self._timeout(timeout),
-        )
+        request = self._request(client, prompt, model, timeout)
         try:
             async with asyncio.timeout(timeout):
                 response = await client.send(request, stream=True)
