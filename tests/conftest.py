@@ -197,3 +197,17 @@ def run_cli(
         env=full_env,
         timeout=timeout,
     )
+
+
+@pytest.fixture
+def graphviz_dot() -> None:
+    """Tests of SVG/PNG output need Graphviz's dot. Skipped without it on a developer's
+    machine (say so), but a failure in CI, whose .ci/run installs it."""
+    import os
+    import shutil
+
+    if shutil.which("dot") is None:
+        message = "needs Graphviz's dot program (apt-get install graphviz)"
+        if os.environ.get("CI"):
+            pytest.fail(message + ", which CI must install")
+        pytest.skip(message)

@@ -39,7 +39,7 @@ def test_no_command_is_bad_usage():
 # render --------------------------------------------------------------------------------
 
 
-def test_render_writes_every_format_and_check_passes(tmp_path):
+def test_render_writes_every_format_and_check_passes(tmp_path, graphviz_dot):
     out = tmp_path / "d"
     result = cli(
         "render", "--chains", str(CHAINS), "--out", str(out), "--format", "svg,png,dot,mermaid"
@@ -84,7 +84,7 @@ def test_render_check_reports_stale_missing_and_orphan_files(tmp_path):
     assert "run: torq-fallback render" in result.stderr
 
 
-def test_the_committed_diagrams_pass_the_check():
+def test_the_committed_diagrams_pass_the_check(graphviz_dot):
     result = cli("render", "--check")
     assert result.returncode == 0, result.stdout + result.stderr
 
