@@ -16,13 +16,13 @@ from typing import Any
 
 from . import __version__
 from .diagrams import DotMissingError
-from .errors import ChainConfigError, Problem
-from .loader import chain_files, check_file, load_chains, resolve_chains_dir
+from .errors import ChainConfigError
+from .loader import load_chains, resolve_chains_dir
 from .manager import LLMManager
 from .meta import ExecutionMode, GenerationMeta
-from .providers.settings import PROVIDERS_FILE, check_providers_file
 from .report import timeline
 from .spec import Chain, schema_text
+from .validation import validate_paths
 
 __all__ = ["main"]
 
@@ -33,44 +33,39 @@ _EPILOG = """examples:
 """
 
 
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'s' if count != 1 else ''}"
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     paths = args.paths or [str(resolve_chains_dir())]
-    files = chain_files(paths)
-    # A directory's providers file is checked too, with its own rules.
-    files += [Path(p) / PROVIDERS_FILE for p in paths if (Path(p) / PROVIDERS_FILE).is_file()]
-    if not files:
+    report = validate_paths(paths)
+    if not report.files:
         print(
             f"torq-fallback: no chain files (*.yaml, *.yml) in {', '.join(paths)}", file=sys.stderr
         )
         return 2
-    problems: list[Problem] = []
-    for file in files:
-        check = check_providers_file if file.name == PROVIDERS_FILE else check_file
-        problems.extend(check(file)[1])
+    problems, files = report.problems, report.files
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "files": [str(f) for f in files],
-                    "valid": not problems,
-                    "problems": [p.to_dict() for p in problems],
-                },
-                indent=2,
-            )
-        )
-    else:
-        for problem in problems:
-            print(problem)
+        data = {
+            "files": [str(f) for f in files],
+            "valid": not problems,
+            "problems": [p.to_dict() for p in problems],
+            "warnings": [w.to_dict() for w in report.warnings],
+        }
+        print(json.dumps(data, indent=2))
+        return 1 if problems else 0
+    for problem in [*problems, *report.warnings]:
+        print(problem)
+    if problems:
         bad = len({p.source for p in problems})
-        if problems:
-            print(
-                f"{len(problems)} problem{'s' if len(problems) != 1 else ''} "
-                f"in {bad} of {len(files)} file{'s' if len(files) != 1 else ''}",
-                file=sys.stderr,
-            )
-        else:
-            print(f"ok: {len(files)} chain file{'s' if len(files) != 1 else ''} valid")
-    return 1 if problems else 0
+        print(
+            f"{_plural(len(problems), 'problem')} in {bad} of {_plural(len(files), 'file')}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"ok: {_plural(len(files), 'file')} valid")
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

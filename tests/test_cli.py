@@ -23,7 +23,7 @@ def test_version():
 def test_validate_the_default_chains():
     result = cli("validate", str(CHAINS))
     assert result.returncode == 0, result.stderr
-    assert "ok: 4 chain files valid" in result.stdout
+    assert "ok: 4 files valid" in result.stdout
 
 
 def test_validate_without_paths_checks_the_chains_in_use(tmp_path):
@@ -124,3 +124,20 @@ def test_simulator_command_with_a_bad_script_is_bad_usage(tmp_path):
     assert result.returncode == 2
     assert f"{script}:2:5: openai[0]: unknown behaviour 'explode'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_validate_warns_about_undeclared_providers_without_failing(tmp_path):
+    (tmp_path / "direct.yaml").write_text("steps: [deepseek, deepsek, {provider: groq}]\n")
+    (tmp_path / "providers.yaml").write_text(
+        "providers:\n  groq:\n    kind: openai\n    base_url: https://api.groq.com/openai/v1\n    model: m\n"
+    )
+    result = cli("validate", str(tmp_path))
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(
+        f"{tmp_path / 'direct.yaml'}:1:19: steps[1]: warning: provider 'deepsek' is neither built in "
+        "nor declared in providers.yaml (did you mean 'deepseek'?)"
+    )
+    assert len(lines) == 2 and lines[1] == "ok: 2 files valid"
+    data = json.loads(cli("validate", "--json", str(tmp_path)).stdout)
+    assert data["valid"] is True and len(data["warnings"]) == 1
