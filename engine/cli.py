@@ -10,7 +10,7 @@ import argparse
 import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,13 @@ from .validation import validate_paths
 __all__ = ["main"]
 
 _EPILOG = """examples:
-  torq-fallback validate                 check the chains in use (TORQ_CHAINS_DIR or packaged)
-  torq-fallback validate chains/         check every chain file in a directory
-  torq-fallback validate --json my.yaml  problems as JSON, for editors and CI
+  torq-fallback demo                     every chain against the built-in simulator
+  torq-fallback validate chains/         check chain files
+  torq-fallback render --check           are the diagrams up to date?
+  torq-fallback simulate direct --outcomes "deepseek=retryable:429,openai=timeout"
+  torq-fallback run "What is 2+2?" --mode research
+
+Run `torq-fallback COMMAND --help` for a command's options and examples.
 """
 
 
@@ -200,43 +204,76 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    run: Callable[[argparse.Namespace], int],
+    summary: str,
+    description: str,
+    examples: Sequence[str],
+) -> argparse.ArgumentParser:
+    """One subcommand: its one-line help, its description and its examples."""
+    heading = "example:" if len(examples) == 1 else "examples:"
+    command = commands.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=heading + "".join(f"\n  {line}" for line in examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    command.set_defaults(run=run)
+    return command
+
+
+def _common(command: argparse.ArgumentParser, *names: str) -> None:
+    """Options several commands share, spelt the same everywhere."""
+    if "chains" in names:
+        command.add_argument("--chains", metavar="DIR", help="chains directory (default: in use)")
+    if "json" in names:
+        command.add_argument("--json", action="store_true", help="print {response, meta} as JSON")
+    if "diagram" in names:
+        command.add_argument(
+            "--diagram", metavar="FILE", help="draw the path taken (.svg .png .dot .mmd)"
+        )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torq-fallback",
-        description="Declarative LLM provider fallback: check and run YAML provider chains.",
+        description="Declarative LLM provider fallback: check, draw, try and run YAML "
+        "provider chains.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"torq-fallback {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    modes = [m.value for m in ExecutionMode]
 
-    validate = commands.add_parser(
-        "validate",
-        help="check chain files; print every problem with file:line:column",
-        description="Check chain files and print every problem with file:line:column. "
-        "Exits 0 when all are valid, 1 otherwise.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    validate = _command(
+        commands, "validate", _cmd_validate,
+        "check chain files; print every problem with file:line:column",
+        "Check chain files (and a directory's providers.yaml) and print every problem with "
+        "file:line:column. Exits 0 when all are valid, 1 otherwise.",
+        ["torq-fallback validate                 the chains in use (TORQ_CHAINS_DIR or packaged)",
+         "torq-fallback validate chains/         every chain file in a directory",
+         "torq-fallback validate --json my.yaml  problems as JSON, for editors and CI"],
+    )  # fmt: skip
     validate.add_argument(
         "paths", nargs="*", metavar="PATH", help="chain files or directories (default: in use)"
     )
     validate.add_argument("--json", action="store_true", help="print the result as JSON")
-    validate.set_defaults(run=_cmd_validate)
 
-    render = commands.add_parser(
-        "render",
-        help="draw the chains as diagrams (SVG, PNG, DOT, Mermaid)",
-        description="Draw every chain as a diagram: steps with provider, model, timeout and "
-        "retries; edges coloured by category; retry loops; final states; a legend. The same "
-        "chain always gives the same bytes. SVG and PNG need Graphviz's dot program.",
-        epilog="examples:\n  torq-fallback render                       "
-        "diagrams/*.svg and *.mmd for the chains in use\n"
-        "  torq-fallback render --format dot --out /tmp/d\n"
-        "  torq-fallback render --check               exit 1 if diagrams/ is out of date",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    render.add_argument("--chains", metavar="DIR", help="chains directory (default: in use)")
+    render = _command(
+        commands, "render", _cmd_render,
+        "draw the chains as diagrams (SVG, PNG, DOT, Mermaid)",
+        "Draw every chain as a diagram: steps with provider, model, timeout and retries; "
+        "edges coloured by category; retry loops; final states; a legend. The same chain "
+        "always gives the same bytes. SVG and PNG need Graphviz's dot program.",
+        ["torq-fallback render                 diagrams/*.svg and *.mmd for the chains in use",
+         "torq-fallback render --format dot --out /tmp/d",
+         "torq-fallback render --check         exit 1 if diagrams/ is out of date"],
+    )  # fmt: skip
+    _common(render, "chains")
     render.add_argument("--out", metavar="DIR", default="diagrams", help="default: diagrams")
     render.add_argument(
         "--format", default="svg,mermaid", help="comma-separated: svg,png,dot,mermaid"
@@ -244,89 +281,73 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if any file is stale"
     )
-    render.set_defaults(run=_cmd_render)
 
-    modes = [m.value for m in ExecutionMode]
-    simulate = commands.add_parser(
-        "simulate",
-        help="run a mode's chain with scripted outcomes (no network, deterministic)",
-        description="Run a mode's chain with the outcomes you give, with no provider and no "
-        "network, and print the timeline and the metadata. Outcomes are CATEGORY[:CODE] per "
-        "provider, several separated by | (for retries); a provider with none left answers. "
-        "Time is virtual: timeouts take their whole timeout, retry waits pass instantly. "
-        "Exit 0 when the chain answers, 1 when it fails.",
-        epilog="examples:\n"
-        '  torq-fallback simulate direct --outcomes "deepseek=retryable:429,openai=timeout"\n'
-        '  torq-fallback simulate research --outcomes "claude=non_retryable:content_filter"\n'
-        "  torq-fallback simulate --scenario scenario.yaml --diagram path.svg\n\n"
-        "scenario file:\n  mode: direct\n  outcomes:\n    deepseek: [retryable:429, success]\n"
-        "    openai: timeout",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    simulate = _command(
+        commands, "simulate", _cmd_simulate,
+        "run a mode's chain with scripted outcomes (no network, deterministic)",
+        "Run a mode's chain with the outcomes you give, with no provider and no network, and "
+        "print the timeline and the metadata. Outcomes are CATEGORY[:CODE] per provider, "
+        "several separated by | (for retries); a provider with none left answers. Time is "
+        "virtual: timeouts take their whole timeout, retry waits pass instantly. Exit 0 when "
+        "the chain answers, 1 when it fails.",
+        ['torq-fallback simulate direct --outcomes "deepseek=retryable:429,openai=timeout"',
+         'torq-fallback simulate research --outcomes "claude=non_retryable:content_filter"',
+         "torq-fallback simulate --scenario scenario.yaml --diagram path.svg",
+         "", "scenario file:", "  mode: direct", "  outcomes:",
+         "    deepseek: [retryable:429, success]", "    openai: timeout"],
+    )  # fmt: skip
     simulate.add_argument("mode", nargs="?", choices=modes, metavar="MODE", help=", ".join(modes))
     simulate.add_argument("--outcomes", metavar="SPEC", help='e.g. "deepseek=retryable:429"')
     simulate.add_argument("--scenario", metavar="FILE", help="YAML scenario file")
-    simulate.add_argument("--chains", metavar="DIR", help="chains directory (default: in use)")
-    simulate.add_argument("--json", action="store_true", help="print {response, meta} as JSON")
-    simulate.add_argument("--diagram", metavar="FILE", help="draw the path (.svg .png .dot .mmd)")
-    simulate.set_defaults(run=_cmd_simulate)
+    _common(simulate, "chains", "json", "diagram")
 
-    explain = commands.add_parser(
-        "explain",
-        help="show where an error code or category leads from each step of a mode's chain",
-        description="For each step of a mode's chain, show where an outcome leads: an "
-        "error code (classified by the taxonomy and the chain's error_codes) or a category.",
-        epilog="examples:\n  torq-fallback explain direct --code 429\n"
-        "  torq-fallback explain research --category timeout",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    explain = _command(
+        commands, "explain", _cmd_explain,
+        "show where an error code or category leads from each step of a mode's chain",
+        "For each step of a mode's chain, show where an outcome leads: an error code "
+        "(classified by the taxonomy and the chain's error_codes) or a category.",
+        ["torq-fallback explain direct --code 429",
+         "torq-fallback explain research --category timeout"],
+    )  # fmt: skip
     explain.add_argument("mode", choices=modes, metavar="MODE", help=", ".join(modes))
     explain.add_argument("--code", help="an error code: 429, insufficient_quota, read_timeout...")
     explain.add_argument("--category", help="retryable, timeout, non_retryable or success")
-    explain.add_argument("--chains", metavar="DIR", help="chains directory (default: in use)")
-    explain.set_defaults(run=_cmd_explain)
+    _common(explain, "chains")
 
-    run = commands.add_parser(
-        "run",
-        help="answer one prompt through LLMManager (real providers) and show the attempts",
-        description="Answer one prompt through LLMManager with the configured providers "
-        "(keys and URLs from the environment) and print the answer and the attempt timeline. "
-        "Exit 0 when answered, 1 when the chain failed or aborted (the friendly error and "
-        "the attempts are still printed), 2 for bad usage or configuration.",
-        epilog='examples:\n  torq-fallback run "What is 2+2?"\n'
-        '  torq-fallback run "Summarise X" --mode research --json\n'
-        '  torq-fallback run "Hi" --provider claude --timeout 20',
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    run = _command(
+        commands, "run", _cmd_run,
+        "answer one prompt through LLMManager (real providers) and show the attempts",
+        "Answer one prompt through LLMManager with the configured providers (keys and URLs "
+        "from the environment) and print the answer and the attempt timeline. Exit 0 when "
+        "answered, 1 when the chain failed or aborted (the friendly error and the attempts "
+        "are still printed), 2 for bad usage or configuration.",
+        ['torq-fallback run "What is 2+2?"',
+         'torq-fallback run "Summarise X" --mode research --json',
+         'torq-fallback run "Hi" --provider claude --timeout 20'],
+    )  # fmt: skip
     run.add_argument("prompt", help="the prompt")
     run.add_argument("--mode", default="direct", choices=modes, help="default: direct")
     run.add_argument("--provider", help="one provider, no fallback")
     run.add_argument("--timeout", type=float, default=60, help="seconds for the whole call")
-    run.add_argument("--chains", metavar="DIR", help="chains directory (default: in use)")
-    run.add_argument("--json", action="store_true", help="print {response, meta} as JSON")
-    run.add_argument("--diagram", metavar="FILE", help="draw the path (.svg .png .dot .mmd)")
-    run.set_defaults(run=_cmd_run)
+    _common(run, "chains", "json", "diagram")
 
-    schema = commands.add_parser(
-        "schema",
-        help="print the JSON Schema of chain files",
-        description="Print the JSON Schema of chain files (from the same models that "
-        "validate them), for editors: chains reference it with a "
-        "'# yaml-language-server: $schema=...' comment.",
-        epilog="example:\n  torq-fallback schema > chains/chain.schema.json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    schema.set_defaults(run=_cmd_schema)
+    _command(
+        commands, "schema", _cmd_schema,
+        "print the JSON Schema of chain files",
+        "Print the JSON Schema of chain files (from the same models that validate them), "
+        "for editors: chains reference it with a '# yaml-language-server: $schema=...' "
+        "comment.",
+        ["torq-fallback schema > chains/chain.schema.json"],
+    )  # fmt: skip
 
-    demo = commands.add_parser(
-        "demo",
-        help="run every default chain against the built-in simulator (no keys, no network)",
-        description="Start the provider simulator on loopback, point the four built-in "
-        "providers at it, and run each mode's chain through a scenario with real "
-        "fallbacks, printing each attempt.",
-        epilog="example:\n  torq-fallback demo",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    demo = _command(
+        commands, "demo", _cmd_demo,
+        "run every default chain against the built-in simulator (no keys, no network)",
+        "Start the provider simulator on loopback, point the four built-in providers at it, "
+        "and run each mode's chain through a scenario with real fallbacks, printing each "
+        "attempt.",
+        ["torq-fallback demo"],
+    )  # fmt: skip
     demo.add_argument(
         "--attempt-timeout",
         type=float,
@@ -334,20 +355,17 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="per-attempt timeout in seconds (default 1; the scenario has one 1.5 s reply)",
     )
-    demo.set_defaults(run=_cmd_demo)
 
-    simulator = commands.add_parser(
-        "simulator",
-        help="serve the provider simulator until interrupted",
-        description="Serve the OpenAI, Anthropic and Ollama wire protocols on loopback, "
-        "following a YAML script of behaviours per provider.",
-        epilog="example:\n  torq-fallback simulator --script faults.yaml --port 8900",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    simulator = _command(
+        commands, "simulator", _cmd_simulator,
+        "serve the provider simulator until interrupted",
+        "Serve the OpenAI, Anthropic and Ollama wire protocols on loopback, following a YAML "
+        "script of behaviours per provider.",
+        ["torq-fallback simulator --script faults.yaml --port 8900"],
+    )  # fmt: skip
     simulator.add_argument("--script", metavar="FILE", help="YAML script of behaviours")
     simulator.add_argument("--host", default="127.0.0.1", help="loopback address")
     simulator.add_argument("--port", type=int, default=0, help="port (default: a free one)")
-    simulator.set_defaults(run=_cmd_simulator)
     return parser
 
 
