@@ -229,3 +229,24 @@ def test_bad_success_bodies(body, kind, code):
     with pytest.raises(kind) as caught:
         provider("openai", reply(200, body)).generate_response(prompt="p", timeout=5)
     assert caught.value.code == code
+
+
+def test_threads_sharing_a_provider_share_one_client():
+    import threading
+
+    p = provider("openai", reply(200, {"choices": [{"message": {"content": "4"}}]}))
+    clients = []
+    barrier = threading.Barrier(8)
+
+    def worker():
+        barrier.wait()
+        p.generate_response(prompt="p", timeout=5)
+        clients.append(p._client)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(clients) == 8 and len({id(c) for c in clients}) == 1
+    p.close()

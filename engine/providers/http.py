@@ -19,6 +19,7 @@ import asyncio
 import functools
 import json
 import ssl
+import threading
 import time
 
 import httpx
@@ -78,6 +79,7 @@ class HTTPProvider:
         self._transport = transport
         self._async_transport = async_transport
         self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
         self._aclient: httpx.AsyncClient | None = None
         self._aloop: asyncio.AbstractEventLoop | None = None
 
@@ -149,15 +151,19 @@ class HTTPProvider:
     # -- sync ------------------------------------------------------------------------------
 
     def _sync_client(self) -> httpx.Client:
-        if self._client is None:
-            self._client = httpx.Client(
-                transport=self._transport
-                or httpx.HTTPTransport(retries=0, limits=_LIMITS, verify=_tls()),
-                verify=_tls(),
-                headers=self._headers,
-                follow_redirects=False,
-            )
-        return self._client
+        client = self._client
+        if client is not None:
+            return client
+        with self._lock:  # threads sharing a provider must share one client (one pool)
+            if self._client is None:
+                self._client = httpx.Client(
+                    transport=self._transport
+                    or httpx.HTTPTransport(retries=0, limits=_LIMITS, verify=_tls()),
+                    verify=_tls(),
+                    headers=self._headers,
+                    follow_redirects=False,
+                )
+            return self._client
 
     def generate_response(
         self, *, prompt: str, timeout: float, model: str | None = None
