@@ -231,22 +231,32 @@ def test_bad_success_bodies(body, kind, code):
     assert caught.value.code == code
 
 
-def test_threads_sharing_a_provider_share_one_client():
+def test_threads_racing_on_a_new_provider_leave_no_connection_open_after_close():
     import threading
+    import time
 
-    p = provider("openai", reply(200, {"choices": [{"message": {"content": "4"}}]}))
-    clients = []
-    barrier = threading.Barrier(8)
+    from engine.simulator import Behaviour, Script, Simulator
 
-    def worker():
-        barrier.wait()
-        p.generate_response(prompt="p", timeout=5)
-        clients.append(p._client)
+    with Simulator(Script({"openai": [Behaviour("answer", delay=0.02)]}, cycle=True)) as sim:
+        settings = BUILTIN_SETTINGS["openai"]
+        env = {"OPENAI_API_KEY": SECRET, "OPENAI_BASE_URL": sim.base_url("openai")}
+        p = HTTPProvider(resolve(settings, env))
+        barrier = threading.Barrier(8)
+        answers = []
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(clients) == 8 and len({id(c) for c in clients}) == 1
-    p.close()
+        def worker():
+            barrier.wait()
+            answers.append(p.generate_response(prompt="p", timeout=5).text)
+
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        p.close()
+        for _ in range(100):  # the server notices closed sockets asynchronously
+            if sim.open_connections == 0:
+                break
+            time.sleep(0.01)
+        assert len(answers) == 8
+        assert sim.open_connections == 0
