@@ -387,6 +387,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # bad settings (environment variables, options)
         print(f"torq-fallback: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file or directory that cannot be read or written
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"torq-fallback: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
     return code
 
 

@@ -303,3 +303,12 @@ def test_schema_prints_the_committed_schema():
     result = cli("schema")
     assert result.returncode == 0
     assert result.stdout == (CHAINS / "chain.schema.json").read_text()
+
+
+def test_an_unwritable_output_is_one_clear_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = cli("render", "--out", str(blocker / "d"), "--format", "dot")
+    assert result.returncode == 2
+    assert result.stderr.startswith("torq-fallback: ") and str(blocker) in result.stderr
+    assert "Traceback" not in result.stderr
