@@ -26,7 +26,7 @@ __all__ = [
     "Rule",
     "classify_exception",
     "classify_result",
-    "not_found",
+    "coded",
     "rule_for",
 ]
 
@@ -151,37 +151,31 @@ def classify_exception(exc: BaseException, overrides: Mapping[str, Category]) ->
     ``overrides`` is a chain's ``error_codes``: it changes the category (what the chain does)
     of given codes, never the recorded ``error_category``.
     """
-    if isinstance(exc, TorqError) and hasattr(exc, "code"):
-        code: str | None = exc.code
-        retry_after: float | None = getattr(exc, "retry_after", None)
-    elif isinstance(exc, TimeoutError):
-        code, retry_after = None, None
-    else:
-        code, retry_after = type(exc).__name__, None
-    rule = rule_for(code if isinstance(exc, TorqError | TimeoutError) else None, type(exc))
-    category = overrides.get(code, rule.category) if code is not None else rule.category
-    should_retry = getattr(exc, "should_retry", None)
-    transient = rule.transient if should_retry is None else bool(should_retry)
-    message = _short(str(exc) or type(exc).__name__)
+    code: str | None
+    if isinstance(exc, ProviderError | AITimeoutError | AIResponseError):
+        code, retry_after, should_retry = exc.code, exc.retry_after, exc.should_retry
+        rule = rule_for(code, type(exc))
+    else:  # a built-in TimeoutError keeps no code; anything else is named by its class
+        code = None if isinstance(exc, TimeoutError) else type(exc).__name__
+        retry_after, should_retry = None, None
+        rule = rule_for(None, type(exc))
     return Outcome(
-        category=category,
+        category=overrides.get(code, rule.category) if code is not None else rule.category,
         error_category=rule.error_category,
         error_code=code,
-        transient=transient,
-        message=message,
+        transient=rule.transient if should_retry is None else should_retry,
+        message=_short(str(exc) or type(exc).__name__),
         retry_after=retry_after,
         exception=exc,
     )
 
 
-def _violation(detail: str, overrides: Mapping[str, Category]) -> Outcome:
-    rule = TAXONOMY["contract_violation"]
+def coded(code: str, message: str, overrides: Mapping[str, Category]) -> Outcome:
+    """The outcome the engine itself records under a taxonomy ``code`` (a provider that is
+    unknown, not configured, or that broke the contract)."""
+    rule = TAXONOMY[code]
     return Outcome(
-        category=overrides.get("contract_violation", rule.category),
-        error_category=rule.error_category,
-        error_code="contract_violation",
-        transient=rule.transient,
-        message=detail,
+        overrides.get(code, rule.category), rule.error_category, code, rule.transient, message
     )
 
 
@@ -204,7 +198,7 @@ def classify_result(
         text, model = value.text, value.model or default_model
         tokens_in, tokens_out, cost = value.tokens_in, value.tokens_out, value.cost_usd
     elif isinstance(value, dict):
-        return _violation("provider returned a dict instead of text", overrides)
+        return coded("contract_violation", "provider returned a dict instead of text", overrides)
     elif isinstance(getattr(value, "text", None), str):
         text = value.text
         model = getattr(value, "model", None)
@@ -215,23 +209,14 @@ def classify_result(
         raw_cost = getattr(value, "cost_usd", None)
         cost = float(raw_cost) if isinstance(raw_cost, int | float) else None
     else:
-        return _violation(
-            f"provider returned {type(value).__name__}, expected str or a completion", overrides
-        )
+        detail = f"provider returned {type(value).__name__}, expected str or a completion"
+        return coded("contract_violation", detail, overrides)
     if not text.strip():
-        return _violation("provider returned an empty answer", overrides)
+        return coded("contract_violation", "provider returned an empty answer", overrides)
     if _ERROR_TEXT.match(text):
-        return _violation(f"provider returned an error as text: {_short(text)!r}", overrides)
+        detail = f"provider returned an error as text: {_short(text)!r}"
+        return coded("contract_violation", detail, overrides)
     return Outcome(
         category="success",
         completion=Completion(text, model, tokens_in, tokens_out, cost),
-    )
-
-
-def not_found(code: str, message: str, overrides: Mapping[str, Category]) -> Outcome:
-    """The outcome of a step whose provider is unknown (``provider_not_found``) or lacks
-    its configuration (``not_configured``)."""
-    rule = TAXONOMY[code]
-    return Outcome(
-        overrides.get(code, rule.category), rule.error_category, code, rule.transient, message
     )

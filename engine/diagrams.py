@@ -121,6 +121,37 @@ def _edge_label(edge: Edge, step: Step) -> str:
     return edge.trigger
 
 
+@dataclass(frozen=True)
+class _Drawn:
+    """One edge as both renderers draw it."""
+
+    source: str
+    dest: str
+    trigger: str
+    retry: bool
+    label: str
+    taken: bool
+
+
+def _drawn_edges(
+    transitions: Sequence[Mapping[str, Any]], chain: Chain, highlight: Highlight | None
+) -> list[_Drawn]:
+    """transitions' markup of the render machine, labelled, with the run's attempts marked."""
+    taken = _taken_index(highlight)
+    out = []
+    for t in transitions:
+        src, dst, trigger = t["source"], t["dest"], t["trigger"]
+        retry = src == dst
+        label = _edge_label(
+            Edge(trigger, src, dst, "retry" if retry else "route"), chain.by_id[src]
+        )
+        numbers = taken.get((src, trigger, dst))
+        if numbers:
+            label += "  [" + ", ".join(f"#{n}" for n in numbers) + "]"
+        out.append(_Drawn(src, dst, trigger, retry, label, bool(numbers)))
+    return out
+
+
 def _drawn(chain: Chain) -> list[Edge]:
     return [e for e in edges(chain) if e.kind != "deadline"]
 
@@ -205,20 +236,14 @@ class _ChainDot(_GraphvizGraph):
 
     def _add_edges(self, transitions: list[dict[str, Any]], container: graphviz.Digraph) -> None:
         machine = cast(_RenderMachine, self.machine)
-        taken = _taken_index(machine.highlight)
-        for t in transitions:
-            src, dst, trigger = t["source"], t["dest"], t["trigger"]
-            retry = src == dst
-            edge = Edge(trigger, src, dst, "retry" if retry else "route")
-            label = _edge_label(edge, machine.chain.by_id[src])
-            attrs = {"color": COLOURS[trigger], "fontcolor": COLOURS[trigger]}
-            if retry:
+        for edge in _drawn_edges(transitions, machine.chain, machine.highlight):
+            colour = COLOURS[edge.trigger]
+            attrs = {"color": colour, "fontcolor": colour}
+            if edge.retry:
                 attrs["style"] = "dashed"
-            numbers = taken.get((src, trigger, dst))
-            if numbers:
-                label += "  [" + ", ".join(f"#{n}" for n in numbers) + "]"
+            if edge.taken:
                 attrs["penwidth"] = "3"
-            container.edge(src, dst, label=label, **attrs)
+            container.edge(edge.source, edge.dest, label=edge.label, **attrs)
 
 
 def _legend_html() -> str:
@@ -251,19 +276,13 @@ class _ChainMermaid(_MermaidGraph):
             lines.append(f'    state "{label}" as {ids[step.id]}')
         lines.append(f"    [*] --> {ids[chain.steps[0].id]}")
         _states, transitions = self._get_elements()
-        taken = _taken_index(highlight)
         styles: list[str] = []
-        for number, t in enumerate(transitions, 1):
-            src, dst, trigger = t["source"], t["dest"], t["trigger"]
-            kind = "retry" if src == dst else "route"
-            label = _edge_label(Edge(trigger, src, dst, kind), chain.by_id[src])
-            marks = taken.get((src, trigger, dst))
-            if marks:
-                label += " [" + ", ".join(f"#{n}" for n in marks) + "]"
-            lines.append(f"    {ids[src]} --> {ids[dst]}: {label}")
-            width = "4px" if marks else "1.5px"
-            dash = ",stroke-dasharray:4" if kind == "retry" else ""
-            colour = _TAKEN if marks else COLOURS[trigger]
+        # link 0 is the initial arrow; the chain's edges follow in order
+        for number, edge in enumerate(_drawn_edges(transitions, chain, highlight), 1):
+            lines.append(f"    {ids[edge.source]} --> {ids[edge.dest]}: {edge.label}")
+            width = "4px" if edge.taken else "1.5px"
+            dash = ",stroke-dasharray:4" if edge.retry else ""
+            colour = COLOURS[edge.trigger]
             styles.append(f"    linkStyle {number} stroke:{colour},stroke-width:{width}{dash}")
         for name in FINAL_STATES:
             lines.append(f"    {name} --> [*]")

@@ -14,13 +14,13 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from .classify import Completion, Outcome, classify_exception, classify_result, not_found
+from .classify import Completion, Outcome, classify_exception, classify_result, coded
 from .errors import ChainAbortedError, ChainExhaustedError
 from .machine import CompiledChain
 from .meta import GenerationMeta, fallback_reason, iso_timestamp
 from .providers.base import CallResult, acall, call
 from .runtime import Runtime, backoff_delay
-from .spec import ABORTED, SUCCEEDED, Step
+from .spec import ABORTED, FINAL_STATES, SUCCEEDED, Step
 
 __all__ = ["FallbackExecutor", "ProviderLookup"]
 
@@ -111,9 +111,9 @@ class FallbackExecutor:
         chain = compiled.chain
         overrides = chain.error_codes
         started = rt.monotonic()
-        run = compiled.start(started + min(chain.deadline, timeout))
+        budget = min(chain.deadline, timeout)
+        run = compiled.start(started + budget)
         attempts: list[dict[str, Any]] = []
-        completion: Completion | None = None
         last: Outcome | None = None
         state = run.state
         out_of_time = False
@@ -127,7 +127,7 @@ class FallbackExecutor:
             stamp = rt.wall()
             provider = self.lookup(step.provider)
             if provider is None:
-                outcome = not_found(
+                outcome = coded(
                     "provider_not_found",
                     f"no provider named '{step.provider}' is registered",
                     overrides,
@@ -158,21 +158,21 @@ class FallbackExecutor:
                 _record(step, model, outcome, ended - now, stamp, run.retries_used, state)
             )
             last = outcome
-            if outcome.completion is not None:
-                completion = outcome.completion
             if retrying:
                 run.retries_used += 1
                 if delay > 0:
                     yield _Sleep(delay)
             else:
                 run.retries_used = 0
-            if state in (SUCCEEDED, ABORTED) or state not in chain.by_id:
+            if state in FINAL_STATES:
                 break
 
         elapsed_ms = round((rt.monotonic() - started) * 1000)
         meta.provider_attempts = attempts
         meta.fallback_used = len(attempts) > 1
         meta.fallback_reason = fallback_reason(attempts)
+        assert last is not None
+        completion = last.completion
         if state == SUCCEEDED and completion is not None:
             winner = attempts[-1]
             meta.provider = winner["provider"]
@@ -186,10 +186,7 @@ class FallbackExecutor:
             meta.error_category = None
             return completion
         meta.latency_ms = elapsed_ms
-        assert last is not None
-        error = _failure(
-            chain.name, state, attempts, last, min(chain.deadline, timeout), out_of_time
-        )
+        error = _failure(chain.name, state, attempts, last, budget, out_of_time)
         meta.error = str(error)
         meta.error_category = error.error_category
         raise error

@@ -112,7 +112,8 @@ def _positions(node: Node | None, prefix: Loc) -> tuple[dict[Loc, _Pos], dict[Lo
     return values, keys
 
 
-def _field_name(loc: Loc) -> str:
+def field_name(loc: Loc) -> str:
+    """A location as people write it: ``("steps", 1, "goto")`` -> ``steps[1].goto``."""
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -178,9 +179,8 @@ def _clean_loc(loc: Iterable[str | int]) -> Loc:
     )
 
 
-def _locate(
-    loc: Loc, source: str, values: Mapping[Loc, _Pos], keys: Mapping[Loc, _Pos], *, key: bool
-) -> _Pos:
+def locate(loc: Loc, values: Mapping[Loc, _Pos], keys: Mapping[Loc, _Pos], *, key: bool) -> _Pos:
+    """Line and column of ``loc`` (of its key when ``key``), else of its nearest parent."""
     if key and loc in keys:
         return keys[loc]
     probe = loc
@@ -234,9 +234,9 @@ def validation_problems(
     problems = []
     for error in exc.errors():
         loc = _clean_loc(error["loc"])
-        line, column = _locate(loc, source, values, keys, key=error["type"] == "extra_forbidden")
+        line, column = locate(loc, values, keys, key=error["type"] == "extra_forbidden")
         message = _message(error, loc, model_at)
-        problems.append(Problem(source, line, column, _field_name(loc), message))
+        problems.append(Problem(source, line, column, field_name(loc), message))
     return problems
 
 
@@ -254,13 +254,13 @@ def check_spec(
     except ValidationError as exc:
         problems = validation_problems(exc, source, values, keys)
         for loc, message in _salvaged_checks(data):
-            line, column = _locate(loc, source, values, keys, key=False)
-            problems.append(Problem(source, line, column, _field_name(loc), message))
+            line, column = locate(loc, values, keys, key=False)
+            problems.append(Problem(source, line, column, field_name(loc), message))
         return None, problems
     problems = []
     for loc, message in check_chain(spec):
-        line, column = _locate(loc, source, values, keys, key=False)
-        problems.append(Problem(source, line, column, _field_name(loc), message))
+        line, column = locate(loc, values, keys, key=False)
+        problems.append(Problem(source, line, column, field_name(loc), message))
     return (spec if not problems else None), problems
 
 
@@ -349,7 +349,7 @@ def rebuild(spec: ChainSpec, chain: Chain, source: str) -> Chain:
     """Validate a spec derived from ``chain`` (an override) and build it, or raise."""
     # model_copy skips field validation; callers validate the values they put in, and the
     # structural rules are checked here.
-    problems = [Problem(source, 0, 0, _field_name(loc), msg) for loc, msg in check_chain(spec)]
+    problems = [Problem(source, 0, 0, field_name(loc), msg) for loc, msg in check_chain(spec)]
     if problems:
         raise ChainConfigError(problems)
     return build_chain(spec, chain.name, source)
@@ -361,6 +361,3 @@ def problems_text(problems: Sequence[Problem]) -> str:
 
 
 __all__ += ["field_name", "locate", "problems_text", "read_yaml", "rebuild", "validation_problems"]
-
-field_name = _field_name
-locate = _locate

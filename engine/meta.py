@@ -9,6 +9,7 @@ attempt; ``fallback_used`` is true exactly when more than one attempt was made;
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -71,9 +72,7 @@ class GenerationMeta:
     model: str | None = None
     mode: ExecutionMode = ExecutionMode.DIRECT
     latency_ms: int = 0
-    timestamp: str = field(
-        default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds")
-    )
+    timestamp: str = field(default_factory=lambda: iso_timestamp(time.time()))
     tokens_in: int = 0
     tokens_out: int = 0
     tokens_total: int = 0

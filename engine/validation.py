@@ -35,7 +35,7 @@ def _provider_warnings(chain: Chain, file: Path, known: Sequence[str]) -> list[P
         loc: tuple[str | int, ...] = ("steps", index, "provider")
         if loc not in values:
             loc = ("steps", index)
-        line, column = locate(loc, str(file), values, keys, key=False)
+        line, column = locate(loc, values, keys, key=False)
         close = difflib.get_close_matches(step.provider, known, n=1, cutoff=0.6)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         warnings.append(

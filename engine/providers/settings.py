@@ -139,7 +139,7 @@ def check_providers_file(
     settings: dict[str, ProviderSettings] = {}
     for name, entry in parsed.providers.items():
         loc: Loc = ("providers", name)
-        line, column = locate(loc, source, values, keys, key=True)
+        line, column = locate(loc, values, keys, key=True)
         if not _NAME.match(name):
             problems.append(
                 Problem(source, line, column, f"providers.{name}",
@@ -156,7 +156,7 @@ def check_providers_file(
                 )  # fmt: skip
                 continue
         elif entry.kind is not None and entry.kind != base.kind:
-            kline, kcol = locate((*loc, "kind"), source, values, keys, key=False)
+            kline, kcol = locate((*loc, "kind"), values, keys, key=False)
             problems.append(
                 Problem(source, kline, kcol, f"providers.{name}.kind",
                         f"'{name}' is built in with kind '{base.kind}'; "
