@@ -72,6 +72,7 @@ class Outcome:
     retry_after: float | None = None
     completion: Completion | None = None
     exception: BaseException | None = None
+    http_status: int | None = None
 
 
 _PROVIDER = "provider_error"
@@ -97,6 +98,7 @@ TAXONOMY: Final[Mapping[str, Rule]] = {
     "malformed_response": Rule("retryable", _PROVIDER, True),
     "truncated_response": Rule("retryable", _PROVIDER, True),
     "context_length_exceeded": Rule("retryable", _PROVIDER, False),
+    "response_too_large": Rule("retryable", _PROVIDER, False),
     "contract_violation": Rule("retryable", _PROVIDER, False),
     # Timeouts are transient here; whether a step retries them is the step's retry_timeouts.
     "connect_timeout": Rule("timeout", "timeout", True),
@@ -167,6 +169,7 @@ def classify_exception(exc: BaseException, overrides: Mapping[str, Category]) ->
         message=_short(str(exc) or type(exc).__name__),
         retry_after=retry_after,
         exception=exc,
+        http_status=getattr(exc, "http_status", None),
     )
 
 

@@ -95,6 +95,7 @@ class _OutcomeError(TorqError):
         provider: str | None = None,
         retry_after: float | None = None,
         should_retry: bool | None = None,
+        http_status: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -105,6 +106,8 @@ class _OutcomeError(TorqError):
         self.retry_after = retry_after
         # A server's explicit word on retrying (x-should-retry) beats the taxonomy's.
         self.should_retry = should_retry
+        # The HTTP status of the reply this outcome came from, when there was one.
+        self.http_status = http_status
         if cause is not None:
             self.__cause__ = cause
 

@@ -221,6 +221,7 @@ def _record(
         if outcome.retry_after is None
         else round(outcome.retry_after * 1000),
         "message": outcome.message,
+        "http_status": outcome.http_status,
         "next": next_state,
     }
 

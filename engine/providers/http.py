@@ -4,13 +4,15 @@ One ``httpx.Client`` and one ``httpx.AsyncClient`` per provider, created on firs
 reused (connection pooling), closed by :meth:`HTTPProvider.close` / :meth:`aclose`. httpx
 retries nothing (``retries=0``): the chain is the only retry layer.
 
-Timeouts: httpx bounds connecting and each read; the whole attempt is bounded by the
-attempt's timeout too, so a server trickling its reply byte by byte is cut off. A cut-off
-attempt is named after where it was: ``connect_timeout`` (connecting), ``read_timeout``
-(request sent, no reply yet), ``attempt_timeout`` (the reply started but did not finish).
-Async attempts end exactly at the timeout; sync ones check it as each piece of the reply
-arrives, so a server that stalls completely mid-reply is cut off by the read timeout, up
-to one timeout later.
+Timeouts: every attempt ends within its timeout whatever the server does, in every phase
+(connect, TLS, headers, body): async attempts under ``asyncio.timeout``, sync ones through a
+network layer that gives each socket operation only the time left
+(:mod:`engine.providers.network`). A cut-off attempt is named after where it was:
+``connect_timeout`` (connecting), ``read_timeout`` (request sent, no complete reply head
+yet), ``attempt_timeout`` (the reply started but did not finish).
+
+Size: a reply is read raw and decoded under the provider's ``max_response_bytes``
+(:mod:`engine.providers.body`); a larger one ends the attempt as ``response_too_large``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,11 @@ import httpx
 
 from ..classify import Completion
 from ..errors import AIResponseError, ProviderError
-from .mapping import attempt_timeout, error_for_status, error_for_transport, redact
+from .body import ACCEPT_ENCODING, ERROR_BODY_BYTES, BodyReader
+from .clients import LoopClients
+from .mapping import attempt_timeout, error_for_status, error_for_transport
+from .network import deadline, sync_transport
+from .secrets import excerpt, install_log_filter
 from .settings import Resolved
 from .wire import WIRES
 
@@ -40,6 +46,10 @@ def _tls() -> ssl.SSLContext:
     # Building a TLS context (loading the CA bundle) costs ~20 ms; every client shares one.
     # httpx's own helper keeps its defaults (certifi, SSL_CERT_FILE / SSL_CERT_DIR).
     return httpx.create_ssl_context()
+
+
+def _in_memory(response: httpx.Response) -> bool:
+    return response.is_stream_consumed
 
 
 class HTTPProvider:
@@ -68,30 +78,40 @@ class HTTPProvider:
         self.base_url = resolved.base_url
         self.wire = WIRES[settings.kind]
         self.connect_timeout = settings.connect_timeout
+        self.max_response_bytes = settings.max_response_bytes
         self._resolved = resolved
         self._url = resolved.base_url + self.wire.path
         self._headers = {
             "content-type": "application/json",
-            **self.wire.headers(resolved.api_key),
-            **resolved.headers,
+            "accept-encoding": ACCEPT_ENCODING,
+            **self.wire.headers(resolved.api_key if resolved.unusable is None else None),
+            **(resolved.headers if resolved.unusable is None else {}),
         }
         self._secrets = resolved.secrets
         self._transport = transport
         self._async_transport = async_transport
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
-        self._aclient: httpx.AsyncClient | None = None
-        self._aloop: asyncio.AbstractEventLoop | None = None
+        self._aclients = LoopClients(self._new_async_client)
+        install_log_filter()
 
     def __repr__(self) -> str:
         return f"HTTPProvider({self.name!r}, kind={self.kind!r}, base_url={self.base_url!r})"
 
     @property
     def configured(self) -> bool:
-        """Whether the provider has what it needs (its API key, when it uses one)."""
+        """Whether the provider has what it needs (a usable API key, when it uses one)."""
+        if self._resolved.unusable is not None:
+            return False
         return self._resolved.api_key is not None or self._resolved.settings.api_key_env is None
 
     def _check_configured(self) -> None:
+        if self._resolved.unusable is not None:
+            raise ProviderError(
+                f"{self.name}: {self._resolved.unusable}; fix the variable",
+                code="not_configured",
+                provider=self.name,
+            )
         if not self.configured:
             raise ProviderError(
                 f"{self.name}: {self._resolved.settings.api_key_env} is not set",
@@ -120,6 +140,15 @@ class HTTPProvider:
     def _body(self, prompt: str, model: str | None) -> bytes:
         return json.dumps(self.wire.body(prompt, model or self.model)).encode()
 
+    def _reader(self, response: httpx.Response) -> BodyReader:
+        """A bounded reader for ``response``'s body (error bodies: only their start)."""
+        # A response built in memory (httpx.MockTransport) arrives already read and decoded.
+        encoding = None if _in_memory(response) else response.headers.get("content-encoding")
+        if response.status_code >= 300:
+            limit = min(self.max_response_bytes, ERROR_BODY_BYTES)
+            return BodyReader(limit, encoding, self.name, truncate=True)
+        return BodyReader(self.max_response_bytes, encoding, self.name)
+
     def _finish(
         self, status: int, headers: httpx.Headers, body: bytes, model: str | None
     ) -> Completion:
@@ -127,17 +156,21 @@ class HTTPProvider:
             raise error_for_status(status, headers, body, self.wire, self.name, self._secrets)
         try:
             data = json.loads(body)
-        except ValueError:
-            text = redact(body[:80].decode("utf-8", "replace"), self._secrets)
+        except (ValueError, RecursionError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else "not JSON"
+            text = excerpt(body[:400].decode("utf-8", "replace"), 80, self._secrets)
             raise ProviderError(
-                f"{self.name}: reply is not JSON: {text!r}",
+                f"{self.name}: reply is {why}: {text!r}",
                 code="malformed_response",
                 provider=self.name,
+                http_status=status,
             ) from None
         try:
             completion = self.wire.completion(data)
         except (ProviderError, AIResponseError) as exc:
-            raise type(exc)(f"{self.name}: {exc}", code=exc.code, provider=self.name) from exc
+            raise type(exc)(
+                f"{self.name}: {exc}", code=exc.code, provider=self.name, http_status=status
+            ) from exc
         if completion.model:
             return completion
         return Completion(
@@ -157,8 +190,7 @@ class HTTPProvider:
         with self._lock:  # threads sharing a provider must share one client (one pool)
             if self._client is None:
                 self._client = httpx.Client(
-                    transport=self._transport
-                    or httpx.HTTPTransport(retries=0, limits=_LIMITS, verify=_tls()),
+                    transport=self._transport or sync_transport(_LIMITS, _tls()),
                     verify=_tls(),
                     headers=self._headers,
                     follow_redirects=False,
@@ -168,76 +200,89 @@ class HTTPProvider:
     def generate_response(
         self, *, prompt: str, timeout: float, model: str | None = None
     ) -> Completion:
-        """Ask the provider synchronously; the attempt ends within ``timeout`` seconds
-        (a server that stalls mid-reply is cut off by the read timeout)."""
-        deadline = time.monotonic() + timeout
+        """Ask the provider synchronously; the attempt ends within ``timeout`` seconds,
+        whatever the server does."""
+        ends = time.monotonic() + timeout
         phase = "wait"  # then "body", once the reply has started
         client = self._sync_client()
         request = self._request(client, prompt, model, timeout)
         try:
-            response = client.send(request, stream=True)
-            phase = "body"
-            try:
-                chunks = []
-                for chunk in response.iter_bytes():
-                    chunks.append(chunk)
-                    if time.monotonic() > deadline:
-                        raise attempt_timeout(self.name, timeout, phase)
-            finally:
-                response.close()
+            with deadline(ends):
+                response = client.send(request, stream=True)
+                phase = "body"
+                try:
+                    reader = self._reader(response)
+                    chunks = [response.content] if _in_memory(response) else response.iter_raw()
+                    for chunk in chunks:
+                        reader.feed(chunk)
+                        if reader.full:
+                            break
+                        if time.monotonic() > ends:  # for transports without our network
+                            raise attempt_timeout(self.name, timeout, phase)
+                finally:
+                    response.close()
         except httpx.HTTPError as exc:
             raise error_for_transport(exc, self.name, phase, self._secrets) from exc
-        return self._finish(response.status_code, response.headers, b"".join(chunks), model)
+        except ProviderError as exc:
+            exc.http_status = response.status_code
+            raise
+        return self._finish(response.status_code, response.headers, reader.finish(), model)
 
     # -- async -----------------------------------------------------------------------------
 
-    def _async_client(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        if self._aclient is None or self._aloop is not loop:
-            # A client's connections belong to the loop that opened them.
-            self._aclient = httpx.AsyncClient(
-                transport=self._async_transport
-                or httpx.AsyncHTTPTransport(retries=0, limits=_LIMITS, verify=_tls()),
-                verify=_tls(),
-                headers=self._headers,
-                follow_redirects=False,
-            )
-            self._aloop = loop
-        return self._aclient
+    def _new_async_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=self._async_transport
+            or httpx.AsyncHTTPTransport(retries=0, limits=_LIMITS, verify=_tls()),
+            verify=_tls(),
+            headers=self._headers,
+            follow_redirects=False,
+        )
 
     async def agenerate_response(
         self, *, prompt: str, timeout: float, model: str | None = None
     ) -> Completion:
         """Ask the provider asynchronously; the whole attempt ends within ``timeout``."""
         phase = "wait"  # then "body", once the reply has started
-        client = self._async_client()
+        client = self._aclients.get()
         request = self._request(client, prompt, model, timeout)
         try:
             async with asyncio.timeout(timeout):
                 response = await client.send(request, stream=True)
                 phase = "body"
                 try:
-                    body = b"".join([chunk async for chunk in response.aiter_bytes()])
+                    reader = self._reader(response)
+                    if _in_memory(response):
+                        reader.feed(response.content)
+                    else:
+                        async for chunk in response.aiter_raw():
+                            reader.feed(chunk)
+                            if reader.full:
+                                break
                 finally:
                     await response.aclose()
         except TimeoutError as exc:
             raise attempt_timeout(self.name, timeout, phase) from exc
         except httpx.HTTPError as exc:
             raise error_for_transport(exc, self.name, phase, self._secrets) from exc
-        return self._finish(response.status_code, response.headers, body, model)
+        except ProviderError as exc:
+            exc.http_status = response.status_code
+            raise
+        return self._finish(response.status_code, response.headers, reader.finish(), model)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the sync client (and forget the async one, whose loop may be gone)."""
+        """Close the sync client and every async one (each in its own event loop); works
+        from any context."""
         if self._client is not None:
             self._client.close()
             self._client = None
+        self._aclients.close()
 
     async def aclose(self) -> None:
-        """Close both clients."""
-        self.close()
-        if self._aclient is not None:
-            await self._aclient.aclose()
-            self._aclient = None
-            self._aloop = None
+        """Close every client, awaiting the running loop's."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        await self._aclients.aclose()

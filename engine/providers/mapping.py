@@ -1,8 +1,9 @@
 """The one boundary where HTTP becomes outcomes: statuses, error bodies, headers and httpx
 exceptions are mapped onto the taxonomy's codes here, and nowhere else.
 
-Every message leaving this module has been through :func:`redact`, so no API key (or
-anything shaped like one) reaches metadata, logs or exceptions.
+Every message leaving this module has been through :func:`~engine.providers.secrets.redact`
+(before it is cut to length), so no API key, whole or in part, nor anything shaped like
+one, reaches metadata, logs or exceptions.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Final
 import httpx
 
 from ..errors import AIResponseError, AITimeoutError, ProviderError
+from .secrets import excerpt, redact
 from .wire import ErrorInfo, Wire
 
 OutcomeError = ProviderError | AITimeoutError | AIResponseError
@@ -28,9 +30,6 @@ __all__ = ["RETRY_AFTER_CAP", "error_for_status", "error_for_transport", "redact
 #: whether waiting that long is worth it).
 RETRY_AFTER_CAP: Final = 300.0
 
-_KEY_SHAPES: Final = re.compile(
-    r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-*]{6,}|\bBearer\s+[A-Za-z0-9._\-~+/]{8,}=*", re.IGNORECASE
-)
 _CONTEXT: Final = re.compile(
     r"context.length|maximum context|prompt is too long|too many tokens|context window",
     re.IGNORECASE,
@@ -44,14 +43,6 @@ _QUOTA_CODES: Final = frozenset(
 )
 _FILTER_CODES: Final = frozenset({"content_filter", "content_policy_violation"})
 _MESSAGE_LIMIT: Final = 300
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every given secret, and anything shaped like an API key, masked."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return _KEY_SHAPES.sub("[redacted]", text)
 
 
 def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -88,8 +79,8 @@ def _should_retry(headers: Mapping[str, str]) -> bool | None:
 def _info(body: bytes, wire: Wire) -> ErrorInfo:
     try:
         data = json.loads(body)
-    except ValueError:
-        return ErrorInfo(message=body.decode("utf-8", "replace").strip())
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to read
+        return ErrorInfo(message=body[: _MESSAGE_LIMIT * 4].decode("utf-8", "replace").strip())
     return wire.error(data)
 
 
@@ -103,7 +94,7 @@ def error_for_status(
 ) -> OutcomeError:
     """The outcome of a non-2xx reply."""
     info = _info(body, wire)
-    detail = redact(info.message or f"HTTP {status}", secrets)[:_MESSAGE_LIMIT]
+    detail = excerpt(info.message or f"HTTP {status}", _MESSAGE_LIMIT, secrets)
     message = f"{provider}: HTTP {status}: {detail}"
     kinds = {info.type, info.code}
     kind, code = _status_outcome(status, kinds, info.message)
@@ -113,6 +104,7 @@ def error_for_status(
         provider=provider,
         retry_after=retry_after(headers),
         should_retry=_should_retry(headers),
+        http_status=status,
     )
 
 
@@ -138,7 +130,7 @@ def error_for_transport(
 ) -> OutcomeError:
     """The outcome of an httpx exception. ``phase`` is ``wait`` (no reply yet) or ``body``
     (reading the reply)."""
-    text = redact(str(exc) or type(exc).__name__, secrets)[:_MESSAGE_LIMIT]
+    text = excerpt(str(exc) or type(exc).__name__, _MESSAGE_LIMIT, secrets)
     message = f"{provider}: {text}"
     if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
         return AITimeoutError(message, code="connect_timeout", cause=exc, provider=provider)

@@ -19,18 +19,22 @@ makes the provider ``not_configured`` at call time, never an error at start-up.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
+from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import ChainConfigError, Problem
 from ..loader import locate, read_yaml, validation_problems
 from ..spec import Loc
+from .body import DEFAULT_MAX_RESPONSE_BYTES
+from .secrets import invalid_secret, register_secret
 
 __all__ = [
     "BUILTIN_SETTINGS",
@@ -47,6 +51,8 @@ PROVIDERS_FILE: Final = "providers.yaml"
 Kind = Literal["openai", "anthropic", "ollama"]
 _ENV_REF: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+#: Largest ``max_response_bytes`` a providers file may set (1 GiB).
+MAX_RESPONSE_BYTES_CAP: Final = 1 << 30
 
 
 class ProviderEntry(BaseModel):
@@ -68,6 +74,13 @@ class ProviderEntry(BaseModel):
     )
     connect_timeout: float | None = Field(
         default=None, gt=0, description="Seconds to establish a connection (capped by the step)."
+    )
+    max_response_bytes: int | None = Field(
+        default=None,
+        ge=1024,
+        le=MAX_RESPONSE_BYTES_CAP,
+        description="Largest reply accepted, decoded, in bytes; a larger one ends the attempt "
+        "as response_too_large.",
     )
 
 
@@ -91,6 +104,7 @@ class ProviderSettings:
     base_url_env: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     connect_timeout: float = 10.0
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
 
 #: The built-in providers, under the names chains use.
@@ -179,6 +193,7 @@ def _merge(name: str, entry: ProviderEntry, base: ProviderSettings | None) -> Pr
         "api_key_env": base.api_key_env,
         "base_url_env": base.base_url_env,
         "connect_timeout": base.connect_timeout,
+        "max_response_bytes": base.max_response_bytes,
         **given,
     }
     if "base_url" in given and "base_url_env" not in given:
@@ -208,6 +223,19 @@ class Resolved:
     api_key: str | None
     headers: Mapping[str, str]
     secrets: tuple[str, ...]
+    #: Why the key (or a header read from the environment) cannot be sent; never quotes it.
+    unusable: str | None = None
+
+
+def _split_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """``url`` without its ``user:password@`` part, and that user and password."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not at:
+        return url, None, None
+    user, _, password = userinfo.partition(":")
+    return f"{scheme}{sep}{host}{slash}{path}", unquote(user), unquote(password) or None
 
 
 def resolve(settings: ProviderSettings, environ: Mapping[str, str] | None = None) -> Resolved:
@@ -218,17 +246,36 @@ def resolve(settings: ProviderSettings, environ: Mapping[str, str] | None = None
         base_url = env[settings.base_url_env].strip()
     if "://" not in base_url:  # OLLAMA_HOST is often given as host:port
         base_url = f"http://{base_url}"
+    # Credentials in a URL would show in httpx's log lines and in every message naming the
+    # URL: they leave the URL and travel as a Basic authorization header instead.
+    base_url, user, password = _split_credentials(base_url)
     api_key = env.get(settings.api_key_env, "").strip() or None if settings.api_key_env else None
     secrets: list[str] = [api_key] if api_key else []
+    unusable: str | None = None
+    if api_key is not None:
+        why = invalid_secret(api_key)
+        if why is not None:
+            unusable = f"the value of {settings.api_key_env} {why}"
 
     def expand(match: re.Match[str]) -> str:
+        nonlocal unusable
         value = env.get(match.group(1), "")
         if value:
             secrets.append(value)
+            why = invalid_secret(value.replace(" ", "_"))
+            if why is not None and unusable is None:
+                unusable = f"the value of {match.group(1)} {why}"
         return value
 
     headers = {k: _ENV_REF.sub(expand, v) for k, v in settings.headers.items()}
-    return Resolved(settings, base_url.rstrip("/"), api_key, headers, tuple(secrets))
+    if user is not None:
+        token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
+        secrets.extend(s for s in (password, f"{user}:{password}", token) if s)
+        if api_key is None:  # a key, when there is one, is what authenticates
+            headers.setdefault("Authorization", f"Basic {token}")
+    for secret in secrets:
+        register_secret(secret)
+    return Resolved(settings, base_url.rstrip("/"), api_key, headers, tuple(secrets), unusable)
 
 
 def describe(resolved: Resolved) -> dict[str, Any]:

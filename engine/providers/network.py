@@ -1,0 +1,124 @@
+"""A sync network layer with a true deadline, and the transports built on it.
+
+httpx's sync timeouts bound each socket operation, not the request: a server that sends its
+status line one byte a second never trips a 3 s read timeout and keeps the caller forever.
+Here every socket operation (connect, TLS handshake, each read, each write) is given the
+time left until the attempt's deadline, never more, so a sync attempt ends within its
+timeout in every phase whatever the server does. The deadline is set per attempt with
+:func:`deadline` (a context variable, so threads sharing one client do not mix theirs up).
+
+Async attempts need none of this: ``asyncio.timeout`` bounds them as a whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import time
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
+from typing import Any
+
+import httpcore
+import httpx
+from httpcore._backends.sync import SyncStream
+
+__all__ = ["deadline", "sync_transport"]
+
+_DEADLINE: ContextVar[float | None] = ContextVar("torq_fallback_deadline", default=None)
+_SocketOption = (
+    tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
+)
+
+
+@contextlib.contextmanager
+def deadline(at: float) -> Iterator[None]:
+    """Bound every socket operation in this block to end by ``at`` (``time.monotonic``)."""
+    token = _DEADLINE.set(at)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _left(timeout: float | None) -> float | None:
+    """The timeout an operation gets: its own, capped by the time left before the deadline."""
+    at = _DEADLINE.get()
+    if at is None:
+        return timeout
+    left = at - time.monotonic()
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(SyncStream):
+    """A socket stream whose every operation ends by the current deadline."""
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        left = _left(timeout)
+        if left is not None and left <= 0:
+            raise httpcore.ReadTimeout("the attempt's deadline passed while reading")
+        data: bytes = super().read(max_bytes, left)
+        return data
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        # httpcore gives every send() the whole timeout again; here the sends share one.
+        view = memoryview(buffer)
+        while view:
+            left = _left(timeout)
+            if left is not None and left <= 0:
+                raise httpcore.WriteTimeout("the attempt's deadline passed while writing")
+            try:
+                self._sock.settimeout(left)
+                sent = self._sock.send(view)
+            except TimeoutError as exc:
+                raise httpcore.WriteTimeout(str(exc) or "write timed out") from exc
+            except OSError as exc:
+                raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
+            view = view[sent:]
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        left = _left(timeout)
+        if left is not None and left <= 0:
+            raise httpcore.ConnectTimeout("the attempt's deadline passed before TLS")
+        # The socket timeout bounds the whole handshake (CPython keeps one deadline for it).
+        upgraded = super().start_tls(ssl_context, server_hostname, left)
+        return _DeadlineStream(upgraded.get_extra_info("socket"))
+
+
+class _DeadlineBackend(httpcore.SyncBackend):
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[_SocketOption] | None = None,
+    ) -> httpcore.NetworkStream:
+        left = _left(timeout)
+        if left is not None and left <= 0:
+            raise httpcore.ConnectTimeout("the attempt's deadline passed before connecting")
+        stream = super().connect_tcp(host, port, left, local_address, socket_options)
+        sock: socket.socket = stream.get_extra_info("socket")
+        return _DeadlineStream(sock)
+
+
+def sync_transport(limits: httpx.Limits, ssl_context: ssl.SSLContext) -> httpx.HTTPTransport:
+    """httpx's transport (its error mapping and streams), over the deadline-bound network."""
+    transport = httpx.HTTPTransport(verify=ssl_context, limits=limits, retries=0)
+    # httpx offers no way to pass a network backend; its pool is rebuilt with ours.
+    pool: Any = httpcore.ConnectionPool(
+        ssl_context=ssl_context,
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        retries=0,
+        network_backend=_DeadlineBackend(),
+    )
+    transport._pool = pool
+    return transport

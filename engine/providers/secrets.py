@@ -1,0 +1,154 @@
+"""Keeping secrets out of everything the engine says: one registry of the secret values the
+process knows (API keys, header values read from the environment, passwords in base URLs),
+one :func:`redact` that masks them, whole or in part, plus anything shaped like an API key,
+and a logging filter that runs httpx's and httpcore's log lines through it.
+
+A secret is masked wherever at least :data:`MIN_PART` consecutive characters of it appear,
+so a server that echoes a key's first characters ("incorrect key sk-proj-AbCd...") does not
+leak them either. Text is always redacted *before* it is cut to length, so no cut can split a
+key into a piece that no longer looks like one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterable
+from typing import Final
+
+__all__ = [
+    "MIN_PART",
+    "REDACTED",
+    "excerpt",
+    "install_log_filter",
+    "invalid_secret",
+    "redact",
+    "register_secret",
+]
+
+REDACTED: Final = "[redacted]"
+#: Shortest piece of a known secret that is masked on its own.
+MIN_PART: Final = 8
+
+# Prefixes of the common providers' key formats (OpenAI/DeepSeek/Anthropic "sk-", Groq
+# "gsk_", xAI "xai-", Google "AIza", Hugging Face "hf_", ...) and bearer tokens. No word
+# boundary in front: a key glued to other text ("keysk-...") is still a key.
+_KEY_SHAPES: Final = re.compile(
+    r"(?:sk|pk|rk)-[A-Za-z0-9_\-*]{6,}"
+    r"|(?:gsk|hf|ghp|gho|xoxb|xoxp)_[A-Za-z0-9_\-]{6,}"
+    r"|xai-[A-Za-z0-9_\-]{6,}"
+    r"|AIza[A-Za-z0-9_\-]{6,}"
+    r"|\bBearer\s+[A-Za-z0-9._\-~+/]{6,}=*"
+    r"|\bBasic\s+[A-Za-z0-9+/]{6,}=*",
+    re.IGNORECASE,
+)
+_lock = threading.Lock()
+_secrets: set[str] = set()
+# Every MIN_PART-long piece of every registered secret, for the partial match.
+_pieces: frozenset[str] = frozenset()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember ``value`` as a secret of this process (masked by every later :func:`redact`)."""
+    global _pieces
+    if not value or value in _secrets:
+        return
+    with _lock:
+        _secrets.add(value)
+        pieces = set(_pieces)
+        for start in range(max(1, len(value) - MIN_PART + 1)):
+            piece = value[start : start + MIN_PART]
+            if len(piece) == MIN_PART:
+                pieces.add(piece)
+        _pieces = frozenset(pieces)
+
+
+def _mask_known(text: str, extra: Iterable[str]) -> str:
+    # Whole secrets first (short ones too), then any run built of known pieces.
+    for secret in sorted({*_secrets, *(s for s in extra if s)}, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    pieces = _pieces
+    extra_pieces = {s[i : i + MIN_PART] for s in extra if s for i in range(len(s) - MIN_PART + 1)}
+    if not pieces and not extra_pieces:
+        return text
+    spans: list[list[int]] = []
+    for start in range(len(text) - MIN_PART + 1):
+        piece = text[start : start + MIN_PART]
+        if piece in pieces or piece in extra_pieces:
+            end = start + MIN_PART
+            if spans and start <= spans[-1][1]:
+                spans[-1][1] = max(spans[-1][1], end)
+            else:
+                spans.append([start, end])
+    if not spans:
+        return text
+    out: list[str] = []
+    last = 0
+    for start, end in spans:
+        out.append(text[last:start])
+        out.append(REDACTED)
+        last = end
+    out.append(text[last:])
+    return "".join(out)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with every known secret (registered or given), whole or in part, and anything
+    shaped like an API key, masked."""
+    return _KEY_SHAPES.sub(REDACTED, _mask_known(text, tuple(secrets)))
+
+
+def excerpt(text: str, limit: int, secrets: Iterable[str] = ()) -> str:
+    """A redacted excerpt of at most ``limit`` characters (redacted first, then cut)."""
+    # Only a bounded window is redacted: a reply may be megabytes long.
+    window = redact(text[: limit * 4 + 64], secrets)
+    return window if len(window) <= limit else window[: limit - 1] + "…"
+
+
+def invalid_secret(value: str) -> str | None:
+    """Why ``value`` cannot be sent as a credential (None if it can). Never quotes it."""
+    for index, char in enumerate(value):
+        code = ord(char)
+        if code < 0x20 or code == 0x7F:
+            return f"contains a control character (at position {index + 1})"
+        if code == 0x20:
+            return f"contains a space (at position {index + 1})"
+        if code > 0x7E:
+            return f"contains a non-ASCII character (at position {index + 1})"
+    return None
+
+
+class _RedactingFilter(logging.Filter):
+    """Rewrites a log record's message with secrets masked (never drops the record)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken record is logging's business, not ours
+            return True
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+_FILTERED_LOGGERS: Final = (
+    "httpx",
+    "httpcore",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
+_filter = _RedactingFilter()
+
+
+def install_log_filter() -> None:
+    """Mask secrets in the log lines of httpx and httpcore (idempotent)."""
+    for name in _FILTERED_LOGGERS:
+        logger = logging.getLogger(name)
+        if _filter not in logger.filters:
+            logger.addFilter(_filter)
