@@ -21,6 +21,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .errors import ChainConfigError, Problem
+from .filelimits import MAX_PROBLEMS_SHOWN, read_config_text, screen_yaml, snippet
 from .spec import (
     UNION_TAGS,
     Chain,
@@ -146,27 +147,31 @@ def _message(
         key = str(loc[-1])
         model = model_at(loc[:-1])
         allowed = sorted(model.model_fields) if model else []
-        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(key[:100], allowed, n=1, cutoff=0.6)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        return f"unknown key '{key}'{hint}; allowed keys: {', '.join(allowed)}"
+        return f"unknown key '{snippet(key)}'{hint}; allowed keys: {', '.join(allowed)}"
     if kind == "missing":
         return f"required key '{loc[-1]}' is missing"
     if kind == "literal_error":
         expected = ctx.get("expected", "")
         choices = re.findall(r"'([^']*)'", expected)
-        close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(str(value)[:100], choices, n=1, cutoff=0.6)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         what = "category" if set(choices) <= {"retryable", "timeout", "non_retryable"} else "value"
-        return f"unknown {what} {value!r}{hint}; expected {expected}"
+        return f"unknown {what} {snippet(repr(value))}{hint}; expected {expected}"
     if kind == "greater_than":
-        return f"must be greater than {ctx.get('gt'):g} (got {value!r})"
+        return f"must be greater than {ctx.get('gt'):g} (got {snippet(repr(value))})"
     if kind == "greater_than_equal":
-        return f"must be {ctx.get('ge'):g} or more (got {value!r})"
+        return f"must be {ctx.get('ge'):g} or more (got {snippet(repr(value))})"
+    if kind == "less_than_equal":
+        return f"must be {ctx.get('le'):g} or less (got {snippet(repr(value))})"
     if kind == "too_short" and loc == ("steps",):
         return "a chain needs at least one step"
+    if kind == "too_long" and loc == ("steps",):
+        return f"a chain has at most {ctx.get('max_length')} steps (got {ctx.get('actual_length')})"
     if kind == "string_too_short":
         return "must not be empty"
-    return f"{error['msg']} (got {value!r})"
+    return f"{error['msg']} (got {snippet(repr(value))})"
 
 
 def _clean_loc(loc: Iterable[str | int]) -> Loc:
@@ -253,6 +258,8 @@ def check_spec(
         spec = validate_spec(data)
     except ValidationError as exc:
         problems = validation_problems(exc, source, values, keys)
+        if len(problems) > MAX_PROBLEMS_SHOWN:
+            return None, problems  # already more than will be shown
         for loc, message in _salvaged_checks(data):
             line, column = locate(loc, values, keys, key=False)
             problems.append(Problem(source, line, column, field_name(loc), message))
@@ -265,20 +272,32 @@ def check_spec(
 
 
 def _in_file_order(problems: list[Problem]) -> list[Problem]:
-    return sorted(problems, key=lambda p: (p.line, p.column))
+    return capped(sorted(problems, key=lambda p: (p.line, p.column)))
+
+
+def capped(problems: list[Problem]) -> list[Problem]:
+    """At most :data:`~engine.filelimits.MAX_PROBLEMS_SHOWN` problems, then one that says
+    how many more there were."""
+    if len(problems) <= MAX_PROBLEMS_SHOWN:
+        return problems
+    rest = len(problems) - MAX_PROBLEMS_SHOWN
+    last = problems[MAX_PROBLEMS_SHOWN - 1]
+    more = Problem(last.source, 0, 0, "", f"… and {rest} more problem{'s' if rest != 1 else ''}")
+    return [*problems[:MAX_PROBLEMS_SHOWN], more]
 
 
 def read_yaml(
     path: Path, list_prefix: Loc = ("steps",)
 ) -> tuple[Any, dict[Loc, _Pos], dict[Loc, _Pos], list[Problem]]:
     """Parse a YAML file safely: its data, where each value and key was written, and any
-    problem (unreadable, invalid YAML, empty, not a mapping or list)."""
+    problem (unreadable, outside its directory, over a limit of :mod:`engine.filelimits`,
+    invalid YAML, empty, not a mapping or list)."""
     source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        return None, {}, {}, [Problem(source, 0, 0, "", f"cannot read file: {reason}")]
+    text, refused = read_config_text(path)
+    if refused is None and text is not None:
+        refused = screen_yaml(text, source)
+    if refused is not None or text is None:
+        return None, {}, {}, [refused] if refused is not None else []
     yaml = YAML(typ="safe", pure=True)
     try:
         data = yaml.load(text)
@@ -360,4 +379,12 @@ def problems_text(problems: Sequence[Problem]) -> str:
     return "\n".join(str(p) for p in problems)
 
 
-__all__ += ["field_name", "locate", "problems_text", "read_yaml", "rebuild", "validation_problems"]
+__all__ += [
+    "capped",
+    "field_name",
+    "locate",
+    "problems_text",
+    "read_yaml",
+    "rebuild",
+    "validation_problems",
+]

@@ -44,6 +44,7 @@ from .classify import FAILURE_CATEGORIES, Category
 __all__ = [
     "FINAL_STATES",
     "KEYWORD_TARGETS",
+    "MAX_STEPS",
     "Chain",
     "ChainSpec",
     "Defaults",
@@ -67,7 +68,11 @@ FINAL_STATES: Final = (SUCCEEDED, EXHAUSTED, ABORTED)
 KEYWORD_TARGETS: Final = ("next", "abort", "exhausted")
 _KEYWORD_DEST: Final = {"abort": ABORTED, "exhausted": EXHAUSTED}
 _RESERVED_IDS: Final = frozenset(FINAL_STATES) | frozenset(KEYWORD_TARGETS) | {"success"}
-_ID_PATTERN: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+_ID_PATTERN: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
+#: Most steps a chain may have.
+MAX_STEPS: Final = 100
+#: Most step ids listed in one message.
+_IDS_SHOWN: Final = 8
 
 #: Built-in values for anything neither a step nor the chain's ``defaults`` sets.
 BUILTIN_DEFAULTS: Final[Mapping[str, Any]] = {
@@ -167,7 +172,9 @@ class ChainSpec(_Strict):
         default_factory=dict,
         description="Error code -> category, overriding the built-in taxonomy for this chain.",
     )
-    steps: list[StepEntry] = Field(min_length=1, description="The providers to try, in order.")
+    steps: list[StepEntry] = Field(
+        min_length=1, max_length=MAX_STEPS, description="The providers to try, in order."
+    )
 
     @field_validator("error_codes", mode="before")
     @classmethod
@@ -230,6 +237,11 @@ def _step_id(entry: str | StepSpec) -> str:
     return step.id if step.id is not None else step.provider
 
 
+def _excerpt(text: str, limit: int = 40) -> str:
+    shown = text[:limit].encode("unicode_escape").decode("ascii")
+    return shown + ("…" if len(text) > limit else "")
+
+
 def _suggest(word: str, choices: Sequence[str]) -> str:
     import difflib
 
@@ -255,7 +267,8 @@ def check_chain(spec: ChainSpec, *, reachability: bool = True) -> list[tuple[Loc
             problems.append(
                 (
                     loc,
-                    f"step id '{sid}' must start with a letter and use only letters, digits, _ . -",
+                    f"step id '{_excerpt(sid)}' must start with a letter and use only letters, "
+                    "digits, _ . - (at most 100 characters)",
                 )
             )
         elif sid in _RESERVED_IDS:
@@ -275,11 +288,11 @@ def check_chain(spec: ChainSpec, *, reachability: bool = True) -> list[tuple[Loc
         for category in FAILURE_CATEGORIES:
             target = getattr(spec.defaults.goto, category)
             if target is not None and target not in KEYWORD_TARGETS:
-                hint = _suggest(target, KEYWORD_TARGETS)
+                hint = _suggest(target[:100], KEYWORD_TARGETS)
                 problems.append(
                     (
                         ("defaults", "goto", category),
-                        f"'{target}' is not allowed in defaults: "
+                        f"'{_excerpt(target)}' is not allowed in defaults: "
                         f"use next, abort or exhausted{hint}",
                     )
                 )
@@ -312,12 +325,16 @@ def check_chain(spec: ChainSpec, *, reachability: bool = True) -> list[tuple[Loc
                     )
                     dest_index = None
             else:
-                hint = _suggest(target, [*KEYWORD_TARGETS, *ids])
+                hint = _suggest(target[:100], [*KEYWORD_TARGETS, *ids])
+                later = list(dict.fromkeys(ids[index + 1 :]))
+                shown = ", ".join(later[:_IDS_SHOWN]) or "(no later step)"
+                if len(later) > _IDS_SHOWN:
+                    shown += f", … ({len(later) - _IDS_SHOWN} more)"
                 problems.append(
                     (
                         ("steps", index, "goto", category),
-                        f"'{target}' names no step; use next, abort, exhausted "
-                        f"or one of: {', '.join(dict.fromkeys(ids))}{hint}",
+                        f"'{_excerpt(target)}' names no step; use next, abort, exhausted "
+                        f"or a later step: {shown}{hint}",
                     )
                 )
                 dest_index = None
