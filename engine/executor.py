@@ -12,17 +12,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from .classify import Completion, Outcome, classify_exception, classify_result, coded
 from .errors import ChainAbortedError, ChainExhaustedError
 from .machine import CompiledChain
 from .meta import GenerationMeta, fallback_reason, iso_timestamp
 from .providers.base import CallResult, acall, call
-from .runtime import Runtime, backoff_delay
+from .runtime import Runtime, backoff_bound, backoff_delay
 from .spec import ABORTED, FINAL_STATES, SUCCEEDED, Step
 
-__all__ = ["FallbackExecutor", "ProviderLookup"]
+__all__ = ["MIN_ATTEMPT_SECONDS", "FallbackExecutor", "ProviderLookup"]
+
+#: An attempt starts only with at least this much time left before the deadline.
+MIN_ATTEMPT_SECONDS: Final = 0.001
+_NO_TIME: Final = Outcome(
+    "timeout", "timeout", "deadline_exceeded", False, "no time left to start an attempt"
+)
 
 #: Returns the provider object registered under a name, or None.
 ProviderLookup: TypeAlias = Callable[[str], Any]
@@ -120,9 +126,12 @@ class FallbackExecutor:
         while True:
             step = chain.by_id[state]
             now = rt.monotonic()
-            if attempts and now >= run.deadline:  # the first attempt always starts
-                state = compiled.fire(run, "deadline_exceeded", transient=False, delay=0, now=now)
+            if run.deadline - now < MIN_ATTEMPT_SECONDS:  # no attempt starts without time
+                state = compiled.fire(run, "deadline_exceeded", transient=False, bound=0, now=now)
                 out_of_time = True
+                if not attempts:  # the record still shows what happened, and where
+                    attempts.append(_record(step, step.model, _NO_TIME, 0.0, rt.wall(), 0, state))
+                    last = _NO_TIME
                 break
             stamp = rt.wall()
             provider = self.lookup(step.provider)
@@ -144,14 +153,13 @@ class FallbackExecutor:
                     else classify_exception(value, overrides)
                 )
             ended = rt.monotonic()
-            delay = 0.0
+            bound = 0.0
             if outcome.transient:
-                delay = backoff_delay(
-                    run.retries_used, step.backoff_base, step.backoff_max, outcome.retry_after,
-                    rt.random,
-                )  # fmt: skip
+                bound = backoff_bound(
+                    run.retries_used, step.backoff_base, step.backoff_max, outcome.retry_after
+                )
             state = compiled.fire(
-                run, outcome.category, transient=outcome.transient, delay=delay, now=ended
+                run, outcome.category, transient=outcome.transient, bound=bound, now=ended
             )
             retrying = state == step.id
             attempts.append(
@@ -159,6 +167,10 @@ class FallbackExecutor:
             )
             last = outcome
             if retrying:
+                delay = backoff_delay(
+                    run.retries_used, step.backoff_base, step.backoff_max, outcome.retry_after,
+                    rt.random,
+                )  # fmt: skip
                 run.retries_used += 1
                 if delay > 0:
                     yield _Sleep(delay)

@@ -4,8 +4,9 @@ an outcome leads.
 States are the chain's steps plus the final states ``succeeded``, ``exhausted`` and
 ``aborted``. Triggers are outcome categories (``success``, ``retryable``, ``timeout``,
 ``non_retryable``) plus ``deadline_exceeded``. A step that may retry has a self-loop, tried
-first, guarded by ``can_retry``: the outcome is transient, retries are left, the wait fits
-under ``backoff_max`` and before the deadline. Otherwise the category's route is taken.
+first, guarded by ``can_retry``: the outcome is transient, retries are left, and the
+longest the wait could be (``bound``, not the jittered draw) fits under ``backoff_max`` and
+before the deadline. Otherwise the category's route is taken.
 
 The machine is built once per chain (``model=None``); each request moves a small
 :class:`Run` through it, so nothing is built per request.
@@ -85,8 +86,8 @@ def _retry_guard(step: Step) -> Callable[[Any], bool]:
         return bool(
             data["transient"]
             and run.retries_used < step.retries
-            and data["delay"] <= step.backoff_max
-            and data["now"] + data["delay"] < run.deadline
+            and data["bound"] <= step.backoff_max
+            and data["now"] + data["bound"] < run.deadline
         )
 
     return can_retry
@@ -126,9 +127,10 @@ class CompiledChain:
         """A fresh run at the chain's first step."""
         return Run(self.initial, deadline)
 
-    def fire(self, run: Run, trigger: str, *, transient: bool, delay: float, now: float) -> str:
-        """Move ``run`` by ``trigger``; return the state it is in afterwards."""
-        moved = self._events[trigger].trigger(run, transient=transient, delay=delay, now=now)
+    def fire(self, run: Run, trigger: str, *, transient: bool, bound: float, now: float) -> str:
+        """Move ``run`` by ``trigger``; return the state it is in afterwards. ``bound`` is the
+        longest a retry's wait could be (see :func:`~engine.runtime.backoff_bound`)."""
+        moved = self._events[trigger].trigger(run, transient=transient, bound=bound, now=now)
         if not moved:  # every trigger has an unguarded route, so this is a bug, not input
             raise RuntimeError(f"no transition for {trigger!r} from {run.state!r}")
         return run.state

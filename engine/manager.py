@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from .classify import Completion
+from .config import check_mode, check_provider, check_timeout, parse_config
 from .errors import AIResponseError, AITimeoutError, ChainConfigError, Problem, ProviderError
 from .executor import FallbackExecutor
 from .loader import load_chains, rebuild, resolve_chains_dir
@@ -41,6 +42,7 @@ MODE_ENV: Final[Mapping[ExecutionMode, str]] = {
     ExecutionMode.CODE_GENERATION: "TORQ_CODE_CHAIN",
 }
 _DEFAULT_CHAIN: Final = "default"
+_SINGLE_CACHE: Final = 256  # single-provider chains kept (per mode and provider)
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 
@@ -84,18 +86,20 @@ class LLMManager:
     """
 
     def __init__(self, config: Mapping[str, Any] | None = None, *, runtime: Runtime | None = None):
+        settings = parse_config(config)  # raises TypeError / ValueError naming the key
         self.config: dict[str, Any] = dict(config or {})
+        self._settings = settings
         self.logger = logging.getLogger(__name__)
         self.providers: dict[str, Any] = {}
-        self.default_provider: str = str(self.config.get("default_provider", "claude"))
+        self.default_provider: str = settings.default_provider or "claude"
         self.search_provider = "deepseek"
         self.local_provider = "ollama"
-        self.chains_dir = resolve_chains_dir(self.config.get("chains_dir"))
+        self.chains_dir = resolve_chains_dir(settings.chains_dir)
         self.provider_settings = load_providers_file(self.chains_dir)
         self._init_providers()
 
-        if "fallback_enabled" in self.config:
-            self.fallback_enabled = bool(self.config["fallback_enabled"])
+        if settings.fallback_enabled is not None:
+            self.fallback_enabled = settings.fallback_enabled
         else:
             self.fallback_enabled = _flag(
                 "TORQ_FALLBACK_ENABLED", os.environ.get("TORQ_FALLBACK_ENABLED", "true")
@@ -117,7 +121,7 @@ class LLMManager:
         Building them reads keys and URLs from the environment but opens no connection."""
         for name, settings in self.provider_settings.items():
             self.providers[name] = HTTPProvider(resolve(settings))
-        for name, provider in dict(self.config.get("providers") or {}).items():
+        for name, provider in self._settings.providers.items():
             self.register_provider(name, provider)
 
     def close(self) -> None:
@@ -170,7 +174,7 @@ class LLMManager:
         known = set(BUILTIN_PROVIDERS) | set(self.providers) | set(self.provider_settings)
         for chain in chains.values():
             known.update(step.provider for step in chain.steps)
-        overrides = dict(self.config.get("chains") or {})
+        overrides: dict[str, Any] = dict(self._settings.chains)
         problems: list[Problem] = []
 
         resolved: dict[str, Chain] = dict(chains)
@@ -226,20 +230,20 @@ class LLMManager:
         return None, ""
 
     def _provider_timeout(self) -> float | None:
-        if self.config.get("provider_timeout") is not None:
-            return _positive_seconds("provider_timeout", self.config["provider_timeout"])
+        if self._settings.provider_timeout is not None:
+            return self._settings.provider_timeout
         raw = os.environ.get("TORQ_PROVIDER_TIMEOUT", "").strip()
         return _positive_seconds("TORQ_PROVIDER_TIMEOUT", raw) if raw else None
 
     def chain_for(self, mode: ExecutionMode | str) -> CompiledChain:
         """The compiled chain a mode runs (its own file, or ``default``)."""
-        key = ExecutionMode(mode).value
+        key = check_mode(mode).value
         return self.chains.get(key) or self.chains[_DEFAULT_CHAIN]
 
     def chain_for_provider(self, provider: str, mode: ExecutionMode | str) -> CompiledChain:
         """The one-step chain of the single-provider path (built once per mode and provider):
         the provider's step settings from the mode's chain, without retries."""
-        mode = ExecutionMode(mode)
+        mode = check_mode(mode)
         cached = self._single.get((mode.value, provider))
         if cached is not None:
             return cached
@@ -256,7 +260,12 @@ class LLMManager:
             description=f"single provider: {provider}", deadline=base.deadline, steps=[step]
         )
         compiled = compile_chain(rebuild(spec, base, f"single provider '{provider}'"))
-        self._single[(mode.value, provider)] = compiled
+        # Only names that resolve to a provider are kept: callers cannot grow the cache with
+        # made-up names, and it stays bounded even with many registered providers.
+        if self.get_provider(provider) is not None:
+            if len(self._single) >= _SINGLE_CACHE:
+                del self._single[next(iter(self._single))]
+            self._single[(mode.value, provider)] = compiled
         return compiled
 
     # -- generation --------------------------------------------------------------------
@@ -272,8 +281,15 @@ class LLMManager:
     ) -> tuple[CompiledChain, GenerationMeta, float]:
         if not isinstance(prompt, str):
             raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
-        mode = ExecutionMode(mode)
-        seconds = _positive_seconds("timeout", timeout)
+        provider = check_provider(provider)
+        mode = check_mode(mode)
+        seconds = check_timeout(timeout)
+        if not isinstance(use_fallback, bool):
+            raise TypeError(f"use_fallback must be a bool, got {type(use_fallback).__name__}")
+        if tools is not None and (
+            not isinstance(tools, list | tuple) or not all(isinstance(t, str) for t in tools)
+        ):
+            raise TypeError("tools must be a list of tool names (str) or None")
         meta = GenerationMeta(mode=mode, tools_used=list(tools or []))
         if provider is not None or not use_fallback or not self.fallback_enabled:
             chain = self.chain_for_provider(provider or self.default_provider, mode)

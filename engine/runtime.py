@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-__all__ = ["Runtime", "backoff_delay"]
+__all__ = ["Runtime", "backoff_bound", "backoff_delay"]
 
 
 @dataclass(frozen=True)
@@ -40,3 +40,15 @@ def backoff_delay(
     if retry_after is not None and retry_after > jitter:
         return float(retry_after)
     return jitter
+
+
+def backoff_bound(retry: int, base: float, cap: float, retry_after: float | None) -> float:
+    """The longest :func:`backoff_delay` can be for these inputs: the jitter's ceiling, or
+    the ``retry_after`` floor when that is longer.
+
+    Whether a retry fits (under ``backoff_max``, before the deadline) is decided on this
+    bound, never on the jittered draw, so the path a request takes depends only on the
+    outcomes and the clock: the jitter changes how long the engine sleeps, nothing else.
+    """
+    ceiling = min(cap, base * (2.0**retry))
+    return max(ceiling, float(retry_after)) if retry_after is not None else ceiling

@@ -117,7 +117,7 @@ def test_registering_a_provider_checks_it():
 
 def test_bad_call_arguments_are_clear_errors():
     manager = LLMManager()
-    with pytest.raises(ValueError, match="'fast' is not a valid ExecutionMode"):
+    with pytest.raises(ValueError, match="mode 'fast' is not an execution mode"):
         manager.generate_response("hi", mode="fast")
-    with pytest.raises(ValueError, match="timeout=0 must be a positive number"):
+    with pytest.raises(ValueError, match="timeout must be a positive number of seconds, got 0"):
         manager.generate_response("hi", timeout=0)
