@@ -5,10 +5,12 @@ by one executor; every call returns the answer and a :class:`GenerationMeta` wit
 attempt history. The integration point is :class:`LLMManager`.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from .classify import TAXONOMY, Completion, Outcome, Rule
-from .diagrams import Highlight, dot_source, highlight_from_attempts, mermaid_source, render
 from .errors import (
     AIResponseError,
     AITimeoutError,
@@ -27,13 +29,45 @@ from .meta import ExecutionMode, GenerationMeta
 from .providers.http import HTTPProvider
 from .providers.settings import BUILTIN_SETTINGS, ProviderSettings
 from .runtime import Runtime
-from .simulator import Behaviour, Script, Simulator
 from .spec import Chain, ChainSpec, Step, chain_json_schema
 
-try:
-    __version__ = version("torq-fallback")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+if TYPE_CHECKING:
+    from .diagrams import Highlight, dot_source, highlight_from_attempts, mermaid_source, render
+    from .simulator import Behaviour, Script, Simulator
+
+    __version__: str
+
+# Names whose modules a request never needs (diagrams load Graphviz and transitions'
+# extensions; the simulator a server): imported on first use, so `import engine` stays light.
+_LAZY = {
+    "Highlight": "diagrams",
+    "dot_source": "diagrams",
+    "highlight_from_attempts": "diagrams",
+    "mermaid_source": "diagrams",
+    "render": "diagrams",
+    "Behaviour": "simulator",
+    "Script": "simulator",
+    "Simulator": "simulator",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("torq-fallback")
+        except PackageNotFoundError:  # a source tree that was never installed
+            found = "0.0.0+unknown"
+        globals()["__version__"] = found
+        return found
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BUILTIN_PROVIDERS",

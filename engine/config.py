@@ -26,7 +26,9 @@ _MODES: Final = tuple(mode.value for mode in ExecutionMode)
 class ManagerConfig(BaseModel):
     """What ``LLMManager(config=...)`` accepts. Every key is optional."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, arbitrary_types_allowed=True, defer_build=True
+    )
 
     fallback_enabled: bool | None = Field(
         default=None, description="Use the chains (true) or only the default provider (false)."

@@ -58,7 +58,7 @@ MAX_RESPONSE_BYTES_CAP: Final = 1 << 30
 class ProviderEntry(BaseModel):
     """One provider in a providers file. For a built-in name every key is optional."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
     kind: Kind | None = Field(default=None, description="Wire protocol.")
     base_url: str | None = Field(default=None, min_length=1, description="Endpoint base URL.")
@@ -87,7 +87,7 @@ class ProviderEntry(BaseModel):
 class ProvidersFile(BaseModel):
     """A providers file."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
     providers: dict[str, ProviderEntry] = Field(default_factory=dict)
 
