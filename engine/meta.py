@@ -9,8 +9,10 @@ attempt; ``fallback_used`` is true exactly when more than one attempt was made;
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -45,9 +47,63 @@ ATTEMPT_KEYS = (
 )
 
 
+_second: list[Any] = [None, ""]  # the last second formatted, and its text up to the seconds
+
+
 def iso_timestamp(epoch_seconds: float) -> str:
     """UTC ISO 8601 with milliseconds, the format of every timestamp in metadata."""
-    return datetime.fromtimestamp(epoch_seconds, UTC).isoformat(timespec="milliseconds")
+    # Rounded exactly as datetime.fromtimestamp rounds (fraction to microseconds, half-even).
+    frac, whole = math.modf(epoch_seconds)
+    fraction = round(frac * 1_000_000)
+    second = int(whole)
+    if fraction >= 1_000_000:
+        second, fraction = second + 1, fraction - 1_000_000
+    elif fraction < 0:
+        second, fraction = second - 1, fraction + 1_000_000
+    cached = _second  # one read: another thread may replace it meanwhile
+    if cached[0] != second:
+        text = datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds")[:-6]
+        cached = [second, text]
+        _second[:] = cached
+    return f"{cached[1]}.{fraction // 1000:03d}+00:00"
+
+
+_UNSET: Any = object()
+
+
+class _Lazy:
+    """A dataclass field whose value is made only when first read (a descriptor field).
+
+    ``timestamp`` keeps the epoch float taken at construction and formats it on first read;
+    ``request_id`` draws its id on first read. Most callers never read either, and formatting
+    dates and drawing UUIDs was a quarter of the engine's own time per request.
+    """
+
+    def __init__(self, make: Callable[[Any], Any], capture: Callable[[], Any]) -> None:
+        self._make = make
+        self._capture = capture
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = "_lazy_" + name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return _UNSET  # the dataclass default: "not given"
+        state = obj.__dict__[self._slot]
+        if isinstance(state, _Pending):
+            state = self._make(state.raw)
+            obj.__dict__[self._slot] = state
+        return state
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self._slot] = _Pending(self._capture()) if value is _UNSET else value
+
+
+class _Pending:
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
 
 
 def fallback_reason(attempts: list[dict[str, Any]]) -> str | None:
@@ -72,7 +128,7 @@ class GenerationMeta:
     model: str | None = None
     mode: ExecutionMode = ExecutionMode.DIRECT
     latency_ms: int = 0
-    timestamp: str = field(default_factory=lambda: iso_timestamp(time.time()))
+    timestamp: str = _Lazy(iso_timestamp, time.time)  # type: ignore[assignment]
     tokens_in: int = 0
     tokens_out: int = 0
     tokens_total: int = 0
@@ -80,7 +136,7 @@ class GenerationMeta:
     tools_used: list[str] = field(default_factory=list)
     tool_results: list[Any] = field(default_factory=list)
     cache_hit: bool = False
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = _Lazy(lambda _: uuid.uuid4().hex, lambda: None)  # type: ignore[assignment]
     provider_attempts: list[dict[str, Any]] = field(default_factory=list)
     fallback_used: bool = False
     fallback_reason: str | None = None

@@ -52,3 +52,25 @@ def test_outcome_errors(kind, category):
     )
     assert error.__cause__ is cause and str(error) == "went wrong"
     assert kind("plain").code is None
+
+
+def test_timestamps_format_exactly_as_datetime_does():
+    import random
+    from datetime import UTC, datetime
+
+    from engine.meta import iso_timestamp
+
+    draw = random.Random(7)
+    samples = [draw.uniform(0, 4e9) for _ in range(20_000)]
+    samples += [0.0, 1.9999999, 1e9 + 0.9999995, 1_700_000_000.0005, 1_779_516_897.4419994]
+    for t in samples:
+        assert iso_timestamp(t) == datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")
+
+
+def test_timestamp_and_request_id_are_made_once_when_first_read():
+    meta = GenerationMeta()
+    first = meta.request_id
+    assert len(first) == 32 and meta.request_id == first
+    assert meta.timestamp == meta.to_dict()["timestamp"]
+    assert GenerationMeta(timestamp="t", request_id="r").to_dict()["request_id"] == "r"
+    assert GenerationMeta.from_dict(meta.to_dict()) == meta

@@ -35,14 +35,11 @@ MIN_PART: Final = 8
 # "gsk_", xAI "xai-", Google "AIza", Hugging Face "hf_", ...) and bearer tokens. No word
 # boundary in front: a key glued to other text ("keysk-...") is still a key.
 _KEY_SHAPES: Final = re.compile(
-    r"(?:sk|pk|rk)-[A-Za-z0-9_\-*]{6,}"
-    r"|(?:gsk|hf|ghp|gho|xoxb|xoxp)_[A-Za-z0-9_\-]{6,}"
-    r"|xai-[A-Za-z0-9_\-]{6,}"
-    r"|AIza[A-Za-z0-9_\-]{6,}"
-    r"|\bBearer\s+[A-Za-z0-9._\-~+/]{6,}=*"
-    r"|\bBasic\s+[A-Za-z0-9+/]{6,}=*",
-    re.IGNORECASE,
+    r"(?:[sprSPR][kK]-|(?:gsk|hf|ghp|gho|xoxb|xoxp)_|xai-|AIza)[A-Za-z0-9_\-*]{6,}"
+    r"|\b(?:[Bb]earer|BEARER)\s+[A-Za-z0-9._\-~+/]{6,}=*"
+    r"|\b(?:[Bb]asic|BASIC)\s+[A-Za-z0-9+/]{6,}=*"
 )
+_RUNS: Final = re.compile(r"[^\s'\"<>(){}\[\],;]{%d,}" % MIN_PART)
 _lock = threading.Lock()
 _secrets: set[str] = set()
 # Every MIN_PART-long piece of every registered secret, for the partial match.
@@ -74,14 +71,18 @@ def _mask_known(text: str, extra: Iterable[str]) -> str:
     if not pieces and not extra_pieces:
         return text
     spans: list[list[int]] = []
-    for start in range(len(text) - MIN_PART + 1):
-        piece = text[start : start + MIN_PART]
-        if piece in pieces or piece in extra_pieces:
-            end = start + MIN_PART
-            if spans and start <= spans[-1][1]:
-                spans[-1][1] = max(spans[-1][1], end)
-            else:
-                spans.append([start, end])
+    # Only runs of key-like characters can hold a piece of a key: scanning just those keeps
+    # this a few microseconds on an ordinary error message.
+    for run in _RUNS.finditer(text):
+        first, stop = run.span()
+        for start in range(first, stop - MIN_PART + 1):
+            piece = text[start : start + MIN_PART]
+            if piece in pieces or piece in extra_pieces:
+                end = start + MIN_PART
+                if spans and start <= spans[-1][1]:
+                    spans[-1][1] = max(spans[-1][1], end)
+                else:
+                    spans.append([start, end])
     if not spans:
         return text
     out: list[str] = []
