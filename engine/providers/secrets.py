@@ -39,7 +39,7 @@ _KEY_SHAPES: Final = re.compile(
     r"|\b(?:[Bb]earer|BEARER)\s+[A-Za-z0-9._\-~+/]{6,}=*"
     r"|\b(?:[Bb]asic|BASIC)\s+[A-Za-z0-9+/]{6,}=*"
 )
-_RUNS: Final = re.compile(r"[^\s'\"<>(){}\[\],;]{%d,}" % MIN_PART)
+_RUNS: Final = re.compile(r"[^\s'\"<>(){}\[\],;]" + "{" + str(MIN_PART) + ",}")
 _lock = threading.Lock()
 _secrets: set[str] = set()
 # Every MIN_PART-long piece of every registered secret, for the partial match.
