@@ -99,11 +99,14 @@ TAXONOMY: Final[Mapping[str, Rule]] = {
     "truncated_response": Rule("retryable", _PROVIDER, True),
     "context_length_exceeded": Rule("retryable", _PROVIDER, False),
     "response_too_large": Rule("retryable", _PROVIDER, False),
+    "overloaded": Rule("retryable", _PROVIDER, False),
     "contract_violation": Rule("retryable", _PROVIDER, False),
     # Timeouts are transient here; whether a step retries them is the step's retry_timeouts.
     "connect_timeout": Rule("timeout", "timeout", True),
     "read_timeout": Rule("timeout", "timeout", True),
     "attempt_timeout": Rule("timeout", "timeout", True),
+    # Waiting in line for the provider's bulkhead took the attempt's time: try elsewhere.
+    "queue_timeout": Rule("timeout", "timeout", False),
     "400": Rule("non_retryable", "ai_error", False),
     "422": Rule("non_retryable", "ai_error", False),
     "content_filter": Rule("non_retryable", "ai_error", False),

@@ -396,6 +396,9 @@ class Simulator:
         #: Connections open right now, and opened in all (to check clients close theirs).
         self.open_connections = 0
         self.total_connections = 0
+        #: Requests being answered right now, and the most there ever were at once.
+        self.in_flight = 0
+        self.peak_in_flight = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
@@ -514,7 +517,14 @@ class Simulator:
         key_sent = bool(headers.get("authorization") or headers.get("x-api-key"))
         self.requests.append(Request(provider, path, wire, body, key_sent, behaviour.kind))
         model = (body or {}).get("model") if isinstance(body, dict) else None
-        return await self._respond(writer, reader, wire, provider, behaviour, model or "sim-model")
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            return await self._respond(
+                writer, reader, wire, provider, behaviour, model or "sim-model"
+            )
+        finally:
+            self.in_flight -= 1
 
     async def _respond(
         self,

@@ -113,7 +113,10 @@ def black_hole():
         sock.close()
 
 
-def setup(tmp_path: Path, sim: Simulator, monkeypatch, row: Row, wire: str, black_hole=None):
+def setup(
+    tmp_path: Path, sim: Simulator, monkeypatch, row: Row, wire: str, black_hole=None,
+    transport: str = "aiohttp",
+):  # fmt: skip
     env = sim.env()
     if row.code == "connect_error":
         env[_url_env(wire)] = f"http://127.0.0.1:{closed_port()}"
@@ -132,7 +135,7 @@ def setup(tmp_path: Path, sim: Simulator, monkeypatch, row: Row, wire: str, blac
     )
     override = ""
     if wire in WIRES:
-        override = f"  {wire}:\n    model: model-under-test\n"
+        override = f"  {wire}:\n    model: model-under-test\n    async_transport: {transport}\n"
         if row.code == "connect_timeout":
             override += "    connect_timeout: 0.2\n"
     (folder / "providers.yaml").write_text(
@@ -192,10 +195,12 @@ def test_sync(tmp_path, sim, monkeypatch, request, row, wire):
     check(row, wire, text, meta)
 
 
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
 @pytest.mark.parametrize(("row", "wire"), CASES, ids=[f"{w}-{r.name}" for r, w in CASES])
-async def test_async(tmp_path, sim, monkeypatch, request, row, wire):
+async def test_async(tmp_path, sim, monkeypatch, request, row, wire, transport):
+    """Every row on both async transports (aiohttp is the default)."""
     hole = request.getfixturevalue("black_hole") if row.code == "connect_timeout" else None
-    async with setup(tmp_path, sim, monkeypatch, row, wire, hole) as manager:
+    async with setup(tmp_path, sim, monkeypatch, row, wire, hole, transport) as manager:
         text, meta = await manager.agenerate_response("What is 2+2?", mode="composition")
     check(row, wire, text, meta)
 

@@ -1,4 +1,4 @@
-"""One ``httpx.AsyncClient`` per event loop, closed when its loop shuts down or when its
+"""One ``_Client`` per event loop, closed when its loop shuts down or when its
 provider is closed, whichever comes first.
 
 An async client's connections belong to the loop that opened them, so a provider used from
@@ -16,10 +16,13 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable
+from typing import TypeAlias
 
 import httpx
 
 __all__ = ["LoopClients"]
+
+_Client: TypeAlias = httpx.AsyncBaseTransport
 
 _CLOSE_WAIT = 5.0  # seconds to wait for a loop in another thread to close its client
 
@@ -34,18 +37,17 @@ def _is_current(loop: asyncio.AbstractEventLoop) -> bool:
 class LoopClients:
     """The async clients of one provider, by event loop."""
 
-    def __init__(self, factory: Callable[[], httpx.AsyncClient]) -> None:
+    def __init__(self, factory: Callable[[], _Client]) -> None:
         self._factory = factory
         self._lock = threading.Lock()
-        self._clients: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, asyncio.Task[None]]]
-        self._clients = {}
+        self._clients: dict[asyncio.AbstractEventLoop, tuple[_Client, asyncio.Task[None]]] = {}
         # Closing tasks scheduled by close() on a running loop (kept so they are not lost).
         self._closing: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         return len(self._clients)
 
-    def get(self) -> httpx.AsyncClient:
+    def get(self) -> _Client:
         """The running loop's client, created (and watched) on first use."""
         loop = asyncio.get_running_loop()
         entry = self._clients.get(loop)
@@ -60,7 +62,7 @@ class LoopClients:
                 self._clients[loop] = entry
             return entry[0]
 
-    async def _watch(self, loop: asyncio.AbstractEventLoop, client: httpx.AsyncClient) -> None:
+    async def _watch(self, loop: asyncio.AbstractEventLoop, client: _Client) -> None:
         try:
             await loop.create_future()  # never set: only cancellation ends it
         except asyncio.CancelledError:
@@ -72,7 +74,7 @@ class LoopClients:
                 await client.aclose()
             raise
 
-    def _take(self, loop: asyncio.AbstractEventLoop) -> httpx.AsyncClient | None:
+    def _take(self, loop: asyncio.AbstractEventLoop) -> _Client | None:
         with self._lock:
             entry = self._clients.pop(loop, None)
         if entry is None:

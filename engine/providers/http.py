@@ -29,6 +29,7 @@ import httpx
 from ..classify import Completion
 from ..errors import AIResponseError, ProviderError
 from .body import ACCEPT_ENCODING, ERROR_BODY_BYTES, BodyReader
+from .bulkhead import Bulkhead
 from .clients import LoopClients
 from .mapping import attempt_timeout, error_for_status, error_for_transport
 from .network import deadline, sync_transport
@@ -37,8 +38,6 @@ from .settings import Resolved
 from .wire import WIRES
 
 __all__ = ["HTTPProvider"]
-
-_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50)
 
 
 @functools.cache
@@ -79,20 +78,31 @@ class HTTPProvider:
         self.wire = WIRES[settings.kind]
         self.connect_timeout = settings.connect_timeout
         self.max_response_bytes = settings.max_response_bytes
+        #: In-flight limit, in front of the connection pool (which is sized to match).
+        self.bulkhead = Bulkhead(settings.name, settings.max_in_flight, settings.max_queue)
+        self._limits = httpx.Limits(
+            max_connections=settings.max_in_flight,
+            max_keepalive_connections=settings.max_in_flight,
+        )
         self._resolved = resolved
-        self._url = resolved.base_url + self.wire.path
-        self._headers = {
-            "content-type": "application/json",
-            "accept-encoding": ACCEPT_ENCODING,
-            **self.wire.headers(resolved.api_key if resolved.unusable is None else None),
-            **(resolved.headers if resolved.unusable is None else {}),
-        }
+        # Parsed once: a request is built from these without re-reading strings.
+        self._url = httpx.URL(resolved.base_url + self.wire.path)
+        self._headers = httpx.Headers(
+            {
+                "accept": "application/json",
+                "content-type": "application/json",
+                "accept-encoding": ACCEPT_ENCODING,
+                "user-agent": "torq-fallback",
+                **self.wire.headers(resolved.api_key if resolved.unusable is None else None),
+                **(resolved.headers if resolved.unusable is None else {}),
+            }
+        )
         self._secrets = resolved.secrets
         self._transport = transport
         self._async_transport = async_transport
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
-        self._aclients = LoopClients(self._new_async_client)
+        self._aclients = LoopClients(self._new_async_transport)
         install_log_filter()
 
     def __repr__(self) -> str:
@@ -119,23 +129,20 @@ class HTTPProvider:
                 provider=self.name,
             )
 
-    def _request(
-        self,
-        client: httpx.Client | httpx.AsyncClient,
-        prompt: str,
-        model: str | None,
-        timeout: float,
-    ) -> httpx.Request:
-        """The request both shells send (raises ``not_configured`` before building it)."""
-        self._check_configured()
-        return client.build_request(
-            "POST", self._url, content=self._body(prompt, model), timeout=self._timeout(timeout)
-        )
-
-    def _timeout(self, seconds: float) -> httpx.Timeout:
+    def _request(self, prompt: str, model: str | None, timeout: float) -> httpx.Request:
+        """The request both shells send."""
         # Connecting gets at most 90% of the attempt, so that a connection that never
         # completes ends as connect_timeout before the attempt's own bound fires.
-        return httpx.Timeout(seconds, connect=min(self.connect_timeout, 0.9 * seconds))
+        connect = min(self.connect_timeout, 0.9 * timeout)
+        return httpx.Request(
+            "POST",
+            self._url,
+            headers=self._headers,
+            content=self._body(prompt, model),
+            extensions={
+                "timeout": {"connect": connect, "read": timeout, "write": timeout, "pool": timeout}
+            },
+        )
 
     def _body(self, prompt: str, model: str | None) -> bytes:
         return json.dumps(self.wire.body(prompt, model or self.model)).encode()
@@ -190,7 +197,7 @@ class HTTPProvider:
         with self._lock:  # threads sharing a provider must share one client (one pool)
             if self._client is None:
                 self._client = httpx.Client(
-                    transport=self._transport or sync_transport(_LIMITS, _tls()),
+                    transport=self._transport or sync_transport(self._limits, _tls()),
                     verify=_tls(),
                     headers=self._headers,
                     follow_redirects=False,
@@ -205,8 +212,10 @@ class HTTPProvider:
         ends = time.monotonic() + timeout
         phase = "wait"  # then "body", once the reply has started
         client = self._sync_client()
-        request = self._request(client, prompt, model, timeout)
+        self._check_configured()  # before queueing: a missing key needs no slot
+        self.bulkhead.acquire(timeout)  # the wait counts against the attempt's time
         try:
+            request = self._request(prompt, model, ends - time.monotonic())
             with deadline(ends):
                 response = client.send(request, stream=True)
                 phase = "body"
@@ -226,29 +235,40 @@ class HTTPProvider:
         except ProviderError as exc:
             exc.http_status = response.status_code
             raise
+        finally:
+            self.bulkhead.release()
         return self._finish(response.status_code, response.headers, reader.finish(), model)
 
     # -- async -----------------------------------------------------------------------------
 
-    def _new_async_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            transport=self._async_transport
-            or httpx.AsyncHTTPTransport(retries=0, limits=_LIMITS, verify=_tls()),
-            verify=_tls(),
-            headers=self._headers,
-            follow_redirects=False,
+    def _new_async_transport(self) -> httpx.AsyncBaseTransport:
+        # Async requests go straight to the transport: httpx's client layer (auth, cookies,
+        # redirects, hooks, header merging) would cost more than the engine itself, and the
+        # engine needs none of it.
+        if self._async_transport is not None:
+            return self._async_transport
+        if self._resolved.settings.async_transport == "aiohttp":
+            from .aio import AiohttpTransport  # aiohttp loads only when async calls start
+
+            return AiohttpTransport(self._limits, _tls())
+        return httpx.AsyncHTTPTransport(
+            retries=0, limits=self._limits, verify=_tls(), trust_env=True
         )
 
     async def agenerate_response(
         self, *, prompt: str, timeout: float, model: str | None = None
     ) -> Completion:
         """Ask the provider asynchronously; the whole attempt ends within ``timeout``."""
+        ends = time.monotonic() + timeout
         phase = "wait"  # then "body", once the reply has started
-        client = self._aclients.get()
-        request = self._request(client, prompt, model, timeout)
+        transport = self._aclients.get()
+        self._check_configured()  # before queueing: a missing key needs no slot
+        await self.bulkhead.aacquire(timeout)  # the wait counts against the attempt's time
         try:
-            async with asyncio.timeout(timeout):
-                response = await client.send(request, stream=True)
+            left = ends - time.monotonic()
+            request = self._request(prompt, model, left)
+            async with asyncio.timeout(left):
+                response = await transport.handle_async_request(request)
                 phase = "body"
                 try:
                     reader = self._reader(response)
@@ -268,6 +288,8 @@ class HTTPProvider:
         except ProviderError as exc:
             exc.http_status = response.status_code
             raise
+        finally:
+            self.bulkhead.release()
         return self._finish(response.status_code, response.headers, reader.finish(), model)
 
     # -- lifecycle -------------------------------------------------------------------------

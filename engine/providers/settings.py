@@ -34,6 +34,7 @@ from ..errors import ChainConfigError, Problem
 from ..loader import locate, read_yaml, validation_problems
 from ..spec import Loc
 from .body import DEFAULT_MAX_RESPONSE_BYTES
+from .bulkhead import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_QUEUE
 from .secrets import invalid_secret, register_secret
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
 
 PROVIDERS_FILE: Final = "providers.yaml"
 Kind = Literal["openai", "anthropic", "ollama"]
+AsyncTransport = Literal["aiohttp", "httpx"]
 _ENV_REF: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 #: Largest ``max_response_bytes`` a providers file may set (1 GiB).
@@ -82,6 +84,25 @@ class ProviderEntry(BaseModel):
         description="Largest reply accepted, decoded, in bytes; a larger one ends the attempt "
         "as response_too_large.",
     )
+    max_in_flight: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="Most requests in flight to this provider at once (also its connection "
+        "pool size); the rest wait in line, within their attempt's timeout.",
+    )
+    max_queue: int | None = Field(
+        default=None,
+        ge=0,
+        le=1_000_000,
+        description="Most requests waiting for a slot; one more is refused at once as "
+        "overloaded (retryable), so the chain falls back.",
+    )
+    async_transport: AsyncTransport | None = Field(
+        default=None,
+        description="What carries async calls: aiohttp (default; holds up under heavy "
+        "concurrency) or httpx (its own pool).",
+    )
 
 
 class ProvidersFile(BaseModel):
@@ -105,6 +126,9 @@ class ProviderSettings:
     headers: Mapping[str, str] = field(default_factory=dict)
     connect_timeout: float = 10.0
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    max_queue: int = DEFAULT_MAX_QUEUE
+    async_transport: AsyncTransport = "aiohttp"
 
 
 #: The built-in providers, under the names chains use.
@@ -194,6 +218,9 @@ def _merge(name: str, entry: ProviderEntry, base: ProviderSettings | None) -> Pr
         "base_url_env": base.base_url_env,
         "connect_timeout": base.connect_timeout,
         "max_response_bytes": base.max_response_bytes,
+        "max_in_flight": base.max_in_flight,
+        "max_queue": base.max_queue,
+        "async_transport": base.async_transport,
         **given,
     }
     if "base_url" in given and "base_url_env" not in given:

@@ -1,0 +1,145 @@
+"""An httpx transport over aiohttp, for async calls under heavy concurrency.
+
+httpx's own async pool re-scans every connection for every waiting request: at 50 and more
+concurrent requests its bookkeeping costs milliseconds of CPU per request, and throughput
+falls to a few hundred requests a second on loopback. aiohttp's connector does the same job
+in constant time (measured with ``benchmarks/load.py``: see the README's performance
+section). The provider keeps speaking httpx (requests, responses, the one place that maps
+transport errors onto outcomes); only the bytes travel through aiohttp.
+
+aiohttp's exceptions are converted here to the httpx exceptions that mean the same thing,
+so every wire fault is classified exactly as with httpx's transport:
+
+==================================  ===========================  =======================
+aiohttp                             httpx                        outcome code
+==================================  ===========================  =======================
+``ConnectionTimeoutError``          ``ConnectTimeout``           ``connect_timeout``
+``ServerTimeoutError`` (reading)    ``ReadTimeout``              read / attempt timeout
+``ClientConnectorError`` (refused)  ``ConnectError``             ``connect_error``
+``ServerDisconnectedError``         ``RemoteProtocolError``      ``truncated_response``
+``ClientPayloadError``              ``ReadError``                ``truncated_response``
+``ClientResponseError`` (bad HTTP)  ``RemoteProtocolError``      ``truncated_response``
+other connection errors             ``ReadError``                ``truncated_response``
+==================================  ===========================  =======================
+
+Bodies arrive raw (``auto_decompress=False``): the provider decodes them under its size
+bound. No cookies are kept and no redirect followed; ``HTTP(S)_PROXY`` / ``NO_PROXY`` are
+honoured as httpx honours them (``~/.netrc`` is not read).
+"""
+
+from __future__ import annotations
+
+import ssl
+import urllib.request
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import httpx
+
+__all__ = ["AiohttpTransport"]
+
+
+def _mapped(exc: BaseException) -> httpx.TransportError:
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(text)
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return httpx.ReadTimeout(text)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(text)
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientResponseError):
+        return httpx.RemoteProtocolError(text)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return httpx.UnsupportedProtocol(text)
+    return httpx.ReadError(text)
+
+
+class _Body(httpx.AsyncByteStream):
+    """The reply's raw bytes, as they arrive."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except aiohttp.ClientError as exc:
+            raise _mapped(exc) from exc
+
+    async def aclose(self) -> None:
+        if self._response.content.is_eof():
+            self._response.release()  # read to the end: the connection can be reused
+        else:
+            self._response.close()  # abandoned midway: the connection cannot
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """Sends httpx requests through one ``aiohttp.ClientSession`` (made in the loop of the
+    first request; close the client in that loop)."""
+
+    def __init__(self, limits: httpx.Limits, ssl_context: ssl.SSLContext) -> None:
+        self._limits = limits
+        self._ssl = ssl_context
+        self._session: aiohttp.ClientSession | None = None
+        self._proxies = urllib.request.getproxies()
+        self._proxy_for: dict[tuple[str, str], str | None] = {}
+
+    def _proxy(self, url: httpx.URL) -> str | None:
+        """The proxy the environment names for ``url`` (decided once per scheme and host)."""
+        key = (url.scheme, url.host)
+        if key not in self._proxy_for:
+            proxy = self._proxies.get(url.scheme)
+            if proxy and urllib.request.proxy_bypass(url.host):
+                proxy = None
+            self._proxy_for[key] = proxy or None
+        return self._proxy_for[key]
+
+    def _open(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._limits.max_connections or 0,
+                limit_per_host=0,
+                keepalive_timeout=self._limits.keepalive_expiry or 15.0,
+                ssl=self._ssl,
+            )
+            session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,
+                trust_env=False,
+                timeout=aiohttp.ClientTimeout(total=None),
+            )
+            self._session = session
+        return session
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeouts: dict[str, Any] = request.extensions.get("timeout", {})
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=timeouts.get("connect"), sock_read=timeouts.get("read")
+        )
+        try:
+            response = await self._open().request(
+                request.method,
+                str(request.url),
+                data=await request.aread(),
+                headers=list(request.headers.multi_items()),
+                timeout=timeout,
+                allow_redirects=False,
+                proxy=self._proxy(request.url) if self._proxies else None,
+            )
+        except aiohttp.ClientError as exc:
+            raise _mapped(exc) from exc
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.raw_headers,
+            stream=_Body(response),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": b""},
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
