@@ -246,9 +246,18 @@ class _ChainDot(_GraphvizGraph):
             container.edge(edge.source, edge.dest, label=edge.label, **attrs)
 
 
+#: What else an edge of a category carries, besides the usual failures (legend notes).
+LEGEND_NOTES: Final[Mapping[str, str]] = {
+    "retryable": "also overloaded: the provider's line (max_queue) is full",
+    "timeout": "also queue_timeout: no free slot (max_in_flight) in time",
+}
+
+
 def _legend_html() -> str:
     rows = "".join(
-        f'<tr><td align="left"><font color="{colour}">━━ {html.escape(name)}</font></td></tr>'
+        f'<tr><td align="left"><font color="{colour}">━━ {html.escape(name)}'
+        + (f" <i>({html.escape(LEGEND_NOTES[name])})</i>" if name in LEGEND_NOTES else "")
+        + "</font></td></tr>"
         for name, colour in COLOURS.items()
     )
     return (
