@@ -1,7 +1,7 @@
 """Throughput under concurrency: an async closed loop against the simulator, in one run.
 
 Run: .venv/bin/python benchmarks/load.py [--levels 1,50,200,1000] [--requests N]
-                                          [--limit 64] [--scenarios success,429]
+                                          [--limit 256] [--scenarios success,429]
 
 The simulator runs in its own process (``torq-fallback simulator``), and its CPU use is
 reported next to each run, so that a saturated server would show (it never should: the
@@ -37,6 +37,7 @@ import httpx
 from http_overhead import start_simulator
 
 from engine import LLMManager
+from engine.providers.bulkhead import DEFAULT_MAX_IN_FLIGHT
 
 KEY = "load-key"
 PROVIDERS = ("deepseek", "openai")
@@ -200,7 +201,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--levels", default="1,50,200,1000")
     parser.add_argument("--requests", type=int, default=0, help="per level (default: scaled)")
-    parser.add_argument("--limit", type=int, default=64, help="in-flight limit per provider")
+    parser.add_argument(
+        "--limit", type=int, default=DEFAULT_MAX_IN_FLIGHT, help="in-flight limit per provider"
+    )
     parser.add_argument("--scenarios", default="success,429")
     parser.add_argument("--clients", default="raw,raw+limit,aiohttp+limit,engine")
     args = parser.parse_args()

@@ -24,9 +24,11 @@ from ..errors import AITimeoutError, ProviderError
 
 __all__ = ["DEFAULT_MAX_IN_FLIGHT", "DEFAULT_MAX_QUEUE", "Bulkhead"]
 
-#: In-flight requests per provider unless providers.yaml says otherwise (measured with
-#: benchmarks/load.py: see the README's performance section).
-DEFAULT_MAX_IN_FLIGHT: Final = 64
+#: In-flight requests per provider unless providers.yaml says otherwise. On loopback the
+#: throughput is the same from 16 to 256 (benchmarks/load.py); real LLM calls take seconds,
+#: and in-flight = throughput x latency, so the default leaves room for ~50 req/s per
+#: provider and process at 5 s per answer.
+DEFAULT_MAX_IN_FLIGHT: Final = 256
 #: Requests allowed to wait for a slot per provider; one more is refused as ``overloaded``.
 DEFAULT_MAX_QUEUE: Final = 1000
 
