@@ -14,6 +14,9 @@ send requests back to back until the level's total is done, for three clients, e
 - ``aiohttp+limit``: hand-written aiohttp (the engine's async transport), same limit;
 - ``engine``: ``LLMManager.agenerate_response`` (bulkhead ``max_in_flight`` = limit).
 
+With ``--litellm``, LiteLLM's Router makes the same calls (same chain as a fallback list, no
+retries, 30 s timeout) from its own virtual environment, ``.bench/litellm-venv``, made once.
+
 Scenarios: ``success`` (deepseek answers) and ``429`` (30 % of deepseek's replies are 429s,
 in a fixed pseudo-random order, and the request falls back to openai). Every attempt has
 a 30 s timeout. Reported per client: requests answered and failed, requests/s, p50 and p99
@@ -24,9 +27,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
-import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,11 +38,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
+from closedloop import closed_loop, summary
 from http_overhead import start_simulator
 
 from engine import LLMManager
 from engine.providers.bulkhead import DEFAULT_MAX_IN_FLIGHT
 
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 KEY = "load-key"
 PROVIDERS = ("deepseek", "openai")
 TIMEOUT = 30.0
@@ -133,24 +140,6 @@ def engine_client(manager: LLMManager) -> tuple[Call, Callable[[], Awaitable[Non
     return call, manager.aclose
 
 
-async def closed_loop(call: Call, concurrency: int, total: int) -> tuple[list[float], int]:
-    latencies: list[float] = []
-    failed = 0
-    remaining = total
-
-    async def worker() -> None:
-        nonlocal remaining, failed
-        while remaining > 0:
-            remaining -= 1
-            start = time.perf_counter()
-            ok = await call()
-            latencies.append(time.perf_counter() - start)
-            failed += not ok
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies, failed
-
-
 def measure(
     label: str, make: Callable[[], tuple[Call, Callable[[], Awaitable[None]]]],
     concurrency: int, total: int, sim_pid: int,
@@ -167,23 +156,38 @@ def measure(
     cpu0, sim0 = time.process_time(), cpu_seconds(sim_pid)
     latencies, failed, wall = asyncio.run(run())
     cpu, sim = time.process_time() - cpu0, cpu_seconds(sim_pid) - sim0
-    latencies.sort()
-    row = {
-        "rps": len(latencies) / wall,
-        "p50": statistics.median(latencies) * 1000,
-        "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
-        "cpu": cpu / len(latencies) * 1000,
-        "sim": sim / wall * 100,
-        "ok": len(latencies) - failed,
-        "failed": failed,
-    }
+    row = {**summary(latencies, failed, wall, cpu), "sim": sim / wall * 100}
+    show(label, row)
+    return row
+
+
+def litellm_row(base: str, concurrency: int, total: int, sim_pid: int) -> dict[str, float]:
+    """The same calls through LiteLLM's Router, in its own virtual environment."""
+    venv = ROOT / ".bench" / "litellm-venv"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print("  (creating .bench/litellm-venv and installing litellm: once)", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "litellm"], check=True)
+    sim0, started = cpu_seconds(sim_pid), time.perf_counter()
+    out = subprocess.run(
+        [str(python), str(HERE / "litellm_load.py"), base, str(concurrency), str(total)],
+        capture_output=True, text=True, check=True, cwd=HERE,
+    )  # fmt: skip
+    wall = time.perf_counter() - started
+    row = {**json.loads(out.stdout.strip().splitlines()[-1])}
+    row["sim"] = (cpu_seconds(sim_pid) - sim0) / wall * 100
+    show("litellm", row)
+    return row
+
+
+def show(label: str, row: dict[str, float]) -> None:
     print(
         f"  {label:10} {row['ok']:6.0f} ok {row['failed']:5.0f} failed  {row['rps']:8.1f} req/s"
         f"  p50 {row['p50']:8.1f} ms  p99 {row['p99']:8.1f} ms  cpu {row['cpu']:6.2f} ms/req"
         f"  simulator {row['sim']:4.0f}% of a core",
         flush=True,
     )
-    return row
 
 
 def clients(
@@ -206,6 +210,10 @@ def main() -> None:
     )
     parser.add_argument("--scenarios", default="success,429")
     parser.add_argument("--clients", default="raw,raw+limit,aiohttp+limit,engine")
+    parser.add_argument(
+        "--litellm", action="store_true",
+        help="also run LiteLLM's Router on the same calls (in .bench/litellm-venv, made once)",
+    )  # fmt: skip
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     chosen = args.clients.split(",")
@@ -234,14 +242,17 @@ def main() -> None:
                     print(f" concurrency {level}, {total} requests", flush=True)
                     makers = clients(base, chains, args.limit)
                     rows = {c: measure(c, makers[c], level, total, proc.pid) for c in chosen}
+                    if args.litellm:
+                        rows["litellm"] = litellm_row(base, level, total, proc.pid)
                     for other in ("raw+limit", "aiohttp+limit"):
                         if "engine" in rows and other in rows:
                             e, r = rows["engine"], rows[other]
                             ratio = r["rps"] / e["rps"]
                             print(f"  engine / {other}: time per request {ratio:.2f}x")
-                    if "engine" in rows and "raw" in rows:
-                        e, r = rows["engine"], rows["raw"]
-                        print(f"  engine / raw: throughput {e['rps'] / r['rps']:.2f}x")
+                    for other in ("raw", "litellm"):
+                        if "engine" in rows and other in rows:
+                            e, r = rows["engine"], rows[other]
+                            print(f"  engine / {other}: throughput {e['rps'] / r['rps']:.2f}x")
             finally:
                 proc.terminate()
                 proc.wait(timeout=10)
