@@ -28,6 +28,7 @@ from .manager import BUILTIN_PROVIDERS, LLMManager
 from .meta import ExecutionMode, GenerationMeta
 from .providers.http import HTTPProvider
 from .providers.settings import BUILTIN_SETTINGS, ProviderSettings
+from .request import ChatRequest, Message, Tool, ToolCall
 from .runtime import Runtime
 from .spec import Chain, ChainSpec, Step, chain_json_schema
 
@@ -81,6 +82,7 @@ __all__ = [
     "ChainConfigError",
     "ChainExhaustedError",
     "ChainSpec",
+    "ChatRequest",
     "CompiledChain",
     "Completion",
     "ExecutionMode",
@@ -89,6 +91,7 @@ __all__ = [
     "HTTPProvider",
     "Highlight",
     "LLMManager",
+    "Message",
     "Outcome",
     "Problem",
     "ProviderError",
@@ -98,6 +101,8 @@ __all__ = [
     "Script",
     "Simulator",
     "Step",
+    "Tool",
+    "ToolCall",
     "TorqError",
     "__version__",
     "chain_json_schema",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from .errors import AIResponseError, AITimeoutError, ProviderError, TorqError
+from .request import ToolCall
 
 __all__ = [
     "CATEGORIES",
@@ -37,18 +38,31 @@ FAILURE_CATEGORIES: Final = ("retryable", "timeout", "non_retryable")
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """A provider's answer: the text, the model that produced it, and token usage if known."""
+    """A provider's answer: the text, the tools it asks to call, why it stopped, the model
+    that produced it, and token usage if known."""
 
     text: str
     model: str | None = None
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    #: ``stop``, ``length``, ``tool_calls``, ``content_filter`` (OpenAI's words), or None.
+    finish_reason: str | None = None
 
     @property
     def tokens_total(self) -> int:
         """Input plus output tokens."""
         return self.tokens_in + self.tokens_out
+
+    @property
+    def usage(self) -> dict[str, int]:
+        """``{"input_tokens", "output_tokens", "total_tokens"}``."""
+        return {
+            "input_tokens": self.tokens_in,
+            "output_tokens": self.tokens_out,
+            "total_tokens": self.tokens_total,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +112,8 @@ TAXONOMY: Final[Mapping[str, Rule]] = {
     "malformed_response": Rule("retryable", _PROVIDER, True),
     "truncated_response": Rule("retryable", _PROVIDER, True),
     "context_length_exceeded": Rule("retryable", _PROVIDER, False),
+    # A provider that cannot express the request (a plain one given tools, say): next step.
+    "unsupported_request": Rule("retryable", _PROVIDER, False),
     "response_too_large": Rule("retryable", _PROVIDER, False),
     "overloaded": Rule("retryable", _PROVIDER, False),
     "contract_violation": Rule("retryable", _PROVIDER, False),
@@ -198,11 +214,14 @@ def classify_result(
     ``tokens_in``/``tokens_out`` or ``usage``) is a success, unless it breaks the contract:
     a dict, an empty answer, or text that is an error message in disguise.
     """
+    calls: tuple[ToolCall, ...] = ()
+    finish: str | None = None
     if isinstance(value, str):
         text, model, tokens_in, tokens_out, cost = value, default_model, 0, 0, None
     elif isinstance(value, Completion):
         text, model = value.text, value.model or default_model
         tokens_in, tokens_out, cost = value.tokens_in, value.tokens_out, value.cost_usd
+        calls, finish = value.tool_calls, value.finish_reason
     elif isinstance(value, dict):
         return coded("contract_violation", "provider returned a dict instead of text", overrides)
     elif isinstance(getattr(value, "text", None), str):
@@ -217,12 +236,12 @@ def classify_result(
     else:
         detail = f"provider returned {type(value).__name__}, expected str or a completion"
         return coded("contract_violation", detail, overrides)
-    if not text.strip():
+    if not text.strip() and not calls:  # a tool call is an answer without text
         return coded("contract_violation", "provider returned an empty answer", overrides)
     if _ERROR_TEXT.match(text):
         detail = f"provider returned an error as text: {_short(text)!r}"
         return coded("contract_violation", detail, overrides)
     return Outcome(
         category="success",
-        completion=Completion(text, model, tokens_in, tokens_out, cost),
+        completion=Completion(text, model, tokens_in, tokens_out, cost, calls, finish),
     )

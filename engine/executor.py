@@ -19,6 +19,7 @@ from .errors import ChainAbortedError, ChainExhaustedError
 from .machine import CompiledChain
 from .meta import GenerationMeta, fallback_reason, iso_timestamp
 from .providers.base import CallResult, acall, call
+from .request import ChatRequest
 from .runtime import Runtime, backoff_bound, backoff_delay
 from .spec import ABORTED, FINAL_STATES, SUCCEEDED, Step
 
@@ -37,7 +38,7 @@ ProviderLookup: TypeAlias = Callable[[str], Any]
 @dataclass(frozen=True, slots=True)
 class _Call:
     provider: Any
-    prompt: str
+    request: ChatRequest
     timeout: float
     model: str | None
 
@@ -69,14 +70,19 @@ class FallbackExecutor:
         self.runtime = runtime or Runtime()
 
     def execute(
-        self, chain: CompiledChain, prompt: str, meta: GenerationMeta, timeout: float
+        self,
+        chain: CompiledChain,
+        prompt: str | ChatRequest,
+        meta: GenerationMeta,
+        timeout: float,
     ) -> Completion:
-        """Run ``chain`` synchronously; fill ``meta``; return the answer.
+        """Run ``chain`` synchronously for a prompt or a :class:`ChatRequest`; fill
+        ``meta``; return the answer.
 
         Raises :class:`ChainExhaustedError` or :class:`ChainAbortedError` (``meta`` is
         filled either way). ``timeout`` caps the whole run, with the chain's deadline.
         """
-        decisions = self._decide(chain, prompt, meta, timeout)
+        decisions = self._decide(chain, _as_request(prompt), meta, timeout)
         result: CallResult | None = None
         try:
             while True:
@@ -85,16 +91,20 @@ class FallbackExecutor:
                     self.runtime.sleep(action.seconds)
                     result = None
                 else:
-                    result = call(action.provider, action.prompt, action.timeout, action.model)
+                    result = call(action.provider, action.request, action.timeout, action.model)
         except StopIteration as done:
             answer: Completion = done.value
             return answer
 
     async def aexecute(
-        self, chain: CompiledChain, prompt: str, meta: GenerationMeta, timeout: float
+        self,
+        chain: CompiledChain,
+        prompt: str | ChatRequest,
+        meta: GenerationMeta,
+        timeout: float,
     ) -> Completion:
         """The async twin of :meth:`execute`: same decisions, awaited I/O."""
-        decisions = self._decide(chain, prompt, meta, timeout)
+        decisions = self._decide(chain, _as_request(prompt), meta, timeout)
         result: CallResult | None = None
         try:
             while True:
@@ -104,14 +114,14 @@ class FallbackExecutor:
                     result = None
                 else:
                     result = await acall(
-                        action.provider, action.prompt, action.timeout, action.model
+                        action.provider, action.request, action.timeout, action.model
                     )
         except StopIteration as done:
             answer: Completion = done.value
             return answer
 
     def _decide(
-        self, compiled: CompiledChain, prompt: str, meta: GenerationMeta, timeout: float
+        self, compiled: CompiledChain, request: ChatRequest, meta: GenerationMeta, timeout: float
     ) -> _Decisions:
         rt = self.runtime
         chain = compiled.chain
@@ -144,7 +154,8 @@ class FallbackExecutor:
                 model = step.model
             else:
                 model = _model_of(provider, step)
-                result = yield _Call(provider, prompt, min(step.timeout, run.deadline - now), model)
+                asked = request.with_params(step.params) if step.params else request
+                result = yield _Call(provider, asked, min(step.timeout, run.deadline - now), model)
                 assert result is not None
                 ok, value = result
                 outcome = (
@@ -202,6 +213,10 @@ class FallbackExecutor:
         meta.error = str(error)
         meta.error_category = error.error_category
         raise error
+
+
+def _as_request(prompt: str | ChatRequest) -> ChatRequest:
+    return ChatRequest.from_prompt(prompt) if isinstance(prompt, str) else prompt
 
 
 def _record(

@@ -29,6 +29,7 @@ from .spec import (
     Defaults,
     Goto,
     Loc,
+    Params,
     StepSpec,
     build_chain,
     check_chain,
@@ -134,6 +135,8 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
         return StepSpec
     if loc[-1] == "goto":
         return Goto
+    if loc[-1] == "params":
+        return Params
     return None
 
 

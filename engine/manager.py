@@ -28,6 +28,7 @@ from .machine import CompiledChain, compile_chain
 from .meta import ExecutionMode, GenerationMeta
 from .providers.http import HTTPProvider
 from .providers.settings import load_providers_file, resolve
+from .request import ChatRequest, build_request
 from .runtime import Runtime
 from .spec import Chain, ChainSpec, StepSpec, with_order, with_timeout
 
@@ -272,6 +273,24 @@ class LLMManager:
 
     def _plan(
         self,
+        provider: str | None,
+        mode: ExecutionMode | str,
+        timeout: float,
+        use_fallback: bool,
+    ) -> tuple[CompiledChain, ExecutionMode, float]:
+        provider = check_provider(provider)
+        mode = check_mode(mode)
+        seconds = check_timeout(timeout)
+        if not isinstance(use_fallback, bool):
+            raise TypeError(f"use_fallback must be a bool, got {type(use_fallback).__name__}")
+        if provider is not None or not use_fallback or not self.fallback_enabled:
+            chain = self.chain_for_provider(provider or self.default_provider, mode)
+        else:
+            chain = self.chain_for(mode)
+        return chain, mode, seconds
+
+    def _prompt_plan(
+        self,
         prompt: str,
         provider: str | None,
         mode: ExecutionMode | str,
@@ -281,21 +300,12 @@ class LLMManager:
     ) -> tuple[CompiledChain, GenerationMeta, float]:
         if not isinstance(prompt, str):
             raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
-        provider = check_provider(provider)
-        mode = check_mode(mode)
-        seconds = check_timeout(timeout)
-        if not isinstance(use_fallback, bool):
-            raise TypeError(f"use_fallback must be a bool, got {type(use_fallback).__name__}")
+        chain, checked_mode, seconds = self._plan(provider, mode, timeout, use_fallback)
         if tools is not None and (
             not isinstance(tools, list | tuple) or not all(isinstance(t, str) for t in tools)
         ):
             raise TypeError("tools must be a list of tool names (str) or None")
-        meta = GenerationMeta(mode=mode, tools_used=list(tools or []))
-        if provider is not None or not use_fallback or not self.fallback_enabled:
-            chain = self.chain_for_provider(provider or self.default_provider, mode)
-        else:
-            chain = self.chain_for(mode)
-        return chain, meta, seconds
+        return chain, GenerationMeta(mode=checked_mode, tools_used=list(tools or [])), seconds
 
     def generate_response(
         self,
@@ -312,8 +322,12 @@ class LLMManager:
         single-provider path (one attempt, still recorded); otherwise the mode's chain runs.
         ``timeout`` bounds the whole call in seconds, together with the chain's deadline.
         When every provider fails, the text is a friendly error and ``meta.error`` is set.
+        ``tools`` is the seed's list of tool *names*, recorded in ``meta.tools_used`` and
+        not sent to any provider; to offer tool definitions to the model, use :meth:`chat`.
         """
-        chain, meta, seconds = self._plan(prompt, provider, mode, tools, timeout, use_fallback)
+        chain, meta, seconds = self._prompt_plan(
+            prompt, provider, mode, tools, timeout, use_fallback
+        )
         try:
             answer: Completion = self._executor.execute(chain, prompt, meta, seconds)
         except (AITimeoutError, ProviderError, AIResponseError) as error:
@@ -330,12 +344,105 @@ class LLMManager:
         use_fallback: bool = True,
     ) -> tuple[str, GenerationMeta]:
         """The async twin of :meth:`generate_response`, with the same parameters."""
-        chain, meta, seconds = self._plan(prompt, provider, mode, tools, timeout, use_fallback)
+        chain, meta, seconds = self._prompt_plan(
+            prompt, provider, mode, tools, timeout, use_fallback
+        )
         try:
             answer: Completion = await self._executor.aexecute(chain, prompt, meta, seconds)
         except (AITimeoutError, ProviderError, AIResponseError) as error:
             return self._create_error_response(error), meta
         return answer.text, meta
+
+    def _chat_plan(
+        self,
+        messages: Any,
+        system: str | None,
+        mode: ExecutionMode | str,
+        provider: str | None,
+        tools: Any,
+        timeout: float,
+        use_fallback: bool,
+        tool_choice: Any,
+        response_format: Any,
+        tags: Any,
+        params: Mapping[str, Any],
+    ) -> tuple[CompiledChain, ChatRequest, GenerationMeta, float]:
+        chain, checked_mode, seconds = self._plan(provider, mode, timeout, use_fallback)
+        request = build_request(messages, system, tools, tool_choice, response_format, tags, params)
+        meta = GenerationMeta(mode=checked_mode, tags=dict(request.tags))
+        return chain, request, meta, seconds
+
+    def _chat_result(
+        self, answer: Completion | None, error: Exception | None, meta: GenerationMeta
+    ) -> tuple[Completion, GenerationMeta]:
+        if answer is None:
+            assert error is not None
+            return Completion(self._create_error_response(error), finish_reason="error"), meta
+        meta.tools_used = [call.name for call in answer.tool_calls]
+        return answer, meta
+
+    def chat(
+        self,
+        messages: Any,
+        *,
+        system: str | None = None,
+        mode: ExecutionMode | str = ExecutionMode.DIRECT,
+        provider: str | None = None,
+        tools: Any = None,
+        timeout: float = 60,
+        use_fallback: bool = True,
+        tool_choice: Any = None,
+        response_format: Any = None,
+        tags: Mapping[str, str] | None = None,
+        **params: Any,
+    ) -> tuple[Completion, GenerationMeta]:
+        """Answer a conversation; return ``(completion, meta)``.
+
+        ``messages`` are :class:`~engine.request.Message` objects or OpenAI-style dicts
+        (roles system, user, assistant, tool; assistant ``tool_calls``, tool results with
+        ``tool_call_id``). ``tools`` are function definitions (OpenAI's shape, JSON Schema
+        parameters); the completion's ``tool_calls`` are what the model asks to call.
+        ``params``: ``temperature``, ``max_tokens``, ``top_p``, ``stop`` (a chain step's
+        ``params`` fill in what the call leaves out). ``tags`` are recorded in
+        ``meta.tags``. Chain, mode, provider, timeout and fallback work as in
+        :meth:`generate_response`; when every provider fails, the completion's text is the
+        friendly error, its ``finish_reason`` is ``"error"`` and ``meta.error`` is set.
+        """
+        chain, request, meta, seconds = self._chat_plan(
+            messages, system, mode, provider, tools, timeout, use_fallback,
+            tool_choice, response_format, tags, params,
+        )  # fmt: skip
+        try:
+            answer = self._executor.execute(chain, request, meta, seconds)
+        except (AITimeoutError, ProviderError, AIResponseError) as error:
+            return self._chat_result(None, error, meta)
+        return self._chat_result(answer, None, meta)
+
+    async def achat(
+        self,
+        messages: Any,
+        *,
+        system: str | None = None,
+        mode: ExecutionMode | str = ExecutionMode.DIRECT,
+        provider: str | None = None,
+        tools: Any = None,
+        timeout: float = 60,
+        use_fallback: bool = True,
+        tool_choice: Any = None,
+        response_format: Any = None,
+        tags: Mapping[str, str] | None = None,
+        **params: Any,
+    ) -> tuple[Completion, GenerationMeta]:
+        """The async twin of :meth:`chat`, with the same parameters."""
+        chain, request, meta, seconds = self._chat_plan(
+            messages, system, mode, provider, tools, timeout, use_fallback,
+            tool_choice, response_format, tags, params,
+        )  # fmt: skip
+        try:
+            answer = await self._executor.aexecute(chain, request, meta, seconds)
+        except (AITimeoutError, ProviderError, AIResponseError) as error:
+            return self._chat_result(None, error, meta)
+        return self._chat_result(answer, None, meta)
 
     def _create_error_response(self, error: Exception) -> str:
         """A user-friendly error response (the texts of TORQ Console)."""

@@ -142,6 +142,8 @@ class GenerationMeta:
     fallback_reason: str | None = None
     error: str | None = None
     error_category: str | None = None
+    #: Free-form labels the caller gave ``chat(..., tags=...)`` (never sent to providers).
+    tags: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict of JSON types (the mode as its string value)."""

@@ -50,6 +50,7 @@ __all__ = [
     "Defaults",
     "Goto",
     "Loc",
+    "Params",
     "Step",
     "StepSpec",
     "build_chain",
@@ -111,6 +112,15 @@ class Goto(_Strict):
     )
 
 
+class Params(_Strict):
+    """Request parameters a step (or ``defaults``) sets; a call's own parameters win."""
+
+    temperature: float | None = Field(default=None, ge=0, le=2, description="Sampling temperature.")
+    max_tokens: int | None = Field(default=None, ge=1, description="Longest answer, in tokens.")
+    top_p: float | None = Field(default=None, ge=0, le=1, description="Nucleus sampling.")
+    stop: list[str] | None = Field(default=None, description="Sequences that end the answer.")
+
+
 class _StepSettings(_Strict):
     timeout: float | None = Field(default=None, gt=0, description="Per-attempt timeout in seconds.")
     retries: int | None = Field(
@@ -132,6 +142,9 @@ class _StepSettings(_Strict):
         description="Longest wait before a retry, Retry-After included, in seconds.",
     )
     goto: Goto | None = Field(default=None, description="Where each failure category leads.")
+    params: Params | None = Field(
+        default=None, description="Request parameters (temperature, max_tokens, top_p, stop)."
+    )
 
 
 class Defaults(_StepSettings):
@@ -199,6 +212,8 @@ class Step:
     backoff_max: float
     #: failure category -> destination state (a step id or a final state)
     routes: Mapping[str, str]
+    #: request parameters set by the step or the chain's defaults (the call's own win)
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -365,6 +380,14 @@ def _setting(spec: ChainSpec, step: StepSpec, name: str) -> Any:
     return BUILTIN_DEFAULTS[name] if value is None else value
 
 
+def _params(spec: ChainSpec, step: StepSpec) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for params in (spec.defaults.params, step.params):
+        if params is not None:
+            merged.update(params.model_dump(exclude_none=True))
+    return merged
+
+
 def build_chain(spec: ChainSpec, name: str, source: str) -> Chain:
     """Resolve a spec that :func:`check_chain` found sound into a :class:`Chain`."""
     entries = [_as_step(entry) for entry in spec.steps]
@@ -389,6 +412,7 @@ def build_chain(spec: ChainSpec, name: str, source: str) -> Chain:
                 backoff_base=float(_setting(spec, entry, "backoff_base")),
                 backoff_max=float(_setting(spec, entry, "backoff_max")),
                 routes=routes,
+                params=_params(spec, entry),
             )
         )
     return Chain(

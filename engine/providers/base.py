@@ -1,13 +1,26 @@
 """The provider protocol and the two ways of calling a provider (from sync and async code).
 
-A provider is any object with ``generate_response(prompt=..., timeout=...)``, sync or
-``async def`` (an object with both a sync ``generate_response`` and an async
-``agenerate_response`` gets the async one from async code), returning a ``str`` or a
-completion (an object with a ``text`` str; ``model`` and token usage optional). When a
-chain step names a model, it is passed as ``model=``. Failures are raised as
-:class:`~engine.errors.ProviderError`, :class:`~engine.errors.AITimeoutError` or
+The provider protocol, in one place. A provider is any object with one of:
+
+``generate_response(*, prompt, timeout, model=None)``  (plain; sync or ``async def``)
+    The seed's interface: answers one user message. It is given plain requests only; a
+    request it cannot express (a system prompt, a conversation, tools, a response_format,
+    sampling parameters) ends its attempt as ``retryable:unsupported_request`` without a
+    call, and the chain moves on to a provider that can.
+``chat(*, request, timeout, model=None)``  (chat; sync or ``async def``)
+    Takes the whole :class:`~engine.request.ChatRequest`. Preferred over
+    ``generate_response`` when both exist. (A ``chat`` without a ``request`` parameter is
+    not this protocol and is ignored.)
+``agenerate_response`` / ``achat``  (same arguments, ``async def``)
+    Used from async code when present (the built-in HTTP providers have all four).
+
+Each returns a ``str`` or a completion (an object with a ``text`` str; ``model``, token
+usage, ``tool_calls`` and ``finish_reason`` optional; :class:`~engine.classify.Completion`
+is one). When a chain step names a model, it is passed as ``model=``. Failures are raised
+as :class:`~engine.errors.ProviderError`, :class:`~engine.errors.AITimeoutError` or
 :class:`~engine.errors.AIResponseError` with a ``code``; anything else raised is recorded
-as an ``exception`` outcome.
+as an ``exception`` outcome. Streaming providers are described in
+:mod:`engine.streaming`.
 
 Both calling functions return ``(True, value)`` or ``(False, exception)``: the executor
 classifies either, so nothing a provider raises is lost.
@@ -21,7 +34,8 @@ import inspect
 from collections.abc import Awaitable
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
-from ..errors import AITimeoutError
+from ..errors import AITimeoutError, ProviderError
+from ..request import ChatRequest
 
 __all__ = ["AsyncProvider", "CallResult", "Provider", "SyncProvider", "acall", "call"]
 
@@ -50,8 +64,50 @@ class AsyncProvider(Protocol):
 Provider: TypeAlias = SyncProvider | AsyncProvider
 
 
-def _kwargs(prompt: str, timeout: float, model: str | None) -> dict[str, Any]:
+_TAKES_REQUEST: dict[Any, bool] = {}
+
+
+def _takes_request(method: Any) -> bool:
+    """Whether ``method`` is this protocol's ``chat(*, request, timeout, ...)``."""
+    func = getattr(method, "__func__", method)
+    known = _TAKES_REQUEST.get(func)
+    if known is None:
+        try:
+            known = "request" in inspect.signature(method).parameters
+        except (TypeError, ValueError):
+            known = False
+        if len(_TAKES_REQUEST) < 1024:  # keyed by function, so this stays small
+            _TAKES_REQUEST[func] = known
+    return known
+
+
+def _chat_method(provider: Any, names: tuple[str, ...]) -> Any:
+    for name in names:
+        method = getattr(provider, name, None)
+        if callable(method) and _takes_request(method):
+            return method
+    return None
+
+
+def _plain_kwargs(
+    provider: Any, request: ChatRequest, timeout: float, model: str | None
+) -> dict[str, Any]:
+    prompt = request.plain_prompt
+    if prompt is None:
+        name = getattr(provider, "name", None) or type(provider).__name__
+        raise ProviderError(
+            f"{name} only answers a plain prompt; this request has "
+            + ", ".join(request.unsupported_by_plain()),
+            code="unsupported_request",
+        )
     kwargs: dict[str, Any] = {"prompt": prompt, "timeout": timeout}
+    if model is not None:
+        kwargs["model"] = model
+    return kwargs
+
+
+def _chat_kwargs(request: ChatRequest, timeout: float, model: str | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"request": request, "timeout": timeout}
     if model is not None:
         kwargs["model"] = model
     return kwargs
@@ -86,11 +142,15 @@ def _run_to_completion(awaitable: Awaitable[Any], timeout: float) -> Any:
         return pool.submit(asyncio.run, bounded()).result()
 
 
-def call(provider: Any, prompt: str, timeout: float, model: str | None) -> CallResult:
+def call(provider: Any, request: ChatRequest, timeout: float, model: str | None) -> CallResult:
     """Call ``provider`` from synchronous code. Async providers run to completion, bounded
     by ``timeout``; sync providers are trusted to honour the ``timeout`` they are given."""
     try:
-        value = provider.generate_response(**_kwargs(prompt, timeout, model))
+        chat = _chat_method(provider, ("chat",))
+        if chat is not None:
+            value = chat(**_chat_kwargs(request, timeout, model))
+        else:
+            value = provider.generate_response(**_plain_kwargs(provider, request, timeout, model))
         if inspect.isawaitable(value):
             value = _run_to_completion(value, timeout)
         return True, value
@@ -98,16 +158,23 @@ def call(provider: Any, prompt: str, timeout: float, model: str | None) -> CallR
         return False, exc
 
 
-async def acall(provider: Any, prompt: str, timeout: float, model: str | None) -> CallResult:
+async def acall(
+    provider: Any, request: ChatRequest, timeout: float, model: str | None
+) -> CallResult:
     """Call ``provider`` from async code, bounded by ``timeout``. Sync providers run on a
     worker thread so that they never block the event loop."""
     # A provider that enforces the timeout itself (naming where it was cut off) gets a
     # moment more, so that its own, more precise, outcome is the one recorded.
     limit = timeout + _GRACE if getattr(provider, "bounds_own_timeout", False) else timeout
     try:
-        kwargs = _kwargs(prompt, timeout, model)
-        native = getattr(provider, "agenerate_response", None)
-        method = native if inspect.iscoroutinefunction(native) else provider.generate_response
+        chat = _chat_method(provider, ("achat", "chat"))
+        if chat is not None:
+            kwargs = _chat_kwargs(request, timeout, model)
+            method = chat
+        else:
+            kwargs = _plain_kwargs(provider, request, timeout, model)
+            native = getattr(provider, "agenerate_response", None)
+            method = native if inspect.iscoroutinefunction(native) else provider.generate_response
         if inspect.iscoroutinefunction(method):
             value = await _bounded(method(**kwargs), limit)
         else:

@@ -18,6 +18,7 @@ Size: a reply is read raw and decoded under the provider's ``max_response_bytes`
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import ssl
@@ -28,6 +29,7 @@ import httpx
 
 from ..classify import Completion
 from ..errors import AIResponseError, ProviderError
+from ..request import ChatRequest
 from .body import ACCEPT_ENCODING, ERROR_BODY_BYTES, BodyReader
 from .bulkhead import Bulkhead
 from .clients import LoopClients
@@ -129,7 +131,7 @@ class HTTPProvider:
                 provider=self.name,
             )
 
-    def _request(self, prompt: str, model: str | None, timeout: float) -> httpx.Request:
+    def _request(self, body: bytes, timeout: float) -> httpx.Request:
         """The request both shells send."""
         # Connecting gets at most 90% of the attempt, so that a connection that never
         # completes ends as connect_timeout before the attempt's own bound fires.
@@ -138,14 +140,18 @@ class HTTPProvider:
             "POST",
             self._url,
             headers=self._headers,
-            content=self._body(prompt, model),
+            content=body,
             extensions={
                 "timeout": {"connect": connect, "read": timeout, "write": timeout, "pool": timeout}
             },
         )
 
-    def _body(self, prompt: str, model: str | None) -> bytes:
-        return json.dumps(self.wire.body(prompt, model or self.model)).encode()
+    def _body(self, request: ChatRequest, model: str | None) -> bytes:
+        """The JSON body (raises ``unsupported_request`` for what the wire cannot say)."""
+        try:
+            return json.dumps(self.wire.body(request, model or self.model)).encode()
+        except ProviderError as exc:
+            raise ProviderError(f"{self.name}: {exc}", code=exc.code, provider=self.name) from None
 
     def _reader(self, response: httpx.Response) -> BodyReader:
         """A bounded reader for ``response``'s body (error bodies: only their start)."""
@@ -180,13 +186,7 @@ class HTTPProvider:
             ) from exc
         if completion.model:
             return completion
-        return Completion(
-            completion.text,
-            model or self.model,
-            completion.tokens_in,
-            completion.tokens_out,
-            completion.cost_usd,
-        )
+        return dataclasses.replace(completion, model=model or self.model)
 
     # -- sync ------------------------------------------------------------------------------
 
@@ -207,17 +207,22 @@ class HTTPProvider:
     def generate_response(
         self, *, prompt: str, timeout: float, model: str | None = None
     ) -> Completion:
-        """Ask the provider synchronously; the attempt ends within ``timeout`` seconds,
+        """Answer one prompt synchronously (see :meth:`chat`)."""
+        return self.chat(request=ChatRequest.from_prompt(prompt), timeout=timeout, model=model)
+
+    def chat(self, *, request: ChatRequest, timeout: float, model: str | None = None) -> Completion:
+        """Answer a chat request synchronously; the attempt ends within ``timeout`` seconds,
         whatever the server does."""
         ends = time.monotonic() + timeout
         phase = "wait"  # then "body", once the reply has started
         client = self._sync_client()
+        body = self._body(request, model)
         self._check_configured()  # before queueing: a missing key needs no slot
         self.bulkhead.acquire(timeout)  # the wait counts against the attempt's time
         try:
-            request = self._request(prompt, model, ends - time.monotonic())
+            request_out = self._request(body, ends - time.monotonic())
             with deadline(ends):
-                response = client.send(request, stream=True)
+                response = client.send(request_out, stream=True)
                 phase = "body"
                 try:
                     reader = self._reader(response)
@@ -258,17 +263,26 @@ class HTTPProvider:
     async def agenerate_response(
         self, *, prompt: str, timeout: float, model: str | None = None
     ) -> Completion:
-        """Ask the provider asynchronously; the whole attempt ends within ``timeout``."""
+        """Answer one prompt asynchronously (see :meth:`achat`)."""
+        return await self.achat(
+            request=ChatRequest.from_prompt(prompt), timeout=timeout, model=model
+        )
+
+    async def achat(
+        self, *, request: ChatRequest, timeout: float, model: str | None = None
+    ) -> Completion:
+        """Answer a chat request asynchronously; the whole attempt ends within ``timeout``."""
         ends = time.monotonic() + timeout
         phase = "wait"  # then "body", once the reply has started
         transport = self._aclients.get()
+        body = self._body(request, model)
         self._check_configured()  # before queueing: a missing key needs no slot
         await self.bulkhead.aacquire(timeout)  # the wait counts against the attempt's time
         try:
             left = ends - time.monotonic()
-            request = self._request(prompt, model, left)
+            request_out = self._request(body, left)
             async with asyncio.timeout(left):
-                response = await transport.handle_async_request(request)
+                response = await transport.handle_async_request(request_out)
                 phase = "body"
                 try:
                     reader = self._reader(response)

@@ -7,11 +7,13 @@ and message. What those mean for the chain is decided in :mod:`engine.providers.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from ..classify import Completion
 from ..errors import AIResponseError, ProviderError
+from ..request import ChatRequest, Message, ToolCall
 
 __all__ = ["WIRES", "ErrorInfo", "Wire"]
 
@@ -35,8 +37,9 @@ class Wire(Protocol):
         """Headers for a request (authentication, versions)."""
         ...
 
-    def body(self, prompt: str, model: str) -> dict[str, Any]:
-        """The JSON body asking ``model`` to answer ``prompt``."""
+    def body(self, request: ChatRequest, model: str) -> dict[str, Any]:
+        """The JSON body asking ``model`` to answer ``request`` (raises
+        ``ProviderError(unsupported_request)`` for what the protocol cannot express)."""
         ...
 
     def completion(self, data: Any) -> Completion:
@@ -61,6 +64,51 @@ def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _unsupported(wire: str, what: str) -> ProviderError:
+    return ProviderError(
+        f"the {wire} wire protocol cannot express {what}", code="unsupported_request"
+    )
+
+
+def _arguments(raw: Any) -> str:
+    """Tool-call arguments as a JSON string, whatever the wire sent (string or object)."""
+    if isinstance(raw, str):
+        return raw
+    return json.dumps(raw if raw is not None else {})
+
+
+def _openai_messages(request: ChatRequest, *, ollama: bool = False) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if request.system:
+        out.append({"role": "system", "content": request.system})
+    for message in request.messages:
+        item: dict[str, Any] = {"role": message.role, "content": message.content or ""}
+        if message.tool_calls:
+            item["tool_calls"] = [
+                {"function": {"name": c.name, "arguments": json.loads(c.arguments or "{}")}}
+                if ollama
+                else {"id": c.id, "type": "function",
+                      "function": {"name": c.name, "arguments": c.arguments}}
+                for c in message.tool_calls
+            ]  # fmt: skip
+        if message.role == "tool":
+            if ollama:
+                if message.name:
+                    item["tool_name"] = message.name
+            else:
+                item["tool_call_id"] = message.tool_call_id
+        out.append(item)
+    return out
+
+
+def _openai_tools(request: ChatRequest) -> list[dict[str, Any]]:
+    return [
+        {"type": "function", "function": {
+            "name": t.name, "description": t.description, "parameters": dict(t.parameters)}}
+        for t in request.tools
+    ]  # fmt: skip
+
+
 class OpenAIWire:
     """OpenAI chat completions (also DeepSeek and any OpenAI-compatible endpoint)."""
 
@@ -70,29 +118,53 @@ class OpenAIWire:
     def headers(self, api_key: str | None) -> dict[str, str]:
         return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
-    def body(self, prompt: str, model: str) -> dict[str, Any]:
-        return {"model": model, "messages": [{"role": "user", "content": prompt}]}
+    def body(self, request: ChatRequest, model: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": model, "messages": _openai_messages(request)}
+        if request.tools:
+            body["tools"] = _openai_tools(request)
+        if request.tool_choice is not None:
+            body["tool_choice"] = request.tool_choice
+        if request.response_format is not None:
+            body["response_format"] = dict(request.response_format)
+        for name in ("temperature", "max_tokens", "top_p"):
+            if getattr(request, name) is not None:
+                body[name] = getattr(request, name)
+        if request.stop:
+            body["stop"] = list(request.stop)
+        return body
 
     def completion(self, data: Any) -> Completion:
         try:
             choice = data["choices"][0]
             finish = choice.get("finish_reason")
-            content = choice["message"]["content"]
+            message = choice["message"]
+            content = message.get("content")
+            raw_calls = message.get("tool_calls") or []
         except (KeyError, IndexError, TypeError, AttributeError):
-            raise _malformed(self.name, "choices[0].message.content") from None
+            raise _malformed(self.name, "choices[0].message") from None
         if finish == "content_filter":
             raise AIResponseError("answer withheld by the content filter", code="content_filter")
-        refusal = choice["message"].get("refusal")
+        refusal = message.get("refusal")
         if isinstance(refusal, str) and refusal:
             raise AIResponseError(f"the model refused: {refusal[:200]}", code="refusal")
-        if not isinstance(content, str):
+        try:
+            calls = tuple(
+                ToolCall(_str(c.get("id")) or f"call_{i}", c["function"]["name"],
+                         _arguments(c["function"].get("arguments")))
+                for i, c in enumerate(raw_calls)
+            )  # fmt: skip
+        except (KeyError, TypeError, AttributeError):
+            raise _malformed(self.name, "tool_calls[].function.name") from None
+        if not isinstance(content, str) and not (content is None and calls):
             raise _malformed(self.name, "a text answer")
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         return Completion(
-            text=content,
+            text=content or "",
             model=_str(data.get("model")) or None,
             tokens_in=_int(usage.get("prompt_tokens")),
             tokens_out=_int(usage.get("completion_tokens")),
+            tool_calls=calls,
+            finish_reason=_str(finish) or None,
         )
 
     def error(self, data: Any) -> ErrorInfo:
@@ -120,23 +192,50 @@ class AnthropicWire:
             headers["x-api-key"] = api_key
         return headers
 
-    def body(self, prompt: str, model: str) -> dict[str, Any]:
-        return {
+    def body(self, request: ChatRequest, model: str) -> dict[str, Any]:
+        if request.response_format is not None:
+            raise _unsupported(self.name, "a response_format (JSON mode)")
+        body: dict[str, Any] = {
             "model": model,
-            "max_tokens": self.max_tokens,
-            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": request.max_tokens or self.max_tokens,
+            "messages": _anthropic_messages(request.messages),
         }
+        # Anthropic has one system prompt, at the top: system messages are folded into it.
+        systems = [request.system or ""] + [
+            m.content or "" for m in request.messages if m.role == "system"
+        ]
+        system = "\n\n".join(s for s in systems if s)
+        if system:
+            body["system"] = system
+        if request.tools:
+            body["tools"] = [
+                {"name": t.name, "description": t.description, "input_schema": dict(t.parameters)}
+                for t in request.tools
+            ]
+        if request.tool_choice is not None:
+            body["tool_choice"] = _anthropic_choice(request.tool_choice)
+        for name in ("temperature", "top_p"):
+            if getattr(request, name) is not None:
+                body[name] = getattr(request, name)
+        if request.stop:
+            body["stop_sequences"] = list(request.stop)
+        return body
 
     def completion(self, data: Any) -> Completion:
         try:
             blocks = data["content"]
             stop = data.get("stop_reason")
             texts = [b["text"] for b in blocks if b.get("type") == "text"]
+            calls = tuple(
+                ToolCall(_str(b.get("id")) or f"call_{i}", b["name"], _arguments(b.get("input")))
+                for i, b in enumerate(blocks)
+                if b.get("type") == "tool_use"
+            )
         except (KeyError, TypeError, AttributeError):
             raise _malformed(self.name, "content[].text") from None
         if stop == "refusal":
             raise AIResponseError("the model refused to answer", code="refusal")
-        if not texts or not all(isinstance(t, str) for t in texts):
+        if (not texts and not calls) or not all(isinstance(t, str) for t in texts):
             raise _malformed(self.name, "a text block")
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         return Completion(
@@ -144,6 +243,8 @@ class AnthropicWire:
             model=_str(data.get("model")) or None,
             tokens_in=_int(usage.get("input_tokens")),
             tokens_out=_int(usage.get("output_tokens")),
+            tool_calls=calls,
+            finish_reason=_ANTHROPIC_FINISH.get(_str(stop), _str(stop) or None),
         )
 
     def error(self, data: Any) -> ErrorInfo:
@@ -162,28 +263,113 @@ class OllamaWire:
     def headers(self, api_key: str | None) -> dict[str, str]:
         return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
-    def body(self, prompt: str, model: str) -> dict[str, Any]:
-        return {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": False}
+    def body(self, request: ChatRequest, model: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": _openai_messages(request, ollama=True),
+            "stream": False,
+        }
+        if request.tools:
+            body["tools"] = _openai_tools(request)
+        if request.response_format is not None:
+            schema = request.response_format.get("json_schema")
+            body["format"] = schema.get("schema", "json") if isinstance(schema, dict) else "json"
+        options: dict[str, Any] = {}
+        if request.temperature is not None:
+            options["temperature"] = request.temperature
+        if request.top_p is not None:
+            options["top_p"] = request.top_p
+        if request.max_tokens is not None:
+            options["num_predict"] = request.max_tokens
+        if request.stop:
+            options["stop"] = list(request.stop)
+        if options:
+            body["options"] = options
+        return body
 
     def completion(self, data: Any) -> Completion:
         try:
-            content = data["message"]["content"]
-        except (KeyError, TypeError):
+            message = data["message"]
+            content = message.get("content")
+            calls = tuple(
+                ToolCall(_str(c.get("id")) or f"call_{i}", c["function"]["name"],
+                         _arguments(c["function"].get("arguments")))
+                for i, c in enumerate(message.get("tool_calls") or [])
+            )  # fmt: skip
+        except (KeyError, TypeError, AttributeError):
             raise _malformed(self.name, "message.content") from None
-        if not isinstance(content, str):
+        if not isinstance(content, str) and not calls:
             raise _malformed(self.name, "a text answer")
         if data.get("done") is False:
             raise ProviderError("ollama reply ended before done", code="truncated_response")
+        finish = "tool_calls" if calls else _str(data.get("done_reason")) or None
         return Completion(
-            text=content,
+            text=content if isinstance(content, str) else "",
             model=_str(data.get("model")) or None,
             tokens_in=_int(data.get("prompt_eval_count")),
             tokens_out=_int(data.get("eval_count")),
+            tool_calls=calls,
+            finish_reason=finish,
         )
 
     def error(self, data: Any) -> ErrorInfo:
         inner = data.get("error") if isinstance(data, dict) else None
         return ErrorInfo(message=inner) if isinstance(inner, str) else ErrorInfo()
+
+
+_ANTHROPIC_FINISH: Final = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+}
+
+
+def _anthropic_choice(choice: Any) -> dict[str, Any]:
+    if choice == "auto":
+        return {"type": "auto"}
+    if choice == "required":
+        return {"type": "any"}
+    if choice == "none":
+        return {"type": "none"}
+    if isinstance(choice, dict):
+        function = choice.get("function", choice)
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            return {"type": "tool", "name": function["name"]}
+    raise _unsupported("anthropic", f"tool_choice {choice!r}")
+
+
+def _anthropic_messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
+    """OpenAI-shaped messages as Anthropic content blocks: an assistant's tool calls become
+    ``tool_use`` blocks, tool results ``tool_result`` blocks in one user message."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "system":
+            continue  # folded into the top-level system prompt
+        if message.role == "tool":
+            block = {
+                "type": "tool_result",
+                "tool_use_id": message.tool_call_id,
+                "content": message.content or "",
+            }
+            if out and out[-1]["role"] == "user" and isinstance(out[-1]["content"], list):
+                out[-1]["content"].append(block)
+            else:
+                out.append({"role": "user", "content": [block]})
+            continue
+        if message.role == "assistant" and message.tool_calls:
+            blocks: list[dict[str, Any]] = []
+            if message.content:
+                blocks.append({"type": "text", "text": message.content})
+            blocks.extend(
+                {"type": "tool_use", "id": c.id, "name": c.name,
+                 "input": json.loads(c.arguments or "{}")}
+                for c in message.tool_calls
+            )  # fmt: skip
+            out.append({"role": "assistant", "content": blocks})
+            continue
+        out.append({"role": message.role, "content": message.content or ""})
+    return out
 
 
 #: Wire protocols by the ``kind`` a provider declares.
