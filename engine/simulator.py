@@ -21,6 +21,7 @@ error presets      ``rate_limit`` (429), ``quota`` (429 insufficient_quota), ``b
 ``error``          any ``status`` with an optional raw ``body``
 ``content_filter`` a 200 whose answer was filtered (OpenAI); ``refusal`` a refusal (OpenAI,
                    Anthropic)
+``tool_call``      a reply asking to call ``tool`` with ``arguments`` (each wire's format)
 ``stall``          headers, then nothing until the client gives up
 ``trickle``        the reply one byte every ``interval`` seconds
 ``cut``            headers and half the body, then the connection closes
@@ -85,7 +86,7 @@ PRESETS: Final[Mapping[str, int]] = {
 }
 _OTHER_KINDS: Final = frozenset(
     {"answer", "error", "content_filter", "refusal", "stall", "trickle", "cut", "close",
-     "malformed", "incomplete"}
+     "malformed", "incomplete", "tool_call"}
 )  # fmt: skip
 KINDS: Final = frozenset(PRESETS) | _OTHER_KINDS
 # What a bare scalar means for each kind (`answer: "4"`, `error: 418`, `trickle: 0.2`).
@@ -116,6 +117,9 @@ class Behaviour:
     headers: Mapping[str, str] = field(default_factory=dict)
     delay: float = 0.0
     interval: float = 0.05
+    #: For ``tool_call``: the tool the model asks to call, and its arguments.
+    tool: str = "get_weather"
+    arguments: Mapping[str, Any] = field(default_factory=lambda: {"city": "Paris"})
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -218,7 +222,39 @@ _WIRE_SUFFIX: Final = (
 )
 
 
+def _tool_answer(wire: str, b: Behaviour, model: str) -> dict[str, Any]:
+    arguments = dict(b.arguments)
+    if wire == "openai":
+        call = {
+            "id": "call_sim_1",
+            "type": "function",
+            "function": {"name": b.tool, "arguments": json.dumps(arguments)},
+        }
+        return {
+            "id": "chatcmpl-sim", "object": "chat.completion", "model": model,
+            "choices": [{"index": 0, "finish_reason": "tool_calls",
+                         "message": {"role": "assistant", "content": None, "tool_calls": [call]}}],
+            "usage": {"prompt_tokens": b.tokens_in, "completion_tokens": b.tokens_out},
+        }  # fmt: skip
+    if wire == "anthropic":
+        return {
+            "id": "msg_sim", "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "tool_use", "id": "toolu_sim_1", "name": b.tool,
+                         "input": arguments}],
+            "stop_reason": "tool_use", "stop_sequence": None,
+            "usage": {"input_tokens": b.tokens_in, "output_tokens": b.tokens_out},
+        }  # fmt: skip
+    return {
+        "model": model, "created_at": "2026-01-01T00:00:00Z", "done": True,
+        "message": {"role": "assistant", "content": "",
+                    "tool_calls": [{"function": {"name": b.tool, "arguments": arguments}}]},
+        "done_reason": "stop", "prompt_eval_count": b.tokens_in, "eval_count": b.tokens_out,
+    }  # fmt: skip
+
+
 def _answer(wire: str, b: Behaviour, model: str) -> dict[str, Any]:
+    if b.kind == "tool_call":
+        return _tool_answer(wire, b, model)
     if wire == "openai":
         finish: str = "stop"
         content: str | None = b.text
