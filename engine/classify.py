@@ -111,6 +111,8 @@ TAXONOMY: Final[Mapping[str, Rule]] = {
     "not_configured": Rule("retryable", _PROVIDER, False),
     "malformed_response": Rule("retryable", _PROVIDER, True),
     "truncated_response": Rule("retryable", _PROVIDER, True),
+    # An error event in the middle of a stream that names no known kind.
+    "stream_error": Rule("retryable", _PROVIDER, True),
     "context_length_exceeded": Rule("retryable", _PROVIDER, False),
     # A provider that cannot express the request (a plain one given tools, say): next step.
     "unsupported_request": Rule("retryable", _PROVIDER, False),
@@ -123,6 +125,9 @@ TAXONOMY: Final[Mapping[str, Rule]] = {
     "attempt_timeout": Rule("timeout", "timeout", True),
     # Waiting in line for the provider's bulkhead took the attempt's time: try elsewhere.
     "queue_timeout": Rule("timeout", "timeout", False),
+    # Streams: no first token in time, or a gap between chunks longer than allowed.
+    "first_token_timeout": Rule("timeout", "timeout", True),
+    "idle_timeout": Rule("timeout", "timeout", True),
     "400": Rule("non_retryable", "ai_error", False),
     "422": Rule("non_retryable", "ai_error", False),
     "content_filter": Rule("non_retryable", "ai_error", False),

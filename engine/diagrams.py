@@ -96,10 +96,15 @@ def highlight_from_attempts(attempts: Sequence[Mapping[str, Any]]) -> Highlight:
 
 def _title(chain: Chain) -> str:
     about = f": {chain.description}" if chain.description else ""
+    cut = (
+        "the next step answers from the start"
+        if chain.on_midstream == "restart"
+        else "the stream fails, marked truncated"
+    )
     return (
         f"chain '{chain.name}'{about}\n"
         f"deadline {chain.deadline:g} s for the whole chain "
-        "(when it passes, any step goes to exhausted)"
+        f"(when it passes, any step goes to exhausted); a stream cut mid-way: {cut}"
     )
 
 
@@ -112,6 +117,10 @@ def _step_lines(step: Step) -> list[str]:
     if step.retries:
         retries += " (timeouts too)" if step.retry_timeouts else " (not timeouts)"
     lines.append(f"timeout: {step.timeout:g} s, {retries}")
+    if step.first_token_timeout is not None or step.idle_timeout is not None:
+        first = step.first_token_timeout or step.timeout
+        idle = step.idle_timeout or step.timeout
+        lines.append(f"stream: first token ≤{first:g} s, gaps ≤{idle:g} s")
     return lines
 
 
@@ -153,7 +162,9 @@ def _drawn_edges(
 
 
 def _drawn(chain: Chain) -> list[Edge]:
-    return [e for e in edges(chain) if e.kind != "deadline"]
+    # The deadline and a mid-stream cut apply to every step alike: the title says where they
+    # lead instead of an edge from every step.
+    return [e for e in edges(chain) if e.kind not in ("deadline", "cut")]
 
 
 class _RenderMachine(GraphMachine):

@@ -6,6 +6,7 @@
     ├── ChainConfigError           a chain file (or an override of it) is invalid; .problems
     ├── ProviderError              error_category "provider_error"
     │   └── ChainExhaustedError    every step of a chain failed (or the deadline passed); .attempts
+    │       └── StreamInterruptedError  a stream was cut after its first chunk; .partial_text
     ├── AITimeoutError             error_category "timeout"
     └── AIResponseError            error_category "ai_error": the request itself is refused
         └── ChainAbortedError      a non-retryable outcome stopped the chain; .attempts
@@ -30,6 +31,7 @@ __all__ = [
     "ChainExhaustedError",
     "Problem",
     "ProviderError",
+    "StreamInterruptedError",
     "TorqError",
 ]
 
@@ -150,6 +152,26 @@ class ChainExhaustedError(ProviderError):
         if self.code == "deadline_exceeded":
             # A deadline is a timeout from the caller's point of view.
             self.error_category = "timeout"
+
+
+class StreamInterruptedError(ChainExhaustedError):
+    """A stream was cut after the caller had received part of it, and the chain's
+    ``on_midstream`` policy is ``fail``: the answer is incomplete.
+
+    ``partial_text`` is the text handed over before the cut; ``attempts`` the attempt
+    records (the last one has ``truncated: True`` and the number of ``chunks`` delivered).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        code: str | None,
+        attempts: Sequence[dict[str, Any]],
+        partial_text: str,
+        cause: BaseException | None = None,
+    ) -> None:
+        super().__init__(message, code, attempts, cause)
+        self.partial_text = partial_text
 
 
 class ChainAbortedError(AIResponseError):

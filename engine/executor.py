@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
 from .classify import Completion, Outcome, classify_exception, classify_result, coded
-from .errors import ChainAbortedError, ChainExhaustedError
+from .errors import ChainAbortedError, ChainExhaustedError, StreamInterruptedError
 from .machine import CompiledChain
 from .meta import GenerationMeta, fallback_reason, iso_timestamp
 from .providers.base import CallResult, acall, call
+from .providers.timeouts import StreamTimeouts
 from .request import ChatRequest
 from .runtime import Runtime, backoff_bound, backoff_delay
 from .spec import ABORTED, FINAL_STATES, SUCCEEDED, Step
@@ -41,6 +42,23 @@ class _Call:
     request: ChatRequest
     timeout: float
     model: str | None
+    #: Set when the call is streamed: its first-token, idle and total timeouts.
+    stream: StreamTimeouts | None = None
+    #: Streamed after a cut (``on_midstream: restart``): announce a reset before its first
+    #: chunk, so that the consumer discards what it showed.
+    reset: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDone:
+    """What a streamed call came to: like a :data:`CallResult`, plus how far it got
+    (``chunks`` handed to the caller, time to the first, the text handed over)."""
+
+    ok: bool
+    value: Any
+    chunks: int = 0
+    ttft: float | None = None
+    text: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +67,7 @@ class _Sleep:
 
 
 _Action: TypeAlias = _Call | _Sleep
-_Decisions: TypeAlias = Generator[_Action, CallResult | None, Completion]
+_Decisions: TypeAlias = Generator[_Action, CallResult | StreamDone | None, Completion]
 
 
 def _model_of(provider: Any, step: Step) -> str | None:
@@ -121,7 +139,12 @@ class FallbackExecutor:
             return answer
 
     def _decide(
-        self, compiled: CompiledChain, request: ChatRequest, meta: GenerationMeta, timeout: float
+        self,
+        compiled: CompiledChain,
+        request: ChatRequest,
+        meta: GenerationMeta,
+        timeout: float,
+        stream: bool = False,
     ) -> _Decisions:
         rt = self.runtime
         chain = compiled.chain
@@ -130,9 +153,11 @@ class FallbackExecutor:
         budget = min(chain.deadline, timeout)
         run = compiled.start(started + budget)
         attempts: list[dict[str, Any]] = []
+        meta.provider_attempts = attempts  # filled in as the attempts end
         last: Outcome | None = None
         state = run.state
         out_of_time = False
+        cut: StreamDone | None = None  # the last stream cut after its first chunk
         while True:
             step = chain.by_id[state]
             now = rt.monotonic()
@@ -145,6 +170,7 @@ class FallbackExecutor:
                 break
             stamp = rt.wall()
             provider = self.lookup(step.provider)
+            streamed: StreamDone | None = None
             if provider is None:
                 outcome = coded(
                     "provider_not_found",
@@ -155,27 +181,51 @@ class FallbackExecutor:
             else:
                 model = _model_of(provider, step)
                 asked = request.with_params(step.params) if step.params else request
-                result = yield _Call(provider, asked, min(step.timeout, run.deadline - now), model)
+                left = run.deadline - now
+                timeouts = None
+                if stream:
+                    timeouts = StreamTimeouts(
+                        first_token=min(step.first_token_timeout or step.timeout, left),
+                        idle=step.idle_timeout or step.timeout,
+                        total=left,
+                    )
+                result = yield _Call(
+                    provider, asked, min(step.timeout, left), model, timeouts, cut is not None
+                )
                 assert result is not None
-                ok, value = result
+                if isinstance(result, StreamDone):
+                    streamed = result
+                    ok, value = result.ok, result.value
+                else:
+                    ok, value = result
                 outcome = (
                     classify_result(value, model, overrides)
                     if ok
                     else classify_exception(value, overrides)
                 )
             ended = rt.monotonic()
+            # A stream that broke after handing over its first chunk is a cut: the chain's
+            # on_midstream policy decides, not the category (the caller has seen text).
+            is_cut = streamed is not None and not streamed.ok and streamed.chunks > 0
+            trigger: str = "cut" if is_cut else outcome.category
             bound = 0.0
-            if outcome.transient:
+            if outcome.transient and not is_cut:
                 bound = backoff_bound(
                     run.retries_used, step.backoff_base, step.backoff_max, outcome.retry_after
                 )
             state = compiled.fire(
-                run, outcome.category, transient=outcome.transient, bound=bound, now=ended
+                run, trigger, transient=outcome.transient and not is_cut, bound=bound, now=ended
             )
             retrying = state == step.id
-            attempts.append(
-                _record(step, model, outcome, ended - now, stamp, run.retries_used, state)
-            )
+            record = _record(step, model, outcome, ended - now, stamp, run.retries_used, state)
+            if streamed is not None:
+                record["category"] = trigger
+                record["ttft_ms"] = None if streamed.ttft is None else round(streamed.ttft * 1000)
+                record["chunks"] = streamed.chunks
+                record["truncated"] = is_cut
+            attempts.append(record)
+            if is_cut:
+                cut = streamed
             last = outcome
             if retrying:
                 delay = backoff_delay(
@@ -191,7 +241,6 @@ class FallbackExecutor:
                 break
 
         elapsed_ms = round((rt.monotonic() - started) * 1000)
-        meta.provider_attempts = attempts
         meta.fallback_used = len(attempts) > 1
         meta.fallback_reason = fallback_reason(attempts)
         assert last is not None
@@ -209,6 +258,14 @@ class FallbackExecutor:
             meta.error_category = None
             return completion
         meta.latency_ms = elapsed_ms
+        if cut is not None and attempts[-1].get("truncated") and not out_of_time:
+            meta.truncated = True
+            error: ChainExhaustedError | ChainAbortedError = _interrupted(
+                chain.name, attempts, last, cut.text
+            )
+            meta.error = str(error)
+            meta.error_category = error.error_category
+            raise error
         error = _failure(chain.name, state, attempts, last, budget, out_of_time)
         meta.error = str(error)
         meta.error_category = error.error_category
@@ -261,6 +318,17 @@ def _reason(attempt: dict[str, Any]) -> str:
 def _describe(attempt: dict[str, Any]) -> str:
     detail = f" ({attempt['message']})" if attempt["message"] else ""
     return f"{attempt['state']} -> {_reason(attempt)}{detail}"
+
+
+def _interrupted(
+    name: str, attempts: list[dict[str, Any]], last: Outcome, partial: str
+) -> StreamInterruptedError:
+    stop = attempts[-1]
+    message = (
+        f"chain '{name}': the stream from {stop['state']} was cut after {stop['chunks']} "
+        f"chunk{'s' if stop['chunks'] != 1 else ''} by {_reason(stop)}; the answer is incomplete"
+    )
+    return StreamInterruptedError(message, last.error_code, attempts, partial, last.exception)
 
 
 def _failure(

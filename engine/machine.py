@@ -25,8 +25,8 @@ from .spec import EXHAUSTED, FINAL_STATES, SUCCEEDED, Chain, Step
 
 __all__ = ["TRIGGERS", "CompiledChain", "Edge", "Run", "compile_chain", "edges"]
 
-#: Every trigger a chain machine knows.
-TRIGGERS: Final = ("success", "retryable", "timeout", "non_retryable", "deadline_exceeded")
+#: Every trigger a chain machine knows. ``cut``: a stream broke after its first chunk.
+TRIGGERS: Final = ("success", "retryable", "timeout", "non_retryable", "deadline_exceeded", "cut")
 _RETRIABLE_TRIGGERS: Final = ("retryable", "timeout")
 
 # At INFO every trigger costs several times more; leave it alone if the application chose.
@@ -40,7 +40,8 @@ class Edge:
     """One transition of a chain's machine, as data (also what diagrams draw).
 
     ``kind`` is ``retry`` for a guarded self-loop, ``route`` for a category's route,
-    ``success`` or ``deadline``.
+    ``success``, ``deadline``, or ``cut`` (a stream cut mid-way: to ``exhausted`` when the
+    chain's ``on_midstream`` is ``fail``, along the step's retryable route for ``restart``).
     """
 
     trigger: str
@@ -70,6 +71,8 @@ def edges(chain: Chain) -> list[Edge]:
                 out.append(Edge(trigger, step.id, step.id, "retry"))
             out.append(Edge(trigger, step.id, step.routes[trigger], "route"))
         out.append(Edge("deadline_exceeded", step.id, EXHAUSTED, "deadline"))
+        cut_to = step.routes["retryable"] if chain.on_midstream == "restart" else EXHAUSTED
+        out.append(Edge("cut", step.id, cut_to, "cut"))
     return out
 
 

@@ -144,6 +144,8 @@ class GenerationMeta:
     error_category: str | None = None
     #: Free-form labels the caller gave ``chat(..., tags=...)`` (never sent to providers).
     tags: dict[str, str] = field(default_factory=dict)
+    #: A streamed answer was cut after part of it had been handed over (it is incomplete).
+    truncated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict of JSON types (the mode as its string value)."""

@@ -53,6 +53,7 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any, Final
 
+from . import simstream
 from .errors import ChainConfigError, Problem
 from .loader import read_yaml
 
@@ -120,6 +121,17 @@ class Behaviour:
     #: For ``tool_call``: the tool the model asks to call, and its arguments.
     tool: str = "get_weather"
     arguments: Mapping[str, Any] = field(default_factory=lambda: {"city": "Paris"})
+    #: Streamed replies (when the request asks to stream): the answer in ``chunks`` pieces,
+    #: ``chunk_interval`` seconds apart, the first after ``first_token_delay``; and a fault
+    #: after that many content pieces: the connection cut, the stream stalled, an error
+    #: event, a garbled frame.
+    chunks: int = 5
+    chunk_interval: float = 0.0
+    first_token_delay: float = 0.0
+    cut_after: int | None = None
+    stall_after: int | None = None
+    error_after: int | None = None
+    garble_after: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -553,14 +565,69 @@ class Simulator:
         key_sent = bool(headers.get("authorization") or headers.get("x-api-key"))
         self.requests.append(Request(provider, path, wire, body, key_sent, behaviour.kind))
         model = (body or {}).get("model") if isinstance(body, dict) else None
+        stream = isinstance(body, dict) and body.get("stream") is True
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
+            if stream and behaviour.kind in ("answer", "tool_call"):
+                if behaviour.delay:
+                    await asyncio.sleep(behaviour.delay)
+                return await self._stream(writer, reader, wire, behaviour, model or "sim-model")
             return await self._respond(
                 writer, reader, wire, provider, behaviour, model or "sim-model"
             )
         finally:
             self.in_flight -= 1
+
+    async def _stream(
+        self,
+        writer: asyncio.StreamWriter,
+        reader: asyncio.StreamReader,
+        wire: str,
+        b: Behaviour,
+        model: str,
+    ) -> bool:
+        """A streamed reply (chunked transfer), with the behaviour's stream fault."""
+        tool = (b.tool, dict(b.arguments)) if b.kind == "tool_call" else None
+        parts = simstream.frames(
+            wire, b.text, b.model or model, b.chunks, (b.tokens_in, b.tokens_out), tool
+        )
+        head = (
+            f"HTTP/1.1 200 OK\r\ncontent-type: {parts.content_type}\r\n"
+            "transfer-encoding: chunked\r\ncache-control: no-cache\r\n\r\n"
+        )
+        writer.write(head.encode("latin-1"))
+
+        async def send(frame: bytes) -> None:
+            writer.write(f"{len(frame):x}\r\n".encode() + frame + b"\r\n")
+            await writer.drain()
+
+        for frame in parts.head:
+            await send(frame)
+        if b.first_token_delay:
+            await asyncio.sleep(b.first_token_delay)
+        for index, frame in enumerate(parts.content):
+            if index == b.cut_after:
+                return False  # the connection closes mid-stream
+            if index == b.stall_after:
+                await reader.read()  # nothing more, until the client gives up
+                return False
+            if index == b.error_after:
+                await send(simstream.stream_error(wire))
+                await send(b"")
+                return True
+            if index == b.garble_after:
+                await send(simstream.garbled(wire))
+                await send(b"")
+                return True
+            if index and b.chunk_interval:
+                await asyncio.sleep(b.chunk_interval)
+            await send(frame)
+        for frame in parts.tail:
+            await send(frame)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return True
 
     async def _respond(
         self,

@@ -61,6 +61,7 @@ __all__ = [
 ]
 
 FailureCategory = Literal["retryable", "timeout", "non_retryable"]
+MidstreamPolicy = Literal["fail", "restart"]
 
 #: Final states of every chain's machine.
 SUCCEEDED, EXHAUSTED, ABORTED = "succeeded", "exhausted", "aborted"
@@ -131,6 +132,16 @@ class _StepSettings(_Strict):
     retry_timeouts: bool | None = Field(
         default=None, description="Whether timeouts count as transient (retried on the same step)."
     )
+    first_token_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="Streaming: seconds until the first token (default: the step's timeout).",
+    )
+    idle_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="Streaming: longest gap between two chunks (default: the step's timeout).",
+    )
     backoff_base: float | None = Field(
         default=None,
         ge=0,
@@ -180,6 +191,11 @@ class ChainSpec(_Strict):
 
     description: str = Field(default="", description="What this chain is for, shown in diagrams.")
     deadline: float = Field(default=120.0, gt=0, description="Seconds for the whole chain.")
+    on_midstream: MidstreamPolicy = Field(
+        default="fail",
+        description="A stream cut after its first chunk: fail (raise, marked truncated) or "
+        "restart (the next step answers from the beginning, after a reset event).",
+    )
     defaults: Defaults = Field(default_factory=Defaults)
     error_codes: dict[str, FailureCategory] = Field(
         default_factory=dict,
@@ -214,6 +230,9 @@ class Step:
     routes: Mapping[str, str]
     #: request parameters set by the step or the chain's defaults (the call's own win)
     params: Mapping[str, Any] = field(default_factory=dict)
+    #: streaming: seconds until the first token, and the longest gap between chunks
+    first_token_timeout: float | None = None
+    idle_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -236,6 +255,11 @@ class Chain:
     def deadline(self) -> float:
         """Seconds the whole chain may take."""
         return self.spec.deadline
+
+    @property
+    def on_midstream(self) -> str:
+        """What a stream cut after its first chunk does: ``fail`` or ``restart``."""
+        return self.spec.on_midstream
 
     @property
     def max_attempts(self) -> int:
@@ -380,6 +404,13 @@ def _setting(spec: ChainSpec, step: StepSpec, name: str) -> Any:
     return BUILTIN_DEFAULTS[name] if value is None else value
 
 
+def _optional(spec: ChainSpec, step: StepSpec, name: str) -> float | None:
+    value = getattr(step, name)
+    if value is None:
+        value = getattr(spec.defaults, name)
+    return None if value is None else float(value)
+
+
 def _params(spec: ChainSpec, step: StepSpec) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for params in (spec.defaults.params, step.params):
@@ -413,6 +444,8 @@ def build_chain(spec: ChainSpec, name: str, source: str) -> Chain:
                 backoff_max=float(_setting(spec, entry, "backoff_max")),
                 routes=routes,
                 params=_params(spec, entry),
+                first_token_timeout=_optional(spec, entry, "first_token_timeout"),
+                idle_timeout=_optional(spec, entry, "idle_timeout"),
             )
         )
     return Chain(

@@ -113,5 +113,13 @@ class BodyReader:
         """The decoded body."""
         return b"".join(self._parts)
 
+    def take(self, chunk: bytes) -> bytes:
+        """Decode the next raw chunk of a stream and hand it back instead of keeping it;
+        the bound counts everything taken so far."""
+        self.feed(chunk)
+        out = b"".join(self._parts)
+        self._parts.clear()
+        return out
+
 
 __all__ += ["BodyTooLarge"]

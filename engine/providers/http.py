@@ -24,8 +24,10 @@ import json
 import ssl
 import threading
 import time
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
+from httpx_sse import EventSource
 
 from ..classify import Completion
 from ..errors import AIResponseError, ProviderError
@@ -37,6 +39,8 @@ from .mapping import attempt_timeout, error_for_status, error_for_transport
 from .network import deadline, sync_transport
 from .secrets import excerpt, install_log_filter
 from .settings import Resolved
+from .streamwire import STREAM_PARSERS, Delta, TextDelta
+from .timeouts import StreamTimeouts, stream_timeout
 from .wire import WIRES
 
 __all__ = ["HTTPProvider"]
@@ -51,6 +55,83 @@ def _tls() -> ssl.SSLContext:
 
 def _in_memory(response: httpx.Response) -> bool:
     return response.is_stream_consumed
+
+
+def _is_stream(response: httpx.Response, wire: str) -> bool:
+    kind = response.headers.get("content-type", "")
+    if wire == "ollama":
+        return "ndjson" in kind or ("json" in kind and not _in_memory(response))
+    return "text/event-stream" in kind
+
+
+def _with_model(completion: Completion, model: str | None) -> Completion:
+    return completion if completion.model else dataclasses.replace(completion, model=model)
+
+
+class _Paced(httpx.SyncByteStream):
+    """A reply's decoded bytes, each raw read bounded by ``at`` (moved as deltas arrive)."""
+
+    def __init__(self, response: httpx.Response, reader: BodyReader, at: float) -> None:
+        self.response, self.reader, self.at = response, reader, at
+
+    def __iter__(self) -> Iterator[bytes]:
+        if _in_memory(self.response):
+            yield self.reader.take(self.response.content)
+            return
+        raw = self.response.iter_raw()
+        while True:
+            with deadline(self.at):
+                chunk = next(raw, None)
+            if chunk is None:
+                return
+            data = self.reader.take(chunk)
+            if data:
+                yield data
+
+
+class _APaced(httpx.AsyncByteStream):
+    """The async twin of :class:`_Paced`."""
+
+    def __init__(self, response: httpx.Response, reader: BodyReader, at: float) -> None:
+        self.response, self.reader, self.at = response, reader, at
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if _in_memory(self.response):
+            yield self.reader.take(self.response.content)
+            return
+        raw = self.response.aiter_raw()
+        while True:
+            async with asyncio.timeout(max(self.at - time.monotonic(), 0)):
+                chunk = await anext(raw, None)
+            if chunk is None:
+                return
+            data = self.reader.take(chunk)
+            if data:
+                yield data
+
+
+_EVENT_STREAM = {"content-type": "text/event-stream"}
+
+
+def _events(paced: _Paced, framing: str) -> Iterator[tuple[str, str]]:
+    """(event name, data) pairs: SSE parsed by httpx-sse, or NDJSON lines."""
+    decoded = httpx.Response(200, headers=_EVENT_STREAM, stream=paced)
+    if framing == "sse":
+        for sse in EventSource(decoded).iter_sse():
+            yield sse.event if sse.event != "message" else "", sse.data
+    else:
+        for line in decoded.iter_lines():
+            yield "", line
+
+
+async def _aevents(paced: _APaced, framing: str) -> AsyncIterator[tuple[str, str]]:
+    decoded = httpx.Response(200, headers=_EVENT_STREAM, stream=paced)
+    if framing == "sse":
+        async for sse in EventSource(decoded).aiter_sse():
+            yield sse.event if sse.event != "message" else "", sse.data
+    else:
+        async for line in decoded.aiter_lines():
+            yield "", line
 
 
 class HTTPProvider:
@@ -146,12 +227,17 @@ class HTTPProvider:
             },
         )
 
-    def _body(self, request: ChatRequest, model: str | None) -> bytes:
+    def _body(self, request: ChatRequest, model: str | None, stream: bool = False) -> bytes:
         """The JSON body (raises ``unsupported_request`` for what the wire cannot say)."""
         try:
-            return json.dumps(self.wire.body(request, model or self.model)).encode()
+            data = self.wire.body(request, model or self.model)
         except ProviderError as exc:
             raise ProviderError(f"{self.name}: {exc}", code=exc.code, provider=self.name) from None
+        if stream:
+            data["stream"] = True
+            if self.wire.name == "openai":  # the token counts come in a last chunk
+                data["stream_options"] = {"include_usage": True}
+        return json.dumps(data).encode()
 
     def _reader(self, response: httpx.Response) -> BodyReader:
         """A bounded reader for ``response``'s body (error bodies: only their start)."""
@@ -305,6 +391,125 @@ class HTTPProvider:
         finally:
             self.bulkhead.release()
         return self._finish(response.status_code, response.headers, reader.finish(), model)
+
+    # -- streaming -------------------------------------------------------------------------
+
+    def _stream_failure(
+        self, exc: BaseException, delivered: bool, timeouts: StreamTimeouts, phase: str
+    ) -> Exception:
+        """The outcome error of a stream that broke (a timeout is named by the gap it hit)."""
+        if isinstance(exc, TimeoutError | httpx.TimeoutException) and not isinstance(
+            exc, httpx.ConnectTimeout | httpx.PoolTimeout
+        ):
+            return stream_timeout(self.name, timeouts, delivered)
+        if isinstance(exc, httpx.HTTPError):
+            return error_for_transport(exc, self.name, phase, self._secrets)
+        return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+
+    def _whole(self, response: httpx.Response, body: bytes, model: str | None) -> Completion:
+        return self._finish(response.status_code, response.headers, body, model)
+
+    def stream(
+        self, *, request: ChatRequest, timeouts: StreamTimeouts, model: str | None = None
+    ) -> Iterator[Delta | Completion]:
+        """Stream the answer to ``request`` synchronously: text and tool-call deltas as they
+        arrive, then the whole :class:`Completion`. Every socket read is bounded: by the
+        first-token deadline until the first delta, then by the idle timeout (and always by
+        the stream's whole deadline). Closing the iterator closes the connection."""
+        started = time.monotonic()
+        first_by = started + timeouts.first_token
+        ends = started + timeouts.total
+        client = self._sync_client()
+        body = self._body(request, model, stream=True)
+        self._check_configured()
+        self.bulkhead.acquire(timeouts.first_token)
+        phase, delivered = "wait", False
+        response: httpx.Response | None = None
+        try:
+            out = self._request(body, first_by - time.monotonic())
+            with deadline(first_by):
+                response = client.send(out, stream=True)
+            phase = "body"
+            reader = self._reader(response)
+            if response.status_code >= 300 or not _is_stream(response, self.wire.name):
+                with deadline(ends):
+                    for chunk in response.iter_raw():
+                        reader.feed(chunk)
+                        if reader.full:
+                            break
+                whole = self._whole(response, reader.finish(), model)
+                if whole.text:
+                    yield TextDelta(whole.text)  # a server that answered all at once
+                yield whole
+                return
+            paced = _Paced(response, reader, first_by)
+            parser = STREAM_PARSERS[self.wire.name]()
+            for event, data in _events(paced, parser.framing):
+                for delta in parser.feed(event, data):
+                    delivered = True
+                    paced.at = min(time.monotonic() + timeouts.idle, ends)
+                    yield delta
+            yield _with_model(parser.finish(), model or self.model)
+        except (httpx.HTTPError, TimeoutError) as exc:
+            raise self._stream_failure(exc, delivered, timeouts, phase) from exc
+        except ProviderError as exc:
+            exc.http_status = response.status_code if response is not None else None
+            raise
+        finally:
+            if response is not None:
+                response.close()
+            self.bulkhead.release()
+
+    async def astream(
+        self, *, request: ChatRequest, timeouts: StreamTimeouts, model: str | None = None
+    ) -> AsyncIterator[Delta | Completion]:
+        """The async twin of :meth:`stream`."""
+        started = time.monotonic()
+        first_by = started + timeouts.first_token
+        ends = started + timeouts.total
+        transport = self._aclients.get()
+        body = self._body(request, model, stream=True)
+        self._check_configured()
+        await self.bulkhead.aacquire(timeouts.first_token)
+        phase, delivered = "wait", False
+        response: httpx.Response | None = None
+        try:
+            out = self._request(body, first_by - time.monotonic())
+            async with asyncio.timeout(max(first_by - time.monotonic(), 0)):
+                response = await transport.handle_async_request(out)
+            phase = "body"
+            reader = self._reader(response)
+            if response.status_code >= 300 or not _is_stream(response, self.wire.name):
+                async with asyncio.timeout(max(ends - time.monotonic(), 0)):
+                    if _in_memory(response):
+                        reader.feed(response.content)
+                    else:
+                        async for chunk in response.aiter_raw():
+                            reader.feed(chunk)
+                            if reader.full:
+                                break
+                whole = self._whole(response, reader.finish(), model)
+                if whole.text:
+                    yield TextDelta(whole.text)
+                yield whole
+                return
+            paced = _APaced(response, reader, first_by)
+            parser = STREAM_PARSERS[self.wire.name]()
+            async for event, data in _aevents(paced, parser.framing):
+                for delta in parser.feed(event, data):
+                    delivered = True
+                    paced.at = min(time.monotonic() + timeouts.idle, ends)
+                    yield delta
+            yield _with_model(parser.finish(), model or self.model)
+        except (httpx.HTTPError, TimeoutError) as exc:
+            raise self._stream_failure(exc, delivered, timeouts, phase) from exc
+        except ProviderError as exc:
+            exc.http_status = response.status_code if response is not None else None
+            raise
+        finally:
+            if response is not None:
+                await response.aclose()
+            self.bulkhead.release()
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -1,0 +1,35 @@
+"""The timeouts of a streamed attempt, and the outcome of running out of one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import AITimeoutError
+
+__all__ = ["StreamTimeouts", "stream_timeout"]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamTimeouts:
+    """Seconds a streamed attempt may take: until its first delta (``first_token``),
+    between two deltas (``idle``), and in all (``total``, what is left of the chain)."""
+
+    first_token: float
+    idle: float
+    total: float
+
+
+def stream_timeout(provider: str, timeouts: StreamTimeouts, delivered: bool) -> AITimeoutError:
+    """The outcome of a stream that went quiet too long: before its first delta
+    (``first_token_timeout``) or between two (``idle_timeout``)."""
+    if not delivered:
+        return AITimeoutError(
+            f"{provider}: no first token within {timeouts.first_token:g}s",
+            code="first_token_timeout",
+            provider=provider,
+        )
+    return AITimeoutError(
+        f"{provider}: the stream went quiet for more than {timeouts.idle:g}s",
+        code="idle_timeout",
+        provider=provider,
+    )
