@@ -19,6 +19,7 @@ from .errors import (
     ChainExhaustedError,
     Problem,
     ProviderError,
+    StreamInterruptedError,
     TorqError,
 )
 from .executor import FallbackExecutor
@@ -31,6 +32,7 @@ from .providers.settings import BUILTIN_SETTINGS, ProviderSettings
 from .request import ChatRequest, Message, Tool, ToolCall
 from .runtime import Runtime
 from .spec import Chain, ChainSpec, Step, chain_json_schema
+from .streaming import AsyncChatStream, ChatStream, Reset, StreamEvent, TextDelta, ToolCallDelta
 
 if TYPE_CHECKING:
     from .diagrams import Highlight, dot_source, highlight_from_attempts, mermaid_source, render
@@ -76,6 +78,7 @@ __all__ = [
     "TAXONOMY",
     "AIResponseError",
     "AITimeoutError",
+    "AsyncChatStream",
     "Behaviour",
     "Chain",
     "ChainAbortedError",
@@ -83,6 +86,7 @@ __all__ = [
     "ChainExhaustedError",
     "ChainSpec",
     "ChatRequest",
+    "ChatStream",
     "CompiledChain",
     "Completion",
     "ExecutionMode",
@@ -96,13 +100,18 @@ __all__ = [
     "Problem",
     "ProviderError",
     "ProviderSettings",
+    "Reset",
     "Rule",
     "Runtime",
     "Script",
     "Simulator",
     "Step",
+    "StreamEvent",
+    "StreamInterruptedError",
+    "TextDelta",
     "Tool",
     "ToolCall",
+    "ToolCallDelta",
     "TorqError",
     "__version__",
     "chain_json_schema",

@@ -31,6 +31,7 @@ from .providers.settings import load_providers_file, resolve
 from .request import ChatRequest, build_request
 from .runtime import Runtime
 from .spec import Chain, ChainSpec, StepSpec, with_order, with_timeout
+from .streaming import AsyncChatStream, ChatStream
 
 __all__ = ["BUILTIN_PROVIDERS", "MODE_ENV", "LLMManager"]
 
@@ -443,6 +444,58 @@ class LLMManager:
         except (AITimeoutError, ProviderError, AIResponseError) as error:
             return self._chat_result(None, error, meta)
         return self._chat_result(answer, None, meta)
+
+    def stream(
+        self,
+        messages: Any,
+        *,
+        system: str | None = None,
+        mode: ExecutionMode | str = ExecutionMode.DIRECT,
+        provider: str | None = None,
+        tools: Any = None,
+        timeout: float = 60,
+        use_fallback: bool = True,
+        tool_choice: Any = None,
+        response_format: Any = None,
+        tags: Mapping[str, str] | None = None,
+        **params: Any,
+    ) -> ChatStream:
+        """Stream the answer to a conversation: takes what :meth:`chat` takes and returns a
+        :class:`~engine.streaming.ChatStream` to iterate for text and tool-call deltas.
+
+        Before the first chunk reaches the caller, failures fall back along the chain as in
+        :meth:`chat`; after it, the chain's ``on_midstream`` decides (``fail``: a
+        :class:`~engine.errors.StreamInterruptedError` with the partial text; ``restart``:
+        a :class:`~engine.streaming.Reset` event, then the next step's answer). The stream's
+        ``meta`` fills in as it goes; ``completion`` is the whole answer at the end.
+        """
+        chain, request, meta, seconds = self._chat_plan(
+            messages, system, mode, provider, tools, timeout, use_fallback,
+            tool_choice, response_format, tags, params,
+        )  # fmt: skip
+        return ChatStream(self._executor, chain, request, meta, seconds)
+
+    def astream(
+        self,
+        messages: Any,
+        *,
+        system: str | None = None,
+        mode: ExecutionMode | str = ExecutionMode.DIRECT,
+        provider: str | None = None,
+        tools: Any = None,
+        timeout: float = 60,
+        use_fallback: bool = True,
+        tool_choice: Any = None,
+        response_format: Any = None,
+        tags: Mapping[str, str] | None = None,
+        **params: Any,
+    ) -> AsyncChatStream:
+        """The async twin of :meth:`stream`: ``async for event in manager.astream(...)``."""
+        chain, request, meta, seconds = self._chat_plan(
+            messages, system, mode, provider, tools, timeout, use_fallback,
+            tool_choice, response_format, tags, params,
+        )  # fmt: skip
+        return AsyncChatStream(self._executor, chain, request, meta, seconds)
 
     def _create_error_response(self, error: Exception) -> str:
         """A user-friendly error response (the texts of TORQ Console)."""

@@ -1,0 +1,279 @@
+"""Streaming through a chain: the sync and async shells that perform the decision core's
+streamed calls, and the stream objects :meth:`LLMManager.stream` / ``astream`` return.
+
+The rule: until the first chunk is handed to the caller, any failure (connect, status, an
+error event, no first token within ``first_token_timeout``) falls back along the chain
+exactly as a non-streaming call would, and the caller sees nothing of the failed attempts.
+After the first chunk, the chain's ``on_midstream`` decides: ``fail`` raises
+:class:`~engine.errors.StreamInterruptedError` (``meta.truncated`` is true), ``restart``
+runs the next step from the beginning and first yields a :class:`Reset`. Two providers'
+output is never spliced into one answer, and a cut stream never ends as if complete.
+
+Streaming providers implement ``stream(*, request, timeouts, model=None)`` (an iterator)
+and/or ``astream(...)`` (an async iterator) yielding :class:`TextDelta` /
+:class:`ToolCallDelta` and, last, the whole :class:`~engine.classify.Completion`. Any
+other provider is called as usual and its answer handed over as one chunk.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from .classify import Completion, classify_result
+from .executor import FallbackExecutor, StreamDone, _as_request, _Call, _Sleep
+from .machine import CompiledChain
+from .meta import GenerationMeta
+from .providers.base import acall, call
+from .providers.streamwire import TextDelta, ToolCallDelta
+from .request import ChatRequest
+
+__all__ = ["AsyncChatStream", "ChatStream", "Reset", "StreamEvent", "TextDelta", "ToolCallDelta"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """The stream restarts on another provider (``on_midstream: restart``): discard what
+    was shown so far; what follows is a new answer from the beginning."""
+
+    provider: str
+    reason: str
+
+
+StreamEvent: TypeAlias = TextDelta | ToolCallDelta | Reset
+
+
+def _whole_as_deltas(value: Any) -> list[TextDelta | ToolCallDelta]:
+    """A non-streaming provider's answer as the chunks a stream would have given."""
+    outcome = classify_result(value, None, {})
+    completion = outcome.completion
+    if outcome.category != "success" or completion is None:
+        return []
+    out: list[TextDelta | ToolCallDelta] = [TextDelta(completion.text)] if completion.text else []
+    out += [
+        ToolCallDelta(i, c.id, c.name, c.arguments) for i, c in enumerate(completion.tool_calls)
+    ]
+    return out
+
+
+def _provider_name(action: _Call) -> str:
+    return str(getattr(action.provider, "name", "") or type(action.provider).__name__)
+
+
+def _pump(action: _Call) -> Generator[StreamEvent, None, StreamDone]:
+    """Perform one streamed call: hand its chunks to the caller, return how it went."""
+    assert action.stream is not None
+    started = time.monotonic()
+    chunks, ttft, texts = 0, None, []
+    method = getattr(action.provider, "stream", None)
+    if not callable(method):
+        ok, value = call(action.provider, action.request, action.timeout, action.model)
+        deltas = _whole_as_deltas(value) if ok else []
+        if deltas and action.reset:
+            yield Reset(_provider_name(action), "restarted after a cut")
+        yield from deltas
+        text = "".join(d.text for d in deltas if isinstance(d, TextDelta))
+        return StreamDone(ok, value, len(deltas), time.monotonic() - started, text)
+    kwargs: dict[str, Any] = {"request": action.request, "timeouts": action.stream}
+    if action.model is not None:
+        kwargs["model"] = action.model
+    items: Iterator[Any] | None = None
+    final: Any = None
+    try:
+        items = iter(method(**kwargs))
+        for item in items:
+            if isinstance(item, Completion):
+                final = item
+                continue
+            if chunks == 0:
+                ttft = time.monotonic() - started
+                if action.reset:
+                    yield Reset(_provider_name(action), "restarted after a cut")
+            chunks += 1
+            if isinstance(item, TextDelta):
+                texts.append(item.text)
+            yield item
+    except Exception as exc:  # classified by the decision core
+        return StreamDone(False, exc, chunks, ttft, "".join(texts))
+    finally:
+        close = getattr(items, "close", None)
+        if callable(close):
+            close()  # a consumer that stopped early closes the HTTP response here
+    if final is None:
+        final = Completion("".join(texts))
+    return StreamDone(True, final, chunks, ttft, "".join(texts))
+
+
+async def _apump(action: _Call, out: list[Any]) -> AsyncGenerator[StreamEvent, None]:
+    """The async twin of :func:`_pump`; its result is appended to ``out`` as a StreamDone
+    (async generators cannot return values)."""
+    assert action.stream is not None
+    started = time.monotonic()
+    chunks, ttft, texts = 0, None, []
+    method = getattr(action.provider, "astream", None) or getattr(action.provider, "stream", None)
+    if not callable(method) or not inspect.isasyncgenfunction(method):
+        ok, value = await acall(action.provider, action.request, action.timeout, action.model)
+        deltas = _whole_as_deltas(value) if ok else []
+        if deltas and action.reset:
+            yield Reset(_provider_name(action), "restarted after a cut")
+        for delta in deltas:
+            yield delta
+        text = "".join(d.text for d in deltas if isinstance(d, TextDelta))
+        out.append(StreamDone(ok, value, len(deltas), time.monotonic() - started, text))
+        return
+    kwargs: dict[str, Any] = {"request": action.request, "timeouts": action.stream}
+    if action.model is not None:
+        kwargs["model"] = action.model
+    items = method(**kwargs)
+    final: Any = None
+    try:
+        async for item in items:
+            if isinstance(item, Completion):
+                final = item
+                continue
+            if chunks == 0:
+                ttft = time.monotonic() - started
+                if action.reset:
+                    yield Reset(_provider_name(action), "restarted after a cut")
+            chunks += 1
+            if isinstance(item, TextDelta):
+                texts.append(item.text)
+            yield item
+    except Exception as exc:
+        out.append(StreamDone(False, exc, chunks, ttft, "".join(texts)))
+        return
+    finally:
+        await items.aclose()  # a consumer that stopped early closes the HTTP response here
+    done = StreamDone(True, final or Completion("".join(texts)), chunks, ttft, "".join(texts))
+    out.append(done)
+
+
+class ChatStream:
+    """A streamed answer: iterate it for :class:`TextDelta`, :class:`ToolCallDelta` and
+    (with ``on_midstream: restart``) :class:`Reset` events.
+
+    ``meta`` fills in as the stream goes (each attempt's record when it ends) and is
+    complete when the iteration ends; ``completion`` is the whole answer then. Failures
+    are raised from the iteration: ``ChainExhaustedError`` / ``ChainAbortedError`` when no
+    provider answered, ``StreamInterruptedError`` when an answer was cut mid-way. Closing
+    the stream (``close()``, ``break`` out of a ``for``, a ``with`` block) closes the HTTP
+    response at once.
+    """
+
+    def __init__(
+        self,
+        executor: FallbackExecutor,
+        chain: CompiledChain,
+        request: ChatRequest | str,
+        meta: GenerationMeta,
+        timeout: float,
+    ) -> None:
+        self.meta = meta
+        self.completion: Completion | None = None
+        self._events = self._run(executor, chain, _as_request(request), timeout)
+
+    def _run(
+        self, executor: FallbackExecutor, chain: CompiledChain, request: ChatRequest, timeout: float
+    ) -> Generator[StreamEvent, None, None]:
+        decisions = executor._decide(chain, request, self.meta, timeout, stream=True)
+        result: Any = None
+        try:
+            while True:
+                action = decisions.send(result)
+                if isinstance(action, _Sleep):
+                    executor.runtime.sleep(action.seconds)
+                    result = None
+                else:
+                    result = yield from _pump(action)
+        except StopIteration as done:
+            self.completion = done.value
+            self.meta.tools_used = [c.name for c in done.value.tool_calls]
+        finally:
+            decisions.close()
+
+    def __iter__(self) -> Iterator[StreamEvent]:
+        return self._events
+
+    def __next__(self) -> StreamEvent:
+        return next(self._events)
+
+    def close(self) -> None:
+        """Stop the stream now (the HTTP response is closed)."""
+        self._events.close()
+
+    def __enter__(self) -> ChatStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def text(self) -> str:
+        """The whole answer's text, once the stream has ended."""
+        return self.completion.text if self.completion is not None else ""
+
+
+class AsyncChatStream:
+    """The async twin of :class:`ChatStream`: ``async for event in stream``."""
+
+    def __init__(
+        self,
+        executor: FallbackExecutor,
+        chain: CompiledChain,
+        request: ChatRequest | str,
+        meta: GenerationMeta,
+        timeout: float,
+    ) -> None:
+        self.meta = meta
+        self.completion: Completion | None = None
+        self._events = self._run(executor, chain, _as_request(request), timeout)
+
+    async def _run(
+        self, executor: FallbackExecutor, chain: CompiledChain, request: ChatRequest, timeout: float
+    ) -> AsyncGenerator[StreamEvent, None]:
+        decisions = executor._decide(chain, request, self.meta, timeout, stream=True)
+        result: Any = None
+        try:
+            while True:
+                action = decisions.send(result)
+                if isinstance(action, _Sleep):
+                    await executor.runtime.asleep(action.seconds)
+                    result = None
+                    continue
+                box: list[Any] = []
+                pump = _apump(action, box)
+                try:
+                    async for event in pump:
+                        yield event
+                finally:
+                    await pump.aclose()
+                result = box[0]
+        except StopIteration as done:
+            self.completion = done.value
+            self.meta.tools_used = [c.name for c in done.value.tool_calls]
+        finally:
+            decisions.close()
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self._events
+
+    async def __anext__(self) -> StreamEvent:
+        return await anext(self._events)
+
+    async def aclose(self) -> None:
+        """Stop the stream now (the HTTP response is closed)."""
+        await self._events.aclose()
+
+    async def __aenter__(self) -> AsyncChatStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def text(self) -> str:
+        """The whole answer's text, once the stream has ended."""
+        return self.completion.text if self.completion is not None else ""
