@@ -216,6 +216,9 @@ def simulate(
     return answer.text, meta
 
 
+_STREAM_CODES: Final = frozenset({"first_token_timeout", "idle_timeout", "stream_error"})
+
+
 def explain(compiled: CompiledChain, code: str | None, category: str | None) -> list[str]:
     """Where an outcome (an error code, or a bare category) leads from each step."""
     chain = compiled.chain
@@ -252,4 +255,19 @@ def explain(compiled: CompiledChain, code: str | None, category: str | None) -> 
                     f"within the deadline), then -> {dest}"
                 )
         lines.append(f"  {step.id.ljust(width)}  {where}")
+    streamy = chain.on_midstream != "fail" or any(
+        s.first_token_timeout or s.idle_timeout for s in chain.steps
+    )
+    if code not in _STREAM_CODES and not streamy:
+        return lines
+    cut = (
+        "restart: the step's retryable route answers from the start, after a reset event"
+        if chain.on_midstream == "restart"
+        else "fail: the stream raises StreamInterruptedError, marked truncated"
+    )
+    lines.append(f"streams (a cut after the first chunk -> {cut}):")
+    for step in chain.steps:
+        first = step.first_token_timeout or step.timeout
+        idle = step.idle_timeout or step.timeout
+        lines.append(f"  {step.id.ljust(width)}  first token ≤{first:g} s, gaps ≤{idle:g} s")
     return lines
