@@ -16,7 +16,7 @@ from typing import Any
 
 from . import __version__
 from .diagrams import DotMissingError
-from .errors import ChainConfigError
+from .errors import ChainConfigError, TorqError
 from .loader import load_chains, resolve_chains_dir
 from .manager import LLMManager
 from .meta import ExecutionMode, GenerationMeta
@@ -184,11 +184,40 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_messages(args: argparse.Namespace) -> list[Any] | None:
+    """The conversation of ``run --messages FILE.json`` (plus the prompt, if given)."""
+    if args.messages is None:
+        return None
+    try:
+        data = json.loads(Path(args.messages).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"torq-fallback run: --messages {args.messages}: {exc}") from None
+    if not isinstance(data, list):
+        raise SystemExit(f"torq-fallback run: --messages {args.messages}: expected a JSON list")
+    if args.prompt:
+        data.append({"role": "user", "content": args.prompt})
+    return data
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    messages = _run_messages(args)
+    if messages is None and not args.prompt:
+        raise SystemExit("torq-fallback run: give a PROMPT, --messages FILE.json, or both")
+    chat = messages is not None or args.stream or args.system
     with LLMManager(config={"chains_dir": args.chains} if args.chains else None) as manager:
-        text, meta = manager.generate_response(
-            args.prompt, provider=args.provider, mode=ExecutionMode(args.mode), timeout=args.timeout
-        )
+        conversation = messages or [{"role": "user", "content": args.prompt}]
+        options = {"provider": args.provider, "mode": ExecutionMode(args.mode),
+                   "timeout": args.timeout, "system": args.system}  # fmt: skip
+        if args.stream:
+            meta, text = _stream_to_stdout(manager, conversation, options, args.json)
+        elif chat:
+            completion, meta = manager.chat(conversation, **options)
+            text = completion.text
+        else:
+            text, meta = manager.generate_response(
+                args.prompt, provider=args.provider, mode=ExecutionMode(args.mode),
+                timeout=args.timeout,
+            )  # fmt: skip
         _print_result(text, meta, args.json)
         if args.diagram:
             if args.provider:
@@ -197,6 +226,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 chain = manager.chain_for(args.mode).chain
             _write_path_diagram(chain, meta.provider_attempts, args.diagram)
     return 0 if meta.error is None else 1
+
+
+def _stream_to_stdout(
+    manager: LLMManager, messages: list[Any], options: dict[str, Any], quiet: bool
+) -> tuple[GenerationMeta, str | None]:
+    """Print a streamed answer as it arrives (not with --json); return its meta and text."""
+    from .streaming import Reset, TextDelta
+
+    stream = manager.stream(messages, **options)
+    try:
+        for event in stream:
+            if quiet:
+                continue
+            if isinstance(event, Reset):
+                print(f"\n[reset: {event.provider} answers from the start]", flush=True)
+            elif isinstance(event, TextDelta):
+                print(event.text, end="", flush=True)
+        if not quiet:
+            print()
+    except (ChainConfigError, TorqError) as error:
+        if not quiet:
+            print()
+        return stream.meta, str(error)
+    return stream.meta, stream.text
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
@@ -323,9 +376,19 @@ def _parser() -> argparse.ArgumentParser:
         "are still printed), 2 for bad usage or configuration.",
         ['torq-fallback run "What is 2+2?"',
          'torq-fallback run "Summarise X" --mode research --json',
-         'torq-fallback run "Hi" --provider claude --timeout 20'],
+         'torq-fallback run "Hi" --provider claude --timeout 20',
+         'torq-fallback run "And now?" --messages history.json --system "Be brief." --stream'],
     )  # fmt: skip
-    run.add_argument("prompt", help="the prompt")
+    run.add_argument("prompt", nargs="?", help="the prompt (or the last user message)")
+    run.add_argument("--system", help="a system prompt")
+    run.add_argument(
+        "--messages",
+        metavar="FILE.json",
+        help="a conversation: a JSON list of messages (OpenAI's shape)",
+    )
+    run.add_argument(
+        "--stream", action="store_true", help="stream the answer to the terminal as it arrives"
+    )
     run.add_argument("--mode", default="direct", choices=modes, help="default: direct")
     run.add_argument("--provider", help="one provider, no fallback")
     run.add_argument("--timeout", type=float, default=60, help="seconds for the whole call")

@@ -3,13 +3,17 @@ simulator, with scripted faults; no API keys and no network needed."""
 
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 from typing import TextIO
 
+from .errors import TorqError
 from .manager import LLMManager
 from .meta import ExecutionMode
 from .report import timeline
-from .simulator import Simulator, demo_script, environment
+from .simulator import Behaviour, Script, Simulator, demo_script, environment
+from .streaming import Reset, TextDelta
 
 __all__ = ["run_demo"]
 
@@ -54,6 +58,7 @@ def run_demo(out: TextIO, attempt_timeout: float = 1.0) -> int:
                     print(f"   fallback_reason: {meta.fallback_reason}", file=out)
                 attempts += len(meta.provider_attempts)
                 print(file=out)
+    _stream_demo(out)
     seconds = time.monotonic() - started
     failed = len(_PROMPTS) - answered
     print(
@@ -63,3 +68,54 @@ def run_demo(out: TextIO, attempt_timeout: float = 1.0) -> int:
         file=out,
     )
     return answered
+
+
+_ANSWER = "Two plus two is four, and it always will be."
+
+# (title, chain, what each provider does): streams that fall back before their first
+# token, and a stream cut mid-way under each on_midstream policy.
+_STREAMS = (
+    (
+        "a stream that falls back before its first token",
+        "steps:\n  - {provider: deepseek, first_token_timeout: 0.3}\n  - claude\n",
+        {"deepseek": [Behaviour("answer", first_token_delay=1)],
+         "claude": [Behaviour("answer", text=_ANSWER, chunks=6)]},
+    ),
+    (
+        "a stream cut mid-way, on_midstream: fail",
+        "on_midstream: fail\nsteps: [claude, ollama]\n",
+        {"claude": [Behaviour("answer", text=_ANSWER, chunks=6, cut_after=3)],
+         "ollama": [Behaviour("answer", text=_ANSWER, chunks=4)]},
+    ),
+    (
+        "a stream cut mid-way, on_midstream: restart",
+        "on_midstream: restart\nsteps: [claude, ollama]\n",
+        {"claude": [Behaviour("answer", text=_ANSWER, chunks=6, cut_after=3)],
+         "ollama": [Behaviour("answer", text=_ANSWER, chunks=4)]},
+    ),
+)  # fmt: skip
+
+
+def _stream_demo(out: TextIO) -> None:
+    """Streamed answers: what the caller sees, chunk by chunk, and the attempts."""
+    for title, chain, script in _STREAMS:
+        with tempfile.TemporaryDirectory() as folder, Simulator(Script(script)) as sim:
+            (Path(folder) / "default.yaml").write_text(chain)
+            with environment(sim), LLMManager(config={"chains_dir": folder}) as manager:
+                print(f"== streaming: {title}", file=out)
+                stream = manager.stream(
+                    [{"role": "user", "content": "What is 2 + 2?"}], mode="composition"
+                )
+                shown: list[str] = []
+                try:
+                    for event in stream:
+                        if isinstance(event, Reset):
+                            shown.append(f" [reset: discard the above; {event.provider} answers]")
+                        elif isinstance(event, TextDelta):
+                            shown.append(event.text + "|")
+                    ending = "(complete)"
+                except TorqError as error:
+                    ending = f"(interrupted: {type(error).__name__}, truncated)"
+                print(f"   chunks seen: {''.join(shown)} {ending}", file=out)
+                print(timeline(stream.meta, indent="   "), file=out)
+                print(file=out)

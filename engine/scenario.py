@@ -12,12 +12,12 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from .classify import CATEGORIES, TAXONOMY, classify_exception, rule_for
+from .classify import CATEGORIES, TAXONOMY, Completion, classify_exception, rule_for
 from .errors import (
     AIResponseError,
     AITimeoutError,
@@ -31,11 +31,15 @@ from .executor import FallbackExecutor
 from .loader import read_yaml
 from .machine import CompiledChain
 from .meta import ExecutionMode, GenerationMeta, iso_timestamp
+from .providers.streamwire import TextDelta
+from .providers.timeouts import StreamTimeouts
+from .request import ChatRequest
 from .runtime import Runtime
+from .streaming import ChatStream
 
 __all__ = ["Scenario", "explain", "load_scenario", "parse_outcomes", "simulate"]
 
-_OUTCOME: Final = re.compile(r"^(success|retryable|timeout|non_retryable)(?::([^\s|,]+))?$")
+_OUTCOME: Final = re.compile(r"^(success|retryable|timeout|non_retryable|cut)(?::([^\s|,]+))?$")
 _EPOCH: Final = 1_767_225_600.0  # 2026-01-01T00:00:00Z: simulated records carry fixed times
 _EXCEPTION: Final = {
     "retryable": ProviderError,
@@ -81,6 +85,8 @@ def _check_outcome(item: str, where: str) -> None:
         )
     if match.group(1) == "success" and match.group(2):
         raise ValueError(f"{where}: {item!r}: a success has no code")
+    if match.group(1) == "cut" and not (match.group(2) or "").isdigit():
+        raise ValueError(f"{where}: {item!r}: write cut:N, N the chunks delivered before the cut")
 
 
 def load_scenario(path: str | os.PathLike[str]) -> Scenario:
@@ -167,9 +173,28 @@ class _Scripted:
         category, _, code = outcome.partition(":")
         if category == "success":
             return f"(simulated answer from {self.name})"
+        if category == "cut":  # a cut needs a stream; without one it is a cut-short reply
+            category, code = "retryable", "truncated_response"
         if category == "timeout":
             self.clock.now += timeout
         raise _EXCEPTION[category](f"simulated {outcome}", code=code or None, provider=self.name)
+
+    def stream(
+        self, *, request: ChatRequest, timeouts: StreamTimeouts, model: str | None = None
+    ) -> Iterator[TextDelta | Completion]:
+        """The streamed outcome: ``cut:N`` hands over N chunks, then the stream breaks."""
+        outcome = self.outcomes[0] if self.outcomes else "success"
+        category, _, code = outcome.partition(":")
+        if category == "cut":
+            self.outcomes.pop(0)
+            for index in range(int(code)):
+                yield TextDelta(f"(chunk {index + 1} from {self.name}) ")
+            raise ProviderError(
+                f"simulated cut after {code} chunks", code="truncated_response", provider=self.name
+            )
+        text = self.generate_response(prompt="", timeout=timeouts.first_token, model=model)
+        yield TextDelta(text)
+        yield Completion(text)
 
 
 def _check_against_chain(compiled: CompiledChain, outcomes: Mapping[str, list[str]]) -> None:
@@ -185,7 +210,7 @@ def _check_against_chain(compiled: CompiledChain, outcomes: Mapping[str, list[st
             )
         for item in items:
             category, _, code = item.partition(":")
-            if category == "success":
+            if category in ("success", "cut"):
                 continue
             exc = _EXCEPTION[category]("", code=code or None)
             got = classify_exception(exc, chain.error_codes).category
@@ -209,7 +234,13 @@ def simulate(
     }
     meta = GenerationMeta(mode=mode, request_id="simulated", timestamp=iso_timestamp(_EPOCH))
     executor = FallbackExecutor(providers.get, clock.runtime())
+    streamed = any(item.startswith("cut") for items in outcomes.values() for item in items)
     try:
+        if streamed:  # a cut only exists in a stream: simulate one
+            stream = ChatStream(executor, compiled, prompt, meta, compiled.chain.deadline)
+            for _ in stream:
+                pass
+            return stream.text, meta
         answer = executor.execute(compiled, prompt, meta, compiled.chain.deadline)
     except (ChainExhaustedError, ChainAbortedError):
         return None, meta

@@ -319,3 +319,48 @@ def test_streamed_and_plain_calls_take_the_same_path_until_the_first_chunk(sim, 
             meta = stream.meta
         paths.append([(a["provider"], a["error_code"], a["next"]) for a in meta.provider_attempts])
     assert paths[0] == paths[1]
+
+
+def test_cli_run_streams_with_a_system_prompt_and_a_conversation_file(tmp_path: Path):
+    from conftest import run_cli
+
+    history = tmp_path / "history.json"
+    history.write_text(json.dumps([
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": "18 C and sunny."},
+    ]))  # fmt: skip
+    script = {"deepseek": [Behaviour("answer", text="No coat needed today.", chunks=3)]}
+    with Simulator(script) as sim:
+        result = run_cli(
+            "run", "A coat?", "--messages", str(history), "--system", "Be brief.", "--stream",
+            env=sim.env(),
+        )  # fmt: skip
+        body = sim.requests[-1].body
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "No coat needed today."
+    assert "answer (deepseek" in result.stdout
+    assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "user"]
+    assert body["stream"] is True
+
+
+def test_cli_run_reports_a_cut_stream_as_a_failure():
+    from conftest import run_cli
+
+    script = {"deepseek": [Behaviour("answer", text="abcdefgh", chunks=4, cut_after=2)]}
+    with Simulator(script) as sim:
+        result = run_cli("run", "hi", "--stream", "--provider", "deepseek", env=sim.env())
+    assert result.returncode == 1
+    assert result.stdout.startswith("abcd\n")
+    assert "the answer is incomplete" in result.stdout and " cut " in result.stdout
+
+
+def test_simulate_accepts_stream_cuts():
+    from conftest import run_cli
+
+    result = run_cli(
+        "simulate", "direct", "--outcomes", "deepseek=retryable:429,openai=cut:3", "--json"
+    )
+    assert result.returncode == 1
+    first, second = json.loads(result.stdout)["meta"]["provider_attempts"]
+    assert (first["error_code"], first["next"]) == ("429", "openai")
+    assert (second["category"], second["chunks"], second["truncated"]) == ("cut", 3, True)
