@@ -98,9 +98,20 @@ class ChatRequest:
     def plain_prompt(self) -> str | None:
         """The prompt, when the request is nothing more than one user message (what a
         provider with only ``generate_response(prompt=...)`` can answer); else None."""
-        if self.unsupported_by_plain():
+        # Checked field by field (no list built): this runs on every plain provider's call.
+        if (
+            len(self.messages) != 1
+            or self.system
+            or self.tools
+            or self.response_format is not None
+            or self.temperature is not None
+            or self.max_tokens is not None
+            or self.top_p is not None
+            or self.stop
+        ):
             return None
-        return self.messages[0].content
+        message = self.messages[0]
+        return message.content if message.role == "user" and not message.tool_calls else None
 
     def unsupported_by_plain(self) -> list[str]:
         """What a plain ``generate_response(prompt=...)`` provider could not be given."""
