@@ -118,6 +118,8 @@ TAXONOMY: Final[Mapping[str, Rule]] = {
     "unsupported_request": Rule("retryable", _PROVIDER, False),
     "response_too_large": Rule("retryable", _PROVIDER, False),
     "overloaded": Rule("retryable", _PROVIDER, False),
+    # The provider's breaker is open: no call was made (status "skipped").
+    "circuit_open": Rule("retryable", _PROVIDER, False),
     "contract_violation": Rule("retryable", _PROVIDER, False),
     # Timeouts are transient here; whether a step retries them is the step's retry_timeouts.
     "connect_timeout": Rule("timeout", "timeout", True),

@@ -16,6 +16,7 @@ from typing import Any, Final, TypeAlias
 
 from .classify import Completion, Outcome, classify_exception, classify_result, coded
 from .errors import ChainAbortedError, ChainExhaustedError, StreamInterruptedError
+from .health import Admission, HealthConfig
 from .machine import CompiledChain
 from .meta import GenerationMeta, fallback_reason, iso_timestamp
 from .providers.base import CallResult, acall, call
@@ -66,8 +67,35 @@ class _Sleep:
     seconds: float
 
 
-_Action: TypeAlias = _Call | _Sleep
-_Decisions: TypeAlias = Generator[_Action, CallResult | StreamDone | None, Completion]
+@dataclass(frozen=True, slots=True)
+class _Health:
+    """An operation on the health store (``peek``, ``admit``, ``record``, ``retry_allowed``)."""
+
+    op: str
+    args: tuple[Any, ...]
+
+
+_Action: TypeAlias = _Call | _Sleep | _Health
+_Decisions: TypeAlias = Generator[_Action, Any, Completion]
+
+# Codes that say nothing of the provider's health (the engine's own or the caller's doing).
+_NOT_HEALTH: Final = frozenset(
+    {"provider_not_found", "not_configured", "unsupported_request", "overloaded",
+     "queue_timeout", "circuit_open"}
+)  # fmt: skip
+
+
+def perform_health(health: HealthConfig, action: _Health) -> Any:
+    """Perform a health action synchronously."""
+    return getattr(health.store, action.op)(*action.args)
+
+
+async def aperform_health(health: HealthConfig, action: _Health) -> Any:
+    """Perform a health action from async code (awaiting the store's async twin if any)."""
+    native = getattr(health.store, "a" + action.op, None)
+    if native is not None:
+        return await native(*action.args)
+    return getattr(health.store, action.op)(*action.args)
 
 
 def _model_of(provider: Any, step: Step) -> str | None:
@@ -80,12 +108,19 @@ def _model_of(provider: Any, step: Step) -> str | None:
 class FallbackExecutor:
     """Executes chains, looking each provider up through ``lookup`` when its attempt starts.
 
-    ``runtime`` supplies clock, sleep and randomness (inject a fake one in tests).
+    ``runtime`` supplies clock, sleep and randomness (inject a fake one in tests);
+    ``health`` the breakers' store and policies (None: no breakers, no retry budget).
     """
 
-    def __init__(self, lookup: ProviderLookup, runtime: Runtime | None = None) -> None:
+    def __init__(
+        self,
+        lookup: ProviderLookup,
+        runtime: Runtime | None = None,
+        health: HealthConfig | None = None,
+    ) -> None:
         self.lookup = lookup
         self.runtime = runtime or Runtime()
+        self.health = health
 
     def execute(
         self,
@@ -108,6 +143,9 @@ class FallbackExecutor:
                 if isinstance(action, _Sleep):
                     self.runtime.sleep(action.seconds)
                     result = None
+                elif isinstance(action, _Health):
+                    assert self.health is not None
+                    result = perform_health(self.health, action)
                 else:
                     result = call(action.provider, action.request, action.timeout, action.model)
         except StopIteration as done:
@@ -130,6 +168,9 @@ class FallbackExecutor:
                 if isinstance(action, _Sleep):
                     await self.runtime.asleep(action.seconds)
                     result = None
+                elif isinstance(action, _Health):
+                    assert self.health is not None
+                    result = await aperform_health(self.health, action)
                 else:
                     result = await acall(
                         action.provider, action.request, action.timeout, action.model
@@ -158,6 +199,17 @@ class FallbackExecutor:
         state = run.state
         out_of_time = False
         cut: StreamDone | None = None  # the last stream cut after its first chunk
+        health = self.health
+        force_key: str | None = None
+        if health is not None:
+            keys = [_breaker_key(step) for step in chain.steps]
+            policies = [health.policies(step.provider)[0] for step in chain.steps]
+            admissions = yield _Health("peek", (keys, policies, started))
+            if chain.when_all_open == "probe_nearest" and not any(a.allowed for a in admissions):
+                # Every breaker is open: rather than fail without trying, probe the provider
+                # closest to recovery.
+                nearest = min(range(len(keys)), key=lambda i: admissions[i].retry_in)
+                force_key = keys[nearest]
         while True:
             step = chain.by_id[state]
             now = rt.monotonic()
@@ -171,10 +223,26 @@ class FallbackExecutor:
             stamp = rt.wall()
             provider = self.lookup(step.provider)
             streamed: StreamDone | None = None
+            admission: Admission | None = None
+            key = _breaker_key(step)
+            if health is not None and provider is not None:
+                admission = yield _Health(
+                    "admit", (key, health.policies(step.provider)[0], now, key == force_key)
+                )
+                if key == force_key:
+                    force_key = None
             if provider is None:
                 outcome = coded(
                     "provider_not_found",
                     f"no provider named '{step.provider}' is registered",
+                    overrides,
+                )
+                model = step.model
+            elif admission is not None and not admission.allowed:
+                outcome = coded(
+                    "circuit_open",
+                    f"{step.provider}'s breaker is {admission.state.replace('_', '-')}; "
+                    f"no call made (a probe in {admission.retry_in:.3g}s)",
                     overrides,
                 )
                 model = step.model
@@ -213,11 +281,33 @@ class FallbackExecutor:
                 bound = backoff_bound(
                     run.retries_used, step.backoff_base, step.backoff_max, outcome.retry_after
                 )
+            budget_ok = True
+            may_retry = outcome.transient and not is_cut and run.retries_used < step.retries
+            if health is not None and may_retry:
+                budget_ok = yield _Health(
+                    "retry_allowed", (key, health.policies(step.provider)[1], ended)
+                )
             state = compiled.fire(
-                run, trigger, transient=outcome.transient and not is_cut, bound=bound, now=ended
-            )
+                run, trigger, transient=outcome.transient and not is_cut, bound=bound, now=ended,
+                budget=budget_ok,
+            )  # fmt: skip
             retrying = state == step.id
             record = _record(step, model, outcome, ended - now, stamp, run.retries_used, state)
+            if admission is not None and not admission.allowed:
+                record["status"] = "skipped"
+                record["latency_ms"] = 0
+                record["retry_in_ms"] = round(admission.retry_in * 1000)
+            elif health is not None and provider is not None:
+                code = outcome.error_code
+                failed = None if code in _NOT_HEALTH else outcome.category in _HEALTH_FAILURES
+                breaker, retry_budget = health.policies(step.provider)
+                yield _Health("record", (
+                    key, breaker, retry_budget, ended, failed,
+                    admission is not None and admission.probe, outcome.retry_after,
+                    run.retries_used > 0,
+                ))  # fmt: skip
+            if not budget_ok and not retrying:
+                record["retry_refused"] = "retry_budget_exhausted"
             if streamed is not None:
                 record["category"] = trigger
                 record["ttft_ms"] = None if streamed.ttft is None else round(streamed.ttft * 1000)
@@ -270,6 +360,14 @@ class FallbackExecutor:
         meta.error = str(error)
         meta.error_category = error.error_category
         raise error
+
+
+_HEALTH_FAILURES: Final = frozenset({"retryable", "timeout"})
+
+
+def _breaker_key(step: Step) -> str:
+    """A breaker per provider, and per model when the step names one."""
+    return f"{step.provider}:{step.model}" if step.model else step.provider
 
 
 def _as_request(prompt: str | ChatRequest) -> ChatRequest:

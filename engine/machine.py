@@ -88,6 +88,7 @@ def _retry_guard(step: Step) -> Callable[[Any], bool]:
         data = event.kwargs
         return bool(
             data["transient"]
+            and data.get("budget", True)
             and run.retries_used < step.retries
             and data["bound"] <= step.backoff_max
             and data["now"] + data["bound"] < run.deadline
@@ -130,10 +131,22 @@ class CompiledChain:
         """A fresh run at the chain's first step."""
         return Run(self.initial, deadline)
 
-    def fire(self, run: Run, trigger: str, *, transient: bool, bound: float, now: float) -> str:
+    def fire(
+        self,
+        run: Run,
+        trigger: str,
+        *,
+        transient: bool,
+        bound: float,
+        now: float,
+        budget: bool = True,
+    ) -> str:
         """Move ``run`` by ``trigger``; return the state it is in afterwards. ``bound`` is the
-        longest a retry's wait could be (see :func:`~engine.runtime.backoff_bound`)."""
-        moved = self._events[trigger].trigger(run, transient=transient, bound=bound, now=now)
+        longest a retry's wait could be (see :func:`~engine.runtime.backoff_bound`);
+        ``budget`` whether the provider's retry budget allows one more retry."""
+        moved = self._events[trigger].trigger(
+            run, transient=transient, bound=bound, now=now, budget=budget
+        )
         if not moved:  # every trigger has an unguarded route, so this is a bug, not input
             raise RuntimeError(f"no transition for {trigger!r} from {run.state!r}")
         return run.state

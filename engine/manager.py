@@ -23,6 +23,13 @@ from .classify import Completion
 from .config import check_mode, check_provider, check_timeout, parse_config
 from .errors import AIResponseError, AITimeoutError, ChainConfigError, Problem, ProviderError
 from .executor import FallbackExecutor
+from .health import (
+    BreakerPolicy,
+    HealthConfig,
+    LocalHealthStore,
+    RetryBudgetPolicy,
+    default_policies,
+)
 from .loader import load_chains, rebuild, resolve_chains_dir
 from .machine import CompiledChain, compile_chain
 from .meta import ExecutionMode, GenerationMeta
@@ -111,7 +118,11 @@ class LLMManager:
         self._single: dict[tuple[str, str], CompiledChain] = {}
         # Look providers up through get_provider at attempt time, never through a bound
         # method captured now: callers (and tests) may replace get_provider later.
-        self._executor = FallbackExecutor(lambda name: self.get_provider(name), runtime)
+        #: Provider health (breakers, retry budgets), shared by every call of this manager.
+        self.health = HealthConfig(LocalHealthStore(), self._health_policies)
+        self._executor = FallbackExecutor(
+            lambda name: self.get_provider(name), runtime, self.health
+        )
         self.fallback_executor = self._executor if self.fallback_enabled else None
         self.logger.info("Provider fallback %s", "enabled" if self.fallback_enabled else "disabled")
 
@@ -153,6 +164,12 @@ class LLMManager:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    def _health_policies(self, name: str) -> tuple[BreakerPolicy, RetryBudgetPolicy]:
+        settings = self.provider_settings.get(name)
+        if settings is None:
+            return default_policies(name)
+        return settings.breaker, settings.retry_budget
 
     def get_provider(self, name: str) -> Any:
         """The provider registered under ``name``, or None."""

@@ -687,25 +687,29 @@ class Simulator:
 
 def demo_script() -> Script:
     """The scenario ``torq-fallback demo`` plays, mode by mode (direct, research,
-    code_generation, composition, hierarchical): real fallbacks, and one abort."""
+    code_generation, composition, hierarchical): real fallbacks, a breaker that opens and
+    is skipped, and one abort."""
     return Script(
         {
             "deepseek": [
-                Behaviour("rate_limit", retry_after=30),  # direct: too long to wait; move on
-                Behaviour("answer", text="def add(a: int, b: int) -> int:\n    return a + b"),
-                Behaviour("balance"),  # composition: out of credit
-                Behaviour("content_filter"),  # hierarchical: filtered, the chain aborts
+                # direct: rate-limited for 30 s: its breaker opens, and every later chain
+                # skips it (circuit_open, no call) instead of asking again
+                Behaviour("rate_limit", retry_after=30),
             ],
             "openai": [
                 Behaviour("answer", delay=1.5),  # direct: slower than the 1 s attempt timeout
-                Behaviour("answer", text="Three sources agree: the answer is 4."),  # research
-                Behaviour("malformed"),  # code_generation: a reply that is not JSON
+                Behaviour("malformed"),  # research: a reply that is not JSON
+                Behaviour("answer", text="def add(a: int, b: int) -> int:\n    return a + b"),
             ],
             "claude": [
                 Behaviour("answer", text="2 + 2 = 4."),  # direct
                 Behaviour("overloaded"),  # research: 529
                 Behaviour("context_length"),  # code_generation: prompt too long
                 Behaviour("answer", text="Plan: outline, draft, review."),  # composition
+                Behaviour("refusal"),  # hierarchical: the model refuses, the chain aborts
+            ],
+            "ollama": [
+                Behaviour("answer", text="Three sources agree: the answer is 4."),  # research
             ],
         }
     )

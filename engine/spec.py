@@ -62,6 +62,7 @@ __all__ = [
 
 FailureCategory = Literal["retryable", "timeout", "non_retryable"]
 MidstreamPolicy = Literal["fail", "restart"]
+WhenAllOpen = Literal["probe_nearest", "fail_fast"]
 
 #: Final states of every chain's machine.
 SUCCEEDED, EXHAUSTED, ABORTED = "succeeded", "exhausted", "aborted"
@@ -196,6 +197,11 @@ class ChainSpec(_Strict):
         description="A stream cut after its first chunk: fail (raise, marked truncated) or "
         "restart (the next step answers from the beginning, after a reset event).",
     )
+    when_all_open: WhenAllOpen = Field(
+        default="probe_nearest",
+        description="Every provider's breaker open: probe the one closest to recovery "
+        "(probe_nearest) or fail without a call (fail_fast).",
+    )
     defaults: Defaults = Field(default_factory=Defaults)
     error_codes: dict[str, FailureCategory] = Field(
         default_factory=dict,
@@ -255,6 +261,11 @@ class Chain:
     def deadline(self) -> float:
         """Seconds the whole chain may take."""
         return self.spec.deadline
+
+    @property
+    def when_all_open(self) -> str:
+        """Every breaker open: ``probe_nearest`` or ``fail_fast``."""
+        return self.spec.when_all_open
 
     @property
     def on_midstream(self) -> str:

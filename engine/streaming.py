@@ -24,7 +24,16 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from .classify import Completion, classify_result
-from .executor import FallbackExecutor, StreamDone, _as_request, _Call, _Sleep
+from .executor import (
+    FallbackExecutor,
+    StreamDone,
+    _as_request,
+    _Call,
+    _Health,
+    _Sleep,
+    aperform_health,
+    perform_health,
+)
 from .machine import CompiledChain
 from .meta import GenerationMeta
 from .providers.base import acall, call
@@ -186,6 +195,9 @@ class ChatStream:
                 if isinstance(action, _Sleep):
                     executor.runtime.sleep(action.seconds)
                     result = None
+                elif isinstance(action, _Health):
+                    assert executor.health is not None
+                    result = perform_health(executor.health, action)
                 else:
                     result = yield from _pump(action)
         except StopIteration as done:
@@ -242,6 +254,10 @@ class AsyncChatStream:
                 if isinstance(action, _Sleep):
                     await executor.runtime.asleep(action.seconds)
                     result = None
+                    continue
+                if isinstance(action, _Health):
+                    assert executor.health is not None
+                    result = await aperform_health(executor.health, action)
                     continue
                 box: list[Any] = []
                 pump = _apump(action, box)

@@ -31,6 +31,7 @@ from urllib.parse import unquote
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import ChainConfigError, Problem
+from ..health.policy import BreakerPolicy, RetryBudgetPolicy
 from ..loader import locate, read_yaml, validation_problems
 from ..spec import Loc
 from .body import DEFAULT_MAX_RESPONSE_BYTES
@@ -98,6 +99,12 @@ class ProviderEntry(BaseModel):
         description="Most requests waiting for a slot; one more is refused at once as "
         "overloaded (retryable), so the chain falls back.",
     )
+    breaker: BreakerPolicy | None = Field(
+        default=None, description="The provider's circuit breaker (engine defaults otherwise)."
+    )
+    retry_budget: RetryBudgetPolicy | None = Field(
+        default=None, description="How many same-step retries the provider may get."
+    )
     async_transport: AsyncTransport | None = Field(
         default=None,
         description="What carries async calls: aiohttp (default; holds up under heavy "
@@ -129,6 +136,8 @@ class ProviderSettings:
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     max_queue: int = DEFAULT_MAX_QUEUE
     async_transport: AsyncTransport = "aiohttp"
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    retry_budget: RetryBudgetPolicy = field(default_factory=RetryBudgetPolicy)
 
 
 #: The built-in providers, under the names chains use.
@@ -157,6 +166,10 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
         return ProvidersFile
     if len(loc) == 2 and loc[0] == "providers":
         return ProviderEntry
+    if len(loc) == 3 and loc[0] == "providers" and loc[2] == "breaker":
+        return BreakerPolicy
+    if len(loc) == 3 and loc[0] == "providers" and loc[2] == "retry_budget":
+        return RetryBudgetPolicy
     return None
 
 
@@ -206,11 +219,16 @@ def check_providers_file(
 
 
 def _merge(name: str, entry: ProviderEntry, base: ProviderSettings | None) -> ProviderSettings:
-    given = {k: v for k, v in entry.model_dump().items() if v is not None}
+    # Attributes, not model_dump(): the breaker and retry budget stay policy objects.
+    given: dict[str, Any] = {
+        k: dict(v) if k == "headers" else v
+        for k in type(entry).model_fields
+        if (v := getattr(entry, k)) is not None
+    }
     if base is None:
         return ProviderSettings(name=name, **given)
     headers = {**base.headers, **given.pop("headers", {})}
-    fields = {
+    fields: dict[str, Any] = {
         "kind": base.kind,
         "base_url": base.base_url,
         "model": base.model,
@@ -221,6 +239,8 @@ def _merge(name: str, entry: ProviderEntry, base: ProviderSettings | None) -> Pr
         "max_in_flight": base.max_in_flight,
         "max_queue": base.max_queue,
         "async_transport": base.async_transport,
+        "breaker": base.breaker,
+        "retry_budget": base.retry_budget,
         **given,
     }
     if "base_url" in given and "base_url_env" not in given:

@@ -1,0 +1,207 @@
+"""A provider's circuit breaker: a small state machine (closed, open, half_open) built once
+with ``transitions``, like the chains, and the same definition drawn by ``render``.
+
+The breaker's numbers live in a :class:`Health` record (so a store can keep them anywhere);
+:func:`admit` and :func:`record` move the record through the machine:
+
+- closed: calls pass. ``failure_threshold`` consecutive failures, or a failure rate of at
+  least ``failure_rate`` over ``window`` seconds with ``min_calls`` calls, ``trip`` it open.
+- open: calls are refused (skipped, ``circuit_open``) until ``open_until``; the cooldown
+  grows by ``cooldown_multiplier`` on each consecutive opening, up to ``cooldown_max``.
+  A failure with a Retry-After keeps it open at least that long; nothing shortens an
+  opening.
+- half_open: after the cooldown (``cool``), exactly ``half_open_probes`` calls at once are
+  let through; a success ``recover`` s it closed, a failure ``trip`` s it open again for
+  longer. The rest behave as open.
+
+Only ``retryable`` and ``timeout`` outcomes count as failures: a ``non_retryable`` outcome is
+the request's fault, and the provider answered.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from transitions import Machine
+
+from .policy import BreakerPolicy
+
+__all__ = ["BREAKER_STATES", "BREAKER_TRANSITIONS", "Admission", "Health", "admit", "record"]
+
+BREAKER_STATES: Final = ("closed", "open", "half_open")
+#: (trigger, source, dest) of the breaker machine: what runs and what is drawn.
+BREAKER_TRANSITIONS: Final = (
+    ("trip", "closed", "open"),
+    ("cool", "open", "half_open"),
+    ("recover", "half_open", "closed"),
+    ("trip", "half_open", "open"),
+)
+
+logging.getLogger("transitions").setLevel(logging.WARNING)
+_MACHINE: Final = Machine(
+    model=None,
+    states=list(BREAKER_STATES),
+    transitions=[{"trigger": t, "source": s, "dest": d} for t, s, d in BREAKER_TRANSITIONS],
+    initial="closed",
+    auto_transitions=False,
+)
+
+
+@dataclass
+class Health:
+    """One provider's breaker record (plain data: a store can serialise it)."""
+
+    state: str = "closed"
+    consecutive: int = 0
+    #: (time, failed) of recent calls, oldest first
+    calls: list[tuple[float, bool]] = field(default_factory=list)
+    open_until: float = 0.0
+    openings: int = 0
+    probes: int = 0
+    #: times of recent requests and retries (the retry budget)
+    requests: list[float] = field(default_factory=list)
+    retries: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "state": self.state,
+            "consecutive": self.consecutive,
+            "calls": [[t, f] for t, f in self.calls],
+            "open_until": self.open_until,
+            "openings": self.openings,
+            "probes": self.probes,
+            "requests": self.requests,
+            "retries": self.retries,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Health:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            state=str(data.get("state", "closed")),
+            consecutive=int(data.get("consecutive", 0)),
+            calls=[(float(t), bool(f)) for t, f in data.get("calls", [])],
+            open_until=float(data.get("open_until", 0.0)),
+            openings=int(data.get("openings", 0)),
+            probes=int(data.get("probes", 0)),
+            requests=[float(t) for t in data.get("requests", [])],
+            retries=[float(t) for t in data.get("retries", [])],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Whether a call may go to the provider now: ``probe`` when it is a half-open probe;
+    when refused, ``retry_in`` seconds until the breaker lets a probe through."""
+
+    allowed: bool
+    probe: bool = False
+    retry_in: float = 0.0
+    state: str = "closed"
+
+
+def _fire(health: Health, trigger: str) -> None:
+    _MACHINE.events[trigger].trigger(health)
+
+
+def _open(
+    health: Health, policy: BreakerPolicy, now: float, at_least: float = 0.0, cooldown: bool = True
+) -> None:
+    if health.state != "open":
+        _fire(health, "trip")
+        if cooldown:
+            health.openings += 1
+    wait = 0.0
+    if cooldown:
+        wait = min(
+            policy.cooldown * policy.cooldown_multiplier ** max(health.openings - 1, 0),
+            policy.cooldown_max,
+        )
+    health.open_until = max(health.open_until, now + wait, now + at_least)
+    health.probes = 0
+
+
+def admit(health: Health, policy: BreakerPolicy, now: float, *, force: bool = False) -> Admission:
+    """May a call go now? Moves an open breaker whose cooldown is over to half_open, and
+    counts the probes it lets through. ``force`` lets one probe through even while open
+    (every provider of a chain open: the one closest to recovery is tried)."""
+    if not policy.enabled:
+        return Admission(True)
+    if health.state == "open":
+        if now < health.open_until and not force:
+            return Admission(False, retry_in=health.open_until - now, state="open")
+        _fire(health, "cool")
+        health.probes = 0
+    if health.state == "half_open":
+        if health.probes < policy.half_open_probes or force:
+            health.probes += 1
+            return Admission(True, probe=True, state="half_open")
+        return Admission(False, retry_in=0.0, state="half_open")
+    return Admission(True, state=health.state)
+
+
+def record(
+    health: Health,
+    policy: BreakerPolicy,
+    now: float,
+    *,
+    failed: bool,
+    probe: bool,
+    retry_after: float | None = None,
+) -> None:
+    """What a call came to. ``failed``: a retryable or timeout outcome (the provider's
+    fault); anything else counts as the provider answering."""
+    if not policy.enabled:
+        return
+    if probe:
+        health.probes = max(health.probes - 1, 0)
+    horizon = now - policy.window
+    health.calls = [c for c in health.calls if c[0] > horizon]
+    health.calls.append((now, failed))
+    if not failed:
+        health.consecutive = 0
+        if health.state == "half_open":
+            _fire(health, "recover")
+            health.openings = 0
+            health.probes = 0
+        return
+    health.consecutive += 1
+    if health.state == "half_open":
+        _open(health, policy, now, retry_after or 0.0)
+        return
+    failures = sum(1 for _, f in health.calls if f)
+    by_rate = len(health.calls) >= policy.min_calls and failures / len(health.calls) >= (
+        policy.failure_rate
+    )
+    if health.state == "closed" and (health.consecutive >= policy.failure_threshold or by_rate):
+        _open(health, policy, now, retry_after or 0.0)
+    elif retry_after:
+        # The provider said when to come back: open until then (an opening already longer
+        # stays as it is; nothing shortens one).
+        if health.state == "closed":
+            _open(health, policy, now, retry_after, cooldown=False)
+        else:
+            health.open_until = max(health.open_until, now + retry_after)
+
+
+__all__ += ["note_request", "retry_allowed"]
+
+
+def note_request(health: Health, now: float, window: float, *, retry: bool) -> None:
+    """Count a request (and whether it was a same-step retry) for the retry budget."""
+    horizon = now - window
+    health.requests = [t for t in health.requests if t > horizon]
+    health.retries = [t for t in health.retries if t > horizon]
+    (health.retries if retry else health.requests).append(now)
+
+
+def retry_allowed(health: Health, now: float, ratio: float, floor: float, window: float) -> bool:
+    """Whether one more same-step retry stays within the budget: retries in the window under
+    ``ratio`` of the requests, plus ``floor`` per second."""
+    horizon = now - window
+    requests = sum(1 for t in health.requests if t > horizon)
+    retries = sum(1 for t in health.retries if t > horizon)
+    return retries + 1 <= ratio * requests + floor * window

@@ -1,0 +1,47 @@
+"""Health policies as data: a provider's circuit breaker and its retry budget, declared per
+provider in providers.yaml (``breaker:``, ``retry_budget:``) and validated like the rest."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["BreakerPolicy", "RetryBudgetPolicy"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
+
+
+class BreakerPolicy(_Strict):
+    """When a provider's breaker opens, for how long, and how it is probed."""
+
+    enabled: bool = Field(default=True, description="Whether the provider has a breaker.")
+    failure_threshold: int = Field(
+        default=5, ge=1, description="Consecutive failures that open the breaker."
+    )
+    failure_rate: float = Field(
+        default=0.5, gt=0, le=1, description="Share of failures in the window that opens it."
+    )
+    min_calls: int = Field(
+        default=20, ge=1, description="Calls in the window before the failure rate counts."
+    )
+    window: float = Field(default=60.0, gt=0, description="Seconds of calls the rate looks at.")
+    cooldown: float = Field(default=10.0, gt=0, description="Seconds open after a first opening.")
+    cooldown_multiplier: float = Field(
+        default=2.0, ge=1, description="Each consecutive opening stays open this much longer."
+    )
+    cooldown_max: float = Field(default=300.0, gt=0, description="Longest an opening lasts.")
+    half_open_probes: int = Field(
+        default=1, ge=1, description="Requests let through at once to probe a recovering provider."
+    )
+
+
+class RetryBudgetPolicy(_Strict):
+    """Same-step retries allowed for a provider: at most ``ratio`` of its recent requests,
+    plus ``min_per_second`` (Envoy's retry budget)."""
+
+    ratio: float = Field(default=0.2, ge=0, le=1, description="Retries per request, at most.")
+    min_per_second: float = Field(
+        default=1.0, ge=0, description="Retries allowed per second whatever the traffic."
+    )
+    window: float = Field(default=10.0, gt=0, description="Seconds of traffic counted.")

@@ -1,0 +1,103 @@
+"""Where provider health lives: one interface, and the in-process store (the default).
+
+A store keeps one :class:`~engine.health.breaker.Health` record per breaker key
+(``provider`` or ``provider:model``) and applies the breaker's rules to it atomically. The
+executor's decision core asks for these operations as actions (health is I/O when it lives
+in Redis); the shells perform them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from .breaker import Admission, Health, admit, note_request, record, retry_allowed
+from .policy import BreakerPolicy, RetryBudgetPolicy
+
+__all__ = ["HealthStore", "LocalHealthStore"]
+
+
+class HealthStore(Protocol):
+    """What the engine asks of a health store (the in-process one, or Redis)."""
+
+    def peek(
+        self, keys: Sequence[str], policies: Sequence[BreakerPolicy], now: float
+    ) -> list[Admission]:
+        """Would each key admit a call now? (Changes nothing.)"""
+        ...
+
+    def admit(self, key: str, policy: BreakerPolicy, now: float, force: bool) -> Admission:
+        """Admit (or refuse) one call, counting half-open probes."""
+        ...
+
+    def record(
+        self, key: str, policy: BreakerPolicy, budget: RetryBudgetPolicy, now: float,
+        failed: bool | None, probe: bool, retry_after: float | None, retry: bool,
+    ) -> None:  # fmt: skip
+        """One call's result (``failed`` None: not the provider's doing, not counted), and
+        the request for the retry budget."""
+        ...
+
+    def retry_allowed(self, key: str, budget: RetryBudgetPolicy, now: float) -> bool:
+        """Whether one more same-step retry of ``key`` fits the retry budget."""
+        ...
+
+    def snapshot(self) -> Mapping[str, Health]:
+        """Every record, for ``torq-fallback health`` and tests."""
+        ...
+
+
+class LocalHealthStore:
+    """Health in this process, shared by its threads and event loops (a lock, no I/O)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[str, Health] = {}
+
+    def _get(self, key: str) -> Health:
+        found = self._records.get(key)
+        if found is None:
+            found = self._records[key] = Health()
+        return found
+
+    def peek(
+        self, keys: Sequence[str], policies: Sequence[BreakerPolicy], now: float
+    ) -> list[Admission]:
+        out = []
+        with self._lock:
+            for key, policy in zip(keys, policies, strict=True):
+                health = self._records.get(key)
+                if health is None or not policy.enabled or health.state == "closed":
+                    out.append(Admission(True))
+                elif health.state == "open" and now < health.open_until:
+                    out.append(Admission(False, retry_in=health.open_until - now, state="open"))
+                else:
+                    out.append(Admission(True, probe=True, state=health.state))
+        return out
+
+    def admit(self, key: str, policy: BreakerPolicy, now: float, force: bool) -> Admission:
+        with self._lock:
+            return admit(self._get(key), policy, now, force=force)
+
+    def record(
+        self, key: str, policy: BreakerPolicy, budget: RetryBudgetPolicy, now: float,
+        failed: bool | None, probe: bool, retry_after: float | None, retry: bool,
+    ) -> None:  # fmt: skip
+        with self._lock:
+            health = self._get(key)
+            note_request(health, now, budget.window, retry=retry)
+            if failed is None:
+                if probe:
+                    health.probes = max(health.probes - 1, 0)
+                return
+            record(health, policy, now, failed=failed, probe=probe, retry_after=retry_after)
+
+    def retry_allowed(self, key: str, budget: RetryBudgetPolicy, now: float) -> bool:
+        with self._lock:
+            health = self._get(key)
+            return retry_allowed(health, now, budget.ratio, budget.min_per_second, budget.window)
+
+    def snapshot(self) -> Mapping[str, Health]:
+        with self._lock:
+            return {key: Health.from_dict(h.to_dict()) for key, h in self._records.items()}
