@@ -281,6 +281,17 @@ class FallbackExecutor:
                 bound = backoff_bound(
                     run.retries_used, step.backoff_base, step.backoff_max, outcome.retry_after
                 )
+            skipped = admission is not None and not admission.allowed
+            if health is not None and provider is not None and not skipped:
+                # Recorded before the retry budget is asked, so that this attempt counts.
+                code = outcome.error_code
+                failed = None if code in _NOT_HEALTH else outcome.category in _HEALTH_FAILURES
+                breaker, retry_budget = health.policies(step.provider)
+                yield _Health("record", (
+                    key, breaker, retry_budget, ended, failed,
+                    admission is not None and admission.probe, outcome.retry_after,
+                    run.retries_used > 0,
+                ))  # fmt: skip
             budget_ok = True
             may_retry = outcome.transient and not is_cut and run.retries_used < step.retries
             if health is not None and may_retry:
@@ -293,19 +304,11 @@ class FallbackExecutor:
             )  # fmt: skip
             retrying = state == step.id
             record = _record(step, model, outcome, ended - now, stamp, run.retries_used, state)
-            if admission is not None and not admission.allowed:
+            if skipped:
+                assert admission is not None
                 record["status"] = "skipped"
                 record["latency_ms"] = 0
                 record["retry_in_ms"] = round(admission.retry_in * 1000)
-            elif health is not None and provider is not None:
-                code = outcome.error_code
-                failed = None if code in _NOT_HEALTH else outcome.category in _HEALTH_FAILURES
-                breaker, retry_budget = health.policies(step.provider)
-                yield _Health("record", (
-                    key, breaker, retry_budget, ended, failed,
-                    admission is not None and admission.probe, outcome.retry_after,
-                    run.retries_used > 0,
-                ))  # fmt: skip
             if not budget_ok and not retrying:
                 record["retry_refused"] = "retry_budget_exhausted"
             if streamed is not None:
