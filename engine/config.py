@@ -12,15 +12,36 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .meta import ExecutionMode
 
-__all__ = ["ManagerConfig", "check_mode", "check_provider", "check_timeout", "parse_config"]
+__all__ = [
+    "HealthBackend",
+    "ManagerConfig",
+    "check_mode",
+    "check_provider",
+    "check_timeout",
+    "parse_config",
+]
 
 _MODES: Final = tuple(mode.value for mode in ExecutionMode)
+
+
+class HealthBackend(BaseModel):
+    """Where provider health (breakers, retry budgets) lives."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    backend: Literal["local", "redis"] = Field(default="local")
+    url: str | None = Field(default=None, min_length=1, description="redis://host:port/db")
+    namespace: str = Field(default="torq:health", min_length=1)
+    cache_ttl: float = Field(default=0.05, ge=0, description="Seconds a read may be reused.")
+    retry_interval: float = Field(
+        default=1.0, ge=0, description="Seconds between tries while Redis is unreachable."
+    )
 
 
 class ManagerConfig(BaseModel):
@@ -45,6 +66,9 @@ class ManagerConfig(BaseModel):
     )
     default_provider: str | None = Field(
         default=None, min_length=1, description="Provider of the single-provider path."
+    )
+    health: HealthBackend | None = Field(
+        default=None, description="Where provider health lives: local (default) or redis."
     )
 
     @field_validator("fallback_enabled", mode="before")

@@ -204,7 +204,8 @@ class FallbackExecutor:
         if health is not None:
             keys = [_breaker_key(step) for step in chain.steps]
             policies = [health.policies(step.provider)[0] for step in chain.steps]
-            admissions = yield _Health("peek", (keys, policies, started))
+            # Health keeps wall-clock times: a shared store compares them across processes.
+            admissions = yield _Health("peek", (keys, policies, rt.wall()))
             if chain.when_all_open == "probe_nearest" and not any(a.allowed for a in admissions):
                 # Every breaker is open: rather than fail without trying, probe the provider
                 # closest to recovery.
@@ -227,7 +228,7 @@ class FallbackExecutor:
             key = _breaker_key(step)
             if health is not None and provider is not None:
                 admission = yield _Health(
-                    "admit", (key, health.policies(step.provider)[0], now, key == force_key)
+                    "admit", (key, health.policies(step.provider)[0], rt.wall(), key == force_key)
                 )
                 if key == force_key:
                     force_key = None
@@ -288,7 +289,7 @@ class FallbackExecutor:
                 failed = None if code in _NOT_HEALTH else outcome.category in _HEALTH_FAILURES
                 breaker, retry_budget = health.policies(step.provider)
                 yield _Health("record", (
-                    key, breaker, retry_budget, ended, failed,
+                    key, breaker, retry_budget, rt.wall(), failed,
                     admission is not None and admission.probe, outcome.retry_after,
                     run.retries_used > 0,
                 ))  # fmt: skip
@@ -296,7 +297,7 @@ class FallbackExecutor:
             may_retry = outcome.transient and not is_cut and run.retries_used < step.retries
             if health is not None and may_retry:
                 budget_ok = yield _Health(
-                    "retry_allowed", (key, health.policies(step.provider)[1], ended)
+                    "retry_allowed", (key, health.policies(step.provider)[1], rt.wall())
                 )
             state = compiled.fire(
                 run, trigger, transient=outcome.transient and not is_cut, bound=bound, now=ended,

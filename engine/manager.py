@@ -20,12 +20,13 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from .classify import Completion
-from .config import check_mode, check_provider, check_timeout, parse_config
+from .config import HealthBackend, check_mode, check_provider, check_timeout, parse_config
 from .errors import AIResponseError, AITimeoutError, ChainConfigError, Problem, ProviderError
 from .executor import FallbackExecutor
 from .health import (
     BreakerPolicy,
     HealthConfig,
+    HealthStore,
     LocalHealthStore,
     RetryBudgetPolicy,
     default_policies,
@@ -34,7 +35,7 @@ from .loader import load_chains, rebuild, resolve_chains_dir
 from .machine import CompiledChain, compile_chain
 from .meta import ExecutionMode, GenerationMeta
 from .providers.http import HTTPProvider
-from .providers.settings import load_providers_file, resolve
+from .providers.settings import health_backend, load_providers_file, resolve
 from .request import ChatRequest, build_request
 from .runtime import Runtime
 from .spec import Chain, ChainSpec, StepSpec, with_order, with_timeout
@@ -118,8 +119,9 @@ class LLMManager:
         self._single: dict[tuple[str, str], CompiledChain] = {}
         # Look providers up through get_provider at attempt time, never through a bound
         # method captured now: callers (and tests) may replace get_provider later.
-        #: Provider health (breakers, retry budgets), shared by every call of this manager.
-        self.health = HealthConfig(LocalHealthStore(), self._health_policies)
+        #: Provider health (breakers, retry budgets), shared by every call of this manager
+        #: (and, with Redis, by every process using the same Redis).
+        self.health = HealthConfig(self._health_store(), self._health_policies)
         self._executor = FallbackExecutor(
             lambda name: self.get_provider(name), runtime, self.health
         )
@@ -164,6 +166,29 @@ class LLMManager:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    def _health_store(self) -> HealthStore:
+        """config['health'], else TORQ_REDIS_URL, else providers.yaml's health, else local."""
+        backend = self._settings.health
+        source = "config['health']"
+        if backend is None and os.environ.get("TORQ_REDIS_URL", "").strip():
+            backend = HealthBackend(backend="redis", url=os.environ["TORQ_REDIS_URL"].strip())
+            source = "env TORQ_REDIS_URL"
+        if backend is None:
+            backend = health_backend(self.chains_dir)
+            source = f"{self.chains_dir / 'providers.yaml'}: health"
+        if backend is None or backend.backend == "local":
+            return LocalHealthStore()
+        if not backend.url:
+            raise ValueError(f"{source}: backend redis needs a url (redis://host:port/db)")
+        from .health.redis_store import RedisHealthStore
+
+        return RedisHealthStore(
+            backend.url,
+            namespace=backend.namespace,
+            cache_ttl=backend.cache_ttl,
+            retry_interval=backend.retry_interval,
+        )
 
     def _health_policies(self, name: str) -> tuple[BreakerPolicy, RetryBudgetPolicy]:
         settings = self.provider_settings.get(name)

@@ -211,3 +211,60 @@ def graphviz_dot() -> None:
         if os.environ.get("CI"):
             pytest.fail(message + ", which CI must install")
         pytest.skip(message)
+
+
+class RedisServer:
+    """A real redis-server of the test's own, on a free loopback port, stopped by pid."""
+
+    def __init__(self) -> None:
+        import shutil
+
+        self.binary = shutil.which("redis-server")
+        self.port = closed_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import time
+
+        assert self.binary is not None
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for _ in range(200):
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def redis_server():
+    """A fresh redis-server for one test. Skipped without redis-server on a developer's
+    machine (saying so); a failure in CI, whose .ci/run installs it."""
+    import os
+
+    server = RedisServer()
+    if server.binary is None:
+        message = "needs redis-server (apt-get install redis-server)"
+        if os.environ.get("CI"):
+            pytest.fail(message + ", which CI must install")
+        pytest.skip(message)
+    server.start()
+    yield server
+    server.stop()

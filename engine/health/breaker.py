@@ -55,26 +55,24 @@ class Health:
 
     state: str = "closed"
     consecutive: int = 0
-    #: (time, failed) of recent calls, oldest first
-    calls: list[tuple[float, bool]] = field(default_factory=list)
+    #: per second (int(time)): [calls, failures] -- bounded by the window, whatever the load
+    calls: dict[int, list[int]] = field(default_factory=dict)
     open_until: float = 0.0
     openings: int = 0
     probes: int = 0
-    #: times of recent requests and retries (the retry budget)
-    requests: list[float] = field(default_factory=list)
-    retries: list[float] = field(default_factory=list)
+    #: per second: [requests, retries] -- the retry budget's traffic
+    traffic: dict[int, list[int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready."""
+        """JSON-ready (what the Redis store keeps)."""
         return {
             "state": self.state,
             "consecutive": self.consecutive,
-            "calls": [[t, f] for t, f in self.calls],
+            "calls": {str(k): v for k, v in self.calls.items()},
             "open_until": self.open_until,
             "openings": self.openings,
             "probes": self.probes,
-            "requests": self.requests,
-            "retries": self.retries,
+            "traffic": {str(k): v for k, v in self.traffic.items()},
         }
 
     @classmethod
@@ -83,12 +81,11 @@ class Health:
         return cls(
             state=str(data.get("state", "closed")),
             consecutive=int(data.get("consecutive", 0)),
-            calls=[(float(t), bool(f)) for t, f in data.get("calls", [])],
+            calls={int(k): [int(x) for x in v] for k, v in data.get("calls", {}).items()},
             open_until=float(data.get("open_until", 0.0)),
             openings=int(data.get("openings", 0)),
             probes=int(data.get("probes", 0)),
-            requests=[float(t) for t in data.get("requests", [])],
-            retries=[float(t) for t in data.get("retries", [])],
+            traffic={int(k): [int(x) for x in v] for k, v in data.get("traffic", {}).items()},
         )
 
 
@@ -158,9 +155,7 @@ def record(
         return
     if probe:
         health.probes = max(health.probes - 1, 0)
-    horizon = now - policy.window
-    health.calls = [c for c in health.calls if c[0] > horizon]
-    health.calls.append((now, failed))
+    _count(health.calls, now, policy.window, 1 if failed else 0)
     if not failed:
         health.consecutive = 0
         if health.state == "half_open":
@@ -172,10 +167,9 @@ def record(
     if health.state == "half_open":
         _open(health, policy, now, retry_after or 0.0)
         return
-    failures = sum(1 for _, f in health.calls if f)
-    by_rate = len(health.calls) >= policy.min_calls and failures / len(health.calls) >= (
-        policy.failure_rate
-    )
+    calls = sum(c[0] for c in health.calls.values())
+    failures = sum(c[1] for c in health.calls.values())
+    by_rate = calls >= policy.min_calls and failures / calls >= policy.failure_rate
     if health.state == "closed" and (health.consecutive >= policy.failure_threshold or by_rate):
         _open(health, policy, now, retry_after or 0.0)
     elif retry_after:
@@ -190,18 +184,27 @@ def record(
 __all__ += ["note_request", "retry_allowed"]
 
 
+def _count(buckets: dict[int, list[int]], now: float, window: float, second: int) -> None:
+    """Add a call to this second's bucket [count, second-counter]; drop buckets outside."""
+    current = int(now)
+    horizon = current - int(window)
+    for old in [k for k in buckets if k <= horizon]:
+        del buckets[old]
+    bucket = buckets.setdefault(current, [0, 0])
+    bucket[0] += 1
+    bucket[1] += second
+
+
 def note_request(health: Health, now: float, window: float, *, retry: bool) -> None:
     """Count a request (and whether it was a same-step retry) for the retry budget."""
-    horizon = now - window
-    health.requests = [t for t in health.requests if t > horizon]
-    health.retries = [t for t in health.retries if t > horizon]
-    (health.retries if retry else health.requests).append(now)
+    _count(health.traffic, now, window, 1 if retry else 0)
 
 
 def retry_allowed(health: Health, now: float, ratio: float, floor: float, window: float) -> bool:
     """Whether one more same-step retry stays within the budget: retries in the window under
     ``ratio`` of the requests, plus ``floor`` per second."""
-    horizon = now - window
-    requests = sum(1 for t in health.requests if t > horizon)
-    retries = sum(1 for t in health.retries if t > horizon)
+    horizon = int(now) - int(window)
+    recent = [b for k, b in health.traffic.items() if k > horizon]
+    retries = sum(b[1] for b in recent)
+    requests = sum(b[0] for b in recent) - retries
     return retries + 1 <= ratio * requests + floor * window

@@ -30,6 +30,7 @@ from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..config import HealthBackend
 from ..errors import ChainConfigError, Problem
 from ..health.policy import BreakerPolicy, RetryBudgetPolicy
 from ..loader import locate, read_yaml, validation_problems
@@ -45,6 +46,7 @@ __all__ = [
     "ProviderSettings",
     "ProvidersFile",
     "check_providers_file",
+    "health_backend",
     "load_providers_file",
     "resolve",
 ]
@@ -118,6 +120,9 @@ class ProvidersFile(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
     providers: dict[str, ProviderEntry] = Field(default_factory=dict)
+    health: HealthBackend | None = Field(
+        default=None, description="Where provider health lives: {backend: redis, url: ...}."
+    )
 
 
 @dataclass(frozen=True)
@@ -246,6 +251,18 @@ def _merge(name: str, entry: ProviderEntry, base: ProviderSettings | None) -> Pr
     if "base_url" in given and "base_url_env" not in given:
         fields["base_url_env"] = None  # a URL written in the file is meant, not the default env
     return ProviderSettings(name=name, headers=headers, **fields)
+
+
+def health_backend(directory: Path) -> HealthBackend | None:
+    """The ``health:`` section of ``directory/providers.yaml`` (already validated by
+    :func:`load_providers_file`), if any."""
+    file = directory / PROVIDERS_FILE
+    if not file.exists():
+        return None
+    data, _, _, problems = read_yaml(file, list_prefix=("providers",))
+    if problems:
+        raise ChainConfigError(problems)
+    return ProvidersFile.model_validate(data).health
 
 
 def load_providers_file(directory: Path) -> dict[str, ProviderSettings]:

@@ -1,0 +1,218 @@
+"""Provider health shared across processes through Redis.
+
+The breaker's rules run here in Python, on the same machine definition as the in-process
+store; Redis keeps each breaker's record (JSON, namespaced, expiring) and a small
+server-side script makes every change a compare-and-set, so concurrent processes never lose
+each other's updates: a writer whose read was stale gets the current record back in the
+same round trip and applies its change again.
+
+Reads come from a short local cache (``cache_ttl`` seconds, refreshed by every write), so an
+attempt costs at most one round trip in the steady state. If Redis cannot be reached the
+store keeps serving from a local in-process store, says so once in the log, tries Redis
+again every ``retry_interval`` seconds, and says so once more when it is back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
+
+from .breaker import Admission, Health, admit, note_request, record, retry_allowed
+from .policy import BreakerPolicy, RetryBudgetPolicy
+from .store import LocalHealthStore
+
+__all__ = ["RedisHealthStore"]
+
+_T = TypeVar("_T")
+_log = logging.getLogger("engine.health")
+_CAS_TRIES = 256  # each conflict means another writer succeeded: this ends
+
+# KEYS[1]: the record; ARGV: the value read, the value to write ("" deletes), TTL in ms.
+# Returns {1, written} or {0, what is there now}.
+_CAS = """
+local current = redis.call('GET', KEYS[1]) or ''
+if current ~= ARGV[1] then return {0, current} end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return {1, ARGV[2]}
+"""
+
+
+class RedisHealthStore:
+    """A :class:`~engine.health.store.HealthStore` in Redis (``url``: ``redis://host:port/db``).
+
+    ``namespace`` prefixes every key; records expire ``ttl`` seconds after their last change.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = "torq:health",
+        ttl: float = 3600.0,
+        cache_ttl: float = 0.05,
+        retry_interval: float = 1.0,
+        timeout: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        import redis  # an optional dependency: pip install 'torq-fallback[redis]'
+
+        self.url = url
+        self.namespace = namespace
+        self._ttl_ms = int(ttl * 1000)
+        self._cache_ttl = cache_ttl
+        self._retry_interval = retry_interval
+        self._clock = clock
+        self._client = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+        )
+        self._cas = self._client.register_script(_CAS)
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[float, str]] = {}
+        self._local = LocalHealthStore()
+        self._down_until = 0.0  # while Redis is unreachable: when to try it again
+        self._degraded = False
+
+    def __repr__(self) -> str:
+        return f"RedisHealthStore({self.namespace!r})"  # the URL may hold a password
+
+    @property
+    def shared(self) -> bool:
+        """Whether health is shared right now (False while Redis is unreachable)."""
+        return not self._degraded
+
+    def _key(self, key: str) -> str:
+        return f"{self.namespace}:{key}"
+
+    def _failed(self, exc: BaseException) -> None:
+        with self._lock:
+            first = not self._degraded
+            self._degraded = True
+            self._down_until = self._clock() + self._retry_interval
+        if first:
+            _log.warning(
+                "Redis health store unreachable (%s); serving on local health until it is back",
+                type(exc).__name__,
+            )
+
+    def _recovered(self) -> None:
+        if not self._degraded:
+            return
+        with self._lock:
+            was_down = self._degraded
+            self._degraded = False
+            self._down_until = 0.0
+        if was_down:
+            _log.warning("Redis health store reachable again; health is shared again")
+
+    def _read(self, key: str, fresh: bool) -> str:
+        now = self._clock()
+        cached = self._cache.get(key)
+        if cached is not None and not fresh and now - cached[0] <= self._cache_ttl:
+            return cached[1]
+        raw = self._client.get(self._key(key)) or ""
+        self._cache[key] = (now, str(raw))
+        return str(raw)
+
+    def _change(self, key: str, apply: Callable[[Health], _T], local: Callable[[], _T]) -> _T:
+        """Apply ``apply`` to the record atomically (compare-and-set, retried on conflict)."""
+        if self._clock() < self._down_until:
+            return local()
+        try:
+            raw = self._read(key, fresh=False)
+            for _ in range(_CAS_TRIES):
+                health = Health.from_dict(json.loads(raw)) if raw else Health()
+                result = apply(health)
+                new = json.dumps(health.to_dict(), separators=(",", ":"))
+                if new == raw:
+                    break
+                written, current = self._cas(keys=[self._key(key)], args=[raw, new, self._ttl_ms])
+                self._cache[key] = (self._clock(), str(current))
+                if int(written) == 1:
+                    break
+                raw = str(current)  # someone else wrote first: apply ours to theirs
+            else:
+                _log.warning("health record %s changed %d times under one update", key, _CAS_TRIES)
+        except self._errors as exc:
+            self._failed(exc)
+            return local()
+        self._recovered()
+        return result
+
+    def peek(
+        self, keys: Sequence[str], policies: Sequence[BreakerPolicy], now: float
+    ) -> list[Admission]:
+        if self._clock() < self._down_until:
+            return self._local.peek(keys, policies, now)
+        try:
+            values = [self._read(key, fresh=False) for key in keys]
+        except self._errors as exc:
+            self._failed(exc)
+            return self._local.peek(keys, policies, now)
+        out = []
+        for raw, policy in zip(values, policies, strict=True):
+            health = Health.from_dict(json.loads(raw)) if raw else Health()
+            if not policy.enabled or health.state == "closed":
+                out.append(Admission(True))
+            elif health.state == "open" and now < health.open_until:
+                out.append(Admission(False, retry_in=health.open_until - now, state="open"))
+            else:
+                out.append(Admission(True, probe=True, state=health.state))
+        return out
+
+    def admit(self, key: str, policy: BreakerPolicy, now: float, force: bool) -> Admission:
+        return self._change(
+            key,
+            lambda h: admit(h, policy, now, force=force),
+            lambda: self._local.admit(key, policy, now, force),
+        )
+
+    def record(
+        self, key: str, policy: BreakerPolicy, budget: RetryBudgetPolicy, now: float,
+        failed: bool | None, probe: bool, retry_after: float | None, retry: bool,
+    ) -> None:  # fmt: skip
+        def apply(health: Health) -> None:
+            note_request(health, now, budget.window, retry=retry)
+            if failed is None:
+                if probe:
+                    health.probes = max(health.probes - 1, 0)
+                return
+            record(health, policy, now, failed=failed, probe=probe, retry_after=retry_after)
+
+        self._change(
+            key,
+            apply,
+            lambda: self._local.record(key, policy, budget, now, failed, probe, retry_after, retry),
+        )
+
+    def retry_allowed(self, key: str, budget: RetryBudgetPolicy, now: float) -> bool:
+        if self._clock() < self._down_until:
+            return self._local.retry_allowed(key, budget, now)
+        try:
+            raw = self._read(key, fresh=False)
+        except self._errors as exc:
+            self._failed(exc)
+            return self._local.retry_allowed(key, budget, now)
+        health = Health.from_dict(json.loads(raw)) if raw else Health()
+        return retry_allowed(health, now, budget.ratio, budget.min_per_second, budget.window)
+
+    def snapshot(self) -> Mapping[str, Health]:
+        try:
+            found: dict[str, Health] = {}
+            prefix = self._key("")
+            for name in self._client.scan_iter(match=prefix + "*", count=500):
+                raw = self._client.get(name)
+                if raw:
+                    found[str(name)[len(prefix) :]] = Health.from_dict(json.loads(raw))
+            return found
+        except self._errors as exc:
+            self._failed(exc)
+            return self._local.snapshot()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
