@@ -252,6 +252,50 @@ def _stream_to_stdout(
     return stream.meta, stream.text
 
 
+def _cmd_health(args: argparse.Namespace) -> int:
+    import time
+
+    with LLMManager(config={"chains_dir": args.chains} if args.chains else None) as manager:
+        store = manager.health.store
+        records = store.snapshot()
+        source = repr(store) if type(store).__name__ != "LocalHealthStore" else "local"
+        now = time.time()
+        names = sorted(set(manager.provider_settings) | set(records))
+        rows: list[dict[str, Any]] = []
+        for name in names:
+            health = records.get(name)
+            state = health.state if health else "closed"
+            calls = sum(b[0] for b in health.calls.values()) if health else 0
+            failures = sum(b[1] for b in health.calls.values()) if health else 0
+            wait = max((health.open_until - now) if health else 0.0, 0.0)
+            if state == "open" and wait <= 0:
+                state = "half_open"  # its cooldown is over: the next call is a probe
+            rows.append(
+                {
+                    "provider": name,
+                    "state": state,
+                    "consecutive_failures": health.consecutive if health else 0,
+                    "calls": calls,
+                    "failures": failures,
+                    "half_open_in_s": round(wait, 1) if state == "open" else None,
+                }
+            )
+    if args.json:
+        print(json.dumps({"source": source, "providers": rows}, indent=2))
+        return 0
+    print(f"provider health ({source})")
+    width = max(len(r["provider"]) for r in rows)
+    for r in rows:
+        extra = f", half-open in {r['half_open_in_s']:g} s" if r["half_open_in_s"] else ""
+        print(
+            f"  {r['provider'].ljust(width)}  {r['state']:<9}  {r['consecutive_failures']} in a "
+            f"row, {r['failures']}/{r['calls']} failed in the window{extra}"
+        )
+    if source == "local":
+        print("  (local health lives in each process; set TORQ_REDIS_URL to share and see it)")
+    return 0
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     print(schema_text(), end="")
     return 0
@@ -393,6 +437,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--provider", help="one provider, no fallback")
     run.add_argument("--timeout", type=float, default=60, help="seconds for the whole call")
     _common(run, "chains", "json", "diagram")
+
+    health = _command(
+        commands, "health", _cmd_health,
+        "show each provider's circuit breaker (local, or shared through Redis)",
+        "Show each provider's breaker: state (closed, open, half_open), failures in a row, "
+        "failures in the window and the time until an open breaker lets a probe through. "
+        "With TORQ_REDIS_URL (or health: in providers.yaml) it reads the state every "
+        "process shares.",
+        ["torq-fallback health",
+         "TORQ_REDIS_URL=redis://127.0.0.1:6379/0 torq-fallback health --json"],
+    )  # fmt: skip
+    _common(health, "chains", "json")
 
     _command(
         commands, "schema", _cmd_schema,

@@ -375,6 +375,25 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+#: The file stem of the breaker machine's diagram (no chain may have this name).
+BREAKER_DIAGRAM: Final = "breaker"
+
+
+def render_breaker(fmt: str) -> bytes:
+    """The provider breaker machine in ``fmt``."""
+    from .health.diagram import breaker_dot, breaker_mermaid
+
+    if fmt == "mermaid":
+        return breaker_mermaid().encode()
+    if fmt == "dot":
+        return breaker_dot().encode()
+    try:
+        data: bytes = graphviz.Source(breaker_dot()).pipe(format=fmt)
+    except graphviz.ExecutableNotFound as exc:
+        raise DotMissingError() from exc
+    return data
+
+
 def render_all(
     chains: Mapping[str, Chain], out: Path, formats: Sequence[str], *, check: bool
 ) -> list[str]:
@@ -395,6 +414,17 @@ def render_all(
                 report.append(f"missing: {path}")
             elif path.read_bytes() != data:
                 report.append(f"stale: {path}")
+    for fmt in formats:  # the breaker machine, beside the chains
+        path = out / f"{BREAKER_DIAGRAM}.{FORMATS[fmt]}"
+        expected.add(path)
+        data = render_breaker(fmt)
+        if not check:
+            write_atomically(path, data)
+            report.append(str(path))
+        elif not path.exists():
+            report.append(f"missing: {path}")
+        elif path.read_bytes() != data:
+            report.append(f"stale: {path}")
     if check and out.is_dir():
         suffixes = {f".{FORMATS[fmt]}" for fmt in formats}
         for path in sorted(out.iterdir()):
@@ -403,4 +433,4 @@ def render_all(
     return report
 
 
-__all__ += ["render_all", "write_atomically"]
+__all__ += ["BREAKER_DIAGRAM", "render_all", "render_breaker", "write_atomically"]

@@ -50,7 +50,7 @@ __all__ = [
 
 CHAIN_SUFFIXES: Final = (".yaml", ".yml")
 #: File stems in a chains directory that are not chains.
-NOT_CHAINS: Final = frozenset({"providers"})
+NOT_CHAINS: Final = frozenset({"providers", "breaker"})
 
 _Pos = tuple[int, int]
 

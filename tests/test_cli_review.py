@@ -15,7 +15,7 @@ from engine.simulator import Behaviour, Simulator
 cli = run_cli
 
 
-COMMANDS = ["validate", "render", "simulate", "explain", "run", "schema", "demo", "simulator"]
+COMMANDS = ["validate", "render", "simulate", "explain", "run", "schema", "demo", "simulator", "health"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -48,7 +48,7 @@ def test_render_writes_every_format_and_check_passes(tmp_path, graphviz_dot):
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(
         f"{c}.{s}"
-        for c in ("code_generation", "default", "direct", "research")
+        for c in ("breaker", "code_generation", "default", "direct", "research")
         for s in ("svg", "png", "dot", "mmd")
     )
     assert (out / "direct.png").read_bytes().startswith(b"\x89PNG")

@@ -129,3 +129,28 @@ def test_requests_go_on_when_redis_dies_and_share_again_when_it_returns(
     assert store.shared
     assert any("reachable again" in r.getMessage() for r in caplog.records)
     assert "deepseek" in RedisHealthStore(redis_server.url).snapshot()
+
+
+def test_the_health_command_reads_shared_state(redis_server, tmp_path):
+    from conftest import run_cli
+
+    folder = chains_dir(tmp_path, {"direct": "steps: [deepseek, openai]\n"})
+    run_worker(folder, redis_server.url, 5)  # opens deepseek's breaker in Redis
+    result = run_cli("health", "--json", env={"TORQ_REDIS_URL": redis_server.url})
+    assert result.returncode == 0, result.stderr
+    rows = {r["provider"]: r for r in json.loads(result.stdout)["providers"]}
+    assert rows["deepseek"]["state"] == "open" and rows["deepseek"]["consecutive_failures"] == 5
+    assert 0 < rows["deepseek"]["half_open_in_s"] <= 10
+    assert rows["openai"]["state"] == "closed"
+    text = run_cli("health", env={"TORQ_REDIS_URL": redis_server.url}).stdout
+    assert "deepseek  open" in text and redis_server.url not in text
+
+
+def test_the_breaker_diagram_is_drawn_from_the_machine_definition():
+    from engine.diagrams import render_breaker
+    from engine.health import BREAKER_TRANSITIONS
+
+    dot = render_breaker("dot").decode()
+    for _, source, dest in BREAKER_TRANSITIONS:
+        assert f"{source} -> {dest}" in dot
+    assert "recover: a probe succeeds" in render_breaker("mermaid").decode()
