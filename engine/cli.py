@@ -159,18 +159,45 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         raise ValueError("give MODE and --outcomes, or --scenario FILE")
     if args.outcomes:
         scenario.outcomes.update(parse_outcomes(args.outcomes))
+    start = _health_states(args.health)
     manager = LLMManager(config={"chains_dir": args.chains} if args.chains else None)
     compiled = manager.chain_for(scenario.mode)
-    text, meta = simulate(compiled, scenario.outcomes, scenario.prompt, scenario.mode)
-    if not args.json:
-        order = " -> ".join(step.id for step in compiled.chain.steps)
-        print(f"mode {scenario.mode.value}: chain '{compiled.chain.name}' ({order})")
-    _print_result(text, meta, args.json)
-    if not args.json:
-        print("meta: " + json.dumps(meta.to_dict(), indent=2))
+    results = simulate(
+        compiled, scenario.outcomes, scenario.prompt, scenario.mode,
+        requests=args.requests, every=args.every, health=start,
+        policies=manager._health_policies,
+    )  # fmt: skip
+    if args.json and args.requests > 1:
+        print(json.dumps([{"response": t, "meta": m.to_dict()} for t, m in results], indent=2))
+    for index, (text, meta) in enumerate(results):
+        if args.json and args.requests > 1:
+            break
+        if not args.json:
+            order = " -> ".join(step.id for step in compiled.chain.steps)
+            when = (
+                f" (request {index + 1}, t={index * args.every:g} s)" if args.requests > 1 else ""
+            )
+            print(f"mode {scenario.mode.value}: chain '{compiled.chain.name}' ({order}){when}")
+        _print_result(text, meta, args.json)
+        if not args.json and args.requests == 1:
+            print("meta: " + json.dumps(meta.to_dict(), indent=2))
+    text, meta = results[-1]
     if args.diagram:
         _write_path_diagram(compiled.chain, meta.provider_attempts, args.diagram)
     return 0 if meta.error is None else 1
+
+
+def _health_states(spec: str | None) -> dict[str, str]:
+    """``--health deepseek=open,openai=half_open`` -> starting breaker states."""
+    states: dict[str, str] = {}
+    for part in (p.strip() for p in (spec or "").split(",")):
+        if not part:
+            continue
+        name, _, state = part.partition("=")
+        if state not in ("open", "half_open", "closed") or not name:
+            raise ValueError(f"--health: {part!r} is not PROVIDER=open|half_open|closed")
+        states[name.strip()] = state
+    return states
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
@@ -396,6 +423,20 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("mode", nargs="?", choices=modes, metavar="MODE", help=", ".join(modes))
     simulate.add_argument("--outcomes", metavar="SPEC", help='e.g. "deepseek=retryable:429"')
     simulate.add_argument("--scenario", metavar="FILE", help="YAML scenario file")
+    simulate.add_argument(
+        "--health",
+        metavar="SPEC",
+        help="starting breaker states, e.g. deepseek=open,openai=half_open",
+    )
+    simulate.add_argument(
+        "--requests",
+        type=int,
+        default=1,
+        help="requests in a row (outcomes are consumed across them)",
+    )
+    simulate.add_argument(
+        "--every", type=float, default=0.0, help="virtual seconds between the requests"
+    )
     _common(simulate, "chains", "json", "diagram")
 
     explain = _command(

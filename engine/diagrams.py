@@ -259,7 +259,8 @@ class _ChainDot(_GraphvizGraph):
 
 #: What else an edge of a category carries, besides the usual failures (legend notes).
 LEGEND_NOTES: Final[Mapping[str, str]] = {
-    "retryable": "also overloaded: the provider's line (max_queue) is full",
+    "retryable": "also overloaded: the provider's line (max_queue) is full; and "
+    "circuit_open: its breaker is open, the step is skipped without a call",
     "timeout": "also queue_timeout: no free slot (max_in_flight) in time",
 }
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -28,6 +28,14 @@ from .errors import (
     ProviderError,
 )
 from .executor import FallbackExecutor
+from .health import (
+    BreakerPolicy,
+    Health,
+    HealthConfig,
+    LocalHealthStore,
+    RetryBudgetPolicy,
+    default_policies,
+)
 from .loader import read_yaml
 from .machine import CompiledChain
 from .meta import ExecutionMode, GenerationMeta, iso_timestamp
@@ -222,29 +230,57 @@ def _check_against_chain(compiled: CompiledChain, outcomes: Mapping[str, list[st
 
 
 def simulate(
-    compiled: CompiledChain, outcomes: Mapping[str, list[str]], prompt: str, mode: ExecutionMode
-) -> tuple[str | None, GenerationMeta]:
-    """Run ``compiled`` with scripted outcomes; return the answer (None if the chain
-    failed) and the metadata. Deterministic: same outcomes, same output."""
+    compiled: CompiledChain,
+    outcomes: Mapping[str, list[str]],
+    prompt: str,
+    mode: ExecutionMode,
+    *,
+    requests: int = 1,
+    every: float = 0.0,
+    health: Mapping[str, str] | None = None,
+    policies: Callable[[str], tuple[BreakerPolicy, RetryBudgetPolicy]] | None = None,
+) -> list[tuple[str | None, GenerationMeta]]:
+    """Run ``compiled`` ``requests`` times with scripted outcomes (consumed across the
+    requests), ``every`` virtual seconds apart, with breakers and retry budgets as the
+    engine runs them (``health`` sets starting breaker states: ``open`` or ``half_open``);
+    return each answer (None if the chain failed) and its metadata. Deterministic."""
     _check_against_chain(compiled, outcomes)
     clock = _VirtualTime()
     providers = {
         step.provider: _Scripted(step.provider, outcomes.get(step.provider, []), clock)
         for step in compiled.chain.steps
     }
-    meta = GenerationMeta(mode=mode, request_id="simulated", timestamp=iso_timestamp(_EPOCH))
-    executor = FallbackExecutor(providers.get, clock.runtime())
+    store = LocalHealthStore()
+    lookup = policies or default_policies
+    for name, state in (health or {}).items():
+        breaker = lookup(name)[0]
+        start = Health(state=state, openings=1 if state == "open" else 0)
+        if state == "open":
+            start.open_until = _EPOCH + breaker.cooldown
+        store.set(name, start)
+    executor = FallbackExecutor(providers.get, clock.runtime(), HealthConfig(store, lookup))
     streamed = any(item.startswith("cut") for items in outcomes.values() for item in items)
-    try:
-        if streamed:  # a cut only exists in a stream: simulate one
-            stream = ChatStream(executor, compiled, prompt, meta, compiled.chain.deadline)
-            for _ in stream:
-                pass
-            return stream.text, meta
-        answer = executor.execute(compiled, prompt, meta, compiled.chain.deadline)
-    except (ChainExhaustedError, ChainAbortedError):
-        return None, meta
-    return answer.text, meta
+    results: list[tuple[str | None, GenerationMeta]] = []
+    for index in range(requests):
+        if index:
+            clock.now += every
+        meta = GenerationMeta(
+            mode=mode, request_id=f"simulated-{index + 1}",
+            timestamp=iso_timestamp(_EPOCH + clock.now),
+        )  # fmt: skip
+        try:
+            if streamed:  # a cut only exists in a stream: simulate one
+                stream = ChatStream(executor, compiled, prompt, meta, compiled.chain.deadline)
+                for _ in stream:
+                    pass
+                results.append((stream.text, meta))
+                continue
+            answer = executor.execute(compiled, prompt, meta, compiled.chain.deadline)
+        except (ChainExhaustedError, ChainAbortedError):
+            results.append((None, meta))
+            continue
+        results.append((answer.text, meta))
+    return results
 
 
 _STREAM_CODES: Final = frozenset({"first_token_timeout", "idle_timeout", "stream_error"})

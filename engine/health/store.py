@@ -98,6 +98,11 @@ class LocalHealthStore:
             health = self._get(key)
             return retry_allowed(health, now, budget.ratio, budget.min_per_second, budget.window)
 
+    def set(self, key: str, health: Health) -> None:
+        """Put a breaker in a given state (``simulate --health``, tests)."""
+        with self._lock:
+            self._records[key] = health
+
     def snapshot(self) -> Mapping[str, Health]:
         with self._lock:
             return {key: Health.from_dict(h.to_dict()) for key, h in self._records.items()}
