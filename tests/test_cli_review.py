@@ -15,7 +15,17 @@ from engine.simulator import Behaviour, Simulator
 cli = run_cli
 
 
-COMMANDS = ["validate", "render", "simulate", "explain", "run", "schema", "demo", "simulator", "health"]
+COMMANDS = [
+    "validate",
+    "render",
+    "simulate",
+    "explain",
+    "run",
+    "schema",
+    "demo",
+    "simulator",
+    "health",
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -188,12 +188,22 @@ def test_simulate_shows_a_breaker_open_skip_probe_and_close():
     from conftest import run_cli
 
     outcomes = "deepseek=" + "|".join(["retryable:503"] * 5 + ["success"])
-    result = run_cli("simulate", "direct", "--outcomes", outcomes, "--requests", "9", "--every", "3", "--json")
+    result = run_cli(
+        "simulate", "direct", "--outcomes", outcomes, "--requests", "9", "--every", "3", "--json"
+    )
     runs = json.loads(result.stdout)
     statuses = [r["meta"]["provider_attempts"][0]["status"] for r in runs]
-    assert statuses == ["failed"] * 5 + ["skipped"] * 3 + ["success"]  # opened at t=12, probed at t=24
-    started_open = run_cli("simulate", "direct", "--outcomes", "openai=success", "--health", "deepseek=open", "--json")
+    assert statuses == ["failed"] * 5 + ["skipped"] * 3 + [
+        "success"
+    ]  # opened at t=12, probed at t=24
+    started_open = run_cli(
+        "simulate", "direct", "--outcomes", "openai=success", "--health", "deepseek=open", "--json"
+    )
     first = json.loads(started_open.stdout)["meta"]["provider_attempts"][0]
-    assert (first["provider"], first["status"], first["error_code"]) == ("deepseek", "skipped", "circuit_open")
+    assert (first["provider"], first["status"], first["error_code"]) == (
+        "deepseek",
+        "skipped",
+        "circuit_open",
+    )
     bad = run_cli("simulate", "direct", "--outcomes", "openai=success", "--health", "deepseek=ajar")
     assert bad.returncode == 2 and "PROVIDER=open|half_open|closed" in bad.stderr
