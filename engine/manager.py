@@ -140,11 +140,14 @@ class LLMManager:
             self.register_provider(name, provider)
 
     def close(self) -> None:
-        """Close the providers' HTTP clients (sync)."""
+        """Close the providers' HTTP clients and the health store's connections."""
         for provider in self.providers.values():
             close = getattr(provider, "close", None)
             if callable(close):
                 close()
+        store_close = getattr(self.health.store, "close", None)
+        if callable(store_close):
+            store_close()
 
     async def aclose(self) -> None:
         """Close the providers' HTTP clients, sync and async."""
@@ -154,6 +157,9 @@ class LLMManager:
                 await aclose()
             elif callable(getattr(provider, "close", None)):
                 provider.close()
+        store_aclose = getattr(self.health.store, "aclose", None)
+        if inspect.iscoroutinefunction(store_aclose):
+            await store_aclose()
 
     def __enter__(self) -> LLMManager:
         return self

@@ -154,3 +154,23 @@ def test_the_breaker_diagram_is_drawn_from_the_machine_definition():
     for _, source, dest in BREAKER_TRANSITIONS:
         assert f"{source} -> {dest}" in dot
     assert "recover: a probe succeeds" in render_breaker("mermaid").decode()
+
+
+def test_async_calls_share_health_through_the_asyncio_client(redis_server, tmp_path):
+    import asyncio
+
+    folder = chains_dir(tmp_path, {"direct": "steps: [deepseek, openai]\n"})
+    down = Scripted(*[ProviderError("down", code="503")] * 5)
+    config = {"chains_dir": str(folder), "providers": {"deepseek": down, "openai": Scripted(*["ok"] * 10)},
+              "health": {"backend": "redis", "url": redis_server.url, "cache_ttl": 0}}  # fmt: skip
+
+    async def go():
+        async with LLMManager(config=config) as manager:
+            return [await manager.agenerate_response("hi") for _ in range(7)]
+
+    results = asyncio.run(go())
+    statuses = [meta.provider_attempts[0]["status"] for _, meta in results]
+    assert statuses == ["failed"] * 5 + ["skipped"] * 2
+    shared = RedisHealthStore(redis_server.url)
+    assert shared.snapshot()["deepseek"].state == "open"  # written by the async client
+    shared.close()

@@ -6,6 +6,9 @@ server-side script makes every change a compare-and-set, so concurrent processes
 each other's updates: a writer whose read was stale gets the current record back in the
 same round trip and applies its change again.
 
+Sync code uses a ``redis.Redis`` client; async code an ``redis.asyncio`` client per event
+loop (closed with its loop, or by :meth:`aclose`), so health never blocks a loop.
+
 Reads come from a short local cache (``cache_ttl`` seconds, refreshed by every write), so an
 attempt costs at most one round trip in the steady state. If Redis cannot be reached the
 store keeps serving from a local in-process store, says so once in the log, tries Redis
@@ -14,13 +17,15 @@ again every ``retry_interval`` seconds, and says so once more when it is back.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from ..providers.clients import LoopClients
 from .breaker import Admission, Health, admit, note_request, record, retry_allowed
 from .policy import BreakerPolicy, RetryBudgetPolicy
 from .store import LocalHealthStore
@@ -39,6 +44,26 @@ if current ~= ARGV[1] then return {0, current} end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return {1, ARGV[2]}
 """
+
+
+class _AsyncRedis:
+    """An asyncio Redis client of one event loop, with the compare-and-set script."""
+
+    def __init__(self, redis: Any, cas: Any) -> None:
+        self.redis = redis
+        self.cas = cas
+        # Tasks of one process change a record one at a time: optimistic compare-and-set is
+        # for other processes; among 50 tasks of this loop it would retry in a storm.
+        self.locks: dict[str, asyncio.Lock] = {}
+
+    def lock(self, key: str) -> asyncio.Lock:
+        found = self.locks.get(key)
+        if found is None:
+            found = self.locks[key] = asyncio.Lock()
+        return found
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
 
 
 class RedisHealthStore:
@@ -74,6 +99,8 @@ class RedisHealthStore:
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, str]] = {}
         self._local = LocalHealthStore()
+        self._timeout = timeout
+        self._aclients: LoopClients[_AsyncRedis] = LoopClients(self._new_async_client)
         self._down_until = 0.0  # while Redis is unreachable: when to try it again
         self._degraded = False
 
@@ -153,16 +180,7 @@ class RedisHealthStore:
         except self._errors as exc:
             self._failed(exc)
             return self._local.peek(keys, policies, now)
-        out = []
-        for raw, policy in zip(values, policies, strict=True):
-            health = Health.from_dict(json.loads(raw)) if raw else Health()
-            if not policy.enabled or health.state == "closed":
-                out.append(Admission(True))
-            elif health.state == "open" and now < health.open_until:
-                out.append(Admission(False, retry_in=health.open_until - now, state="open"))
-            else:
-                out.append(Admission(True, probe=True, state=health.state))
-        return out
+        return _peeked(values, policies, now)
 
     def admit(self, key: str, policy: BreakerPolicy, now: float, force: bool) -> Admission:
         return self._change(
@@ -175,17 +193,9 @@ class RedisHealthStore:
         self, key: str, policy: BreakerPolicy, budget: RetryBudgetPolicy, now: float,
         failed: bool | None, probe: bool, retry_after: float | None, retry: bool,
     ) -> None:  # fmt: skip
-        def apply(health: Health) -> None:
-            note_request(health, now, budget.window, retry=retry)
-            if failed is None:
-                if probe:
-                    health.probes = max(health.probes - 1, 0)
-                return
-            record(health, policy, now, failed=failed, probe=probe, retry_after=retry_after)
-
         self._change(
             key,
-            apply,
+            _recorder(policy, budget, now, failed, probe, retry_after, retry),
             lambda: self._local.record(key, policy, budget, now, failed, probe, retry_after, retry),
         )
 
@@ -214,5 +224,137 @@ class RedisHealthStore:
             return self._local.snapshot()
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pools (the async ones each in its own loop)."""
         self._client.close()
+        self._aclients.close()
+
+    async def aclose(self) -> None:
+        """Close the connection pools, awaiting the running loop's."""
+        self._client.close()
+        await self._aclients.aclose()
+
+    # -- async twins: the same operations through redis.asyncio ----------------------------
+
+    def _new_async_client(self) -> _AsyncRedis:
+        import redis.asyncio
+
+        client = redis.asyncio.Redis.from_url(
+            self.url,
+            socket_timeout=self._timeout,
+            socket_connect_timeout=self._timeout,
+            decode_responses=True,
+        )
+        return _AsyncRedis(client, client.register_script(_CAS))
+
+    async def _aread(self, client: _AsyncRedis, key: str) -> str:
+        now = self._clock()
+        cached = self._cache.get(key)
+        if cached is not None and now - cached[0] <= self._cache_ttl:
+            return cached[1]
+        raw = await client.redis.get(self._key(key)) or ""
+        self._cache[key] = (now, str(raw))
+        return str(raw)
+
+    async def _achange(
+        self, key: str, apply: Callable[[Health], _T], local: Callable[[], _T]
+    ) -> _T:
+        if self._clock() < self._down_until:
+            return local()
+        client = self._aclients.get()
+        try:
+            async with client.lock(key):
+                return await self._achange_locked(client, key, apply)
+        except self._errors as exc:
+            self._failed(exc)
+            return local()
+
+    async def _achange_locked(
+        self, client: _AsyncRedis, key: str, apply: Callable[[Health], _T]
+    ) -> _T:
+        raw = await self._aread(client, key)
+        for _ in range(_CAS_TRIES):
+            health = Health.from_dict(json.loads(raw)) if raw else Health()
+            result = apply(health)
+            new = json.dumps(health.to_dict(), separators=(",", ":"))
+            if new == raw:
+                break
+            written, current = await client.cas(
+                keys=[self._key(key)], args=[raw, new, self._ttl_ms]
+            )
+            self._cache[key] = (self._clock(), str(current))
+            if int(written) == 1:
+                break
+            raw = str(current)
+        self._recovered()
+        return result
+
+    async def apeek(
+        self, keys: Sequence[str], policies: Sequence[BreakerPolicy], now: float
+    ) -> list[Admission]:
+        if self._clock() < self._down_until:
+            return self._local.peek(keys, policies, now)
+        try:
+            client = self._aclients.get()
+            values = [await self._aread(client, key) for key in keys]
+        except self._errors as exc:
+            self._failed(exc)
+            return self._local.peek(keys, policies, now)
+        return _peeked(values, policies, now)
+
+    async def aadmit(self, key: str, policy: BreakerPolicy, now: float, force: bool) -> Admission:
+        return await self._achange(
+            key,
+            lambda h: admit(h, policy, now, force=force),
+            lambda: self._local.admit(key, policy, now, force),
+        )
+
+    async def arecord(
+        self, key: str, policy: BreakerPolicy, budget: RetryBudgetPolicy, now: float,
+        failed: bool | None, probe: bool, retry_after: float | None, retry: bool,
+    ) -> None:  # fmt: skip
+        await self._achange(
+            key,
+            _recorder(policy, budget, now, failed, probe, retry_after, retry),
+            lambda: self._local.record(key, policy, budget, now, failed, probe, retry_after, retry),
+        )
+
+    async def aretry_allowed(self, key: str, budget: RetryBudgetPolicy, now: float) -> bool:
+        if self._clock() < self._down_until:
+            return self._local.retry_allowed(key, budget, now)
+        try:
+            raw = await self._aread(self._aclients.get(), key)
+        except self._errors as exc:
+            self._failed(exc)
+            return self._local.retry_allowed(key, budget, now)
+        health = Health.from_dict(json.loads(raw)) if raw else Health()
+        return retry_allowed(health, now, budget.ratio, budget.min_per_second, budget.window)
+
+
+def _peeked(
+    values: Sequence[str], policies: Sequence[BreakerPolicy], now: float
+) -> list[Admission]:
+    out = []
+    for raw, policy in zip(values, policies, strict=True):
+        health = Health.from_dict(json.loads(raw)) if raw else Health()
+        if not policy.enabled or health.state == "closed":
+            out.append(Admission(True))
+        elif health.state == "open" and now < health.open_until:
+            out.append(Admission(False, retry_in=health.open_until - now, state="open"))
+        else:
+            out.append(Admission(True, probe=True, state=health.state))
+    return out
+
+
+def _recorder(
+    policy: BreakerPolicy, budget: RetryBudgetPolicy, now: float, failed: bool | None,
+    probe: bool, retry_after: float | None, retry: bool,
+) -> Callable[[Health], None]:  # fmt: skip
+    def apply(health: Health) -> None:
+        note_request(health, now, budget.window, retry=retry)
+        if failed is None:
+            if probe:
+                health.probes = max(health.probes - 1, 0)
+            return
+        record(health, policy, now, failed=failed, probe=probe, retry_after=retry_after)
+
+    return apply

@@ -1,4 +1,4 @@
-"""One ``_Client`` per event loop, closed when its loop shuts down or when its
+"""One async client per event loop, closed when its loop shuts down or when its
 provider is closed, whichever comes first.
 
 An async client's connections belong to the loop that opened them, so a provider used from
@@ -16,13 +16,16 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable
-from typing import TypeAlias
-
-import httpx
+from typing import Generic, Protocol, TypeVar
 
 __all__ = ["LoopClients"]
 
-_Client: TypeAlias = httpx.AsyncBaseTransport
+
+class _Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Closable)
 
 _CLOSE_WAIT = 5.0  # seconds to wait for a loop in another thread to close its client
 
@@ -34,20 +37,20 @@ def _is_current(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
-class LoopClients:
+class LoopClients(Generic[C]):
     """The async clients of one provider, by event loop."""
 
-    def __init__(self, factory: Callable[[], _Client]) -> None:
+    def __init__(self, factory: Callable[[], C]) -> None:
         self._factory = factory
         self._lock = threading.Lock()
-        self._clients: dict[asyncio.AbstractEventLoop, tuple[_Client, asyncio.Task[None]]] = {}
+        self._clients: dict[asyncio.AbstractEventLoop, tuple[C, asyncio.Task[None]]] = {}
         # Closing tasks scheduled by close() on a running loop (kept so they are not lost).
         self._closing: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         return len(self._clients)
 
-    def get(self) -> _Client:
+    def get(self) -> C:
         """The running loop's client, created (and watched) on first use."""
         loop = asyncio.get_running_loop()
         entry = self._clients.get(loop)
@@ -62,7 +65,7 @@ class LoopClients:
                 self._clients[loop] = entry
             return entry[0]
 
-    async def _watch(self, loop: asyncio.AbstractEventLoop, client: _Client) -> None:
+    async def _watch(self, loop: asyncio.AbstractEventLoop, client: C) -> None:
         try:
             await loop.create_future()  # never set: only cancellation ends it
         except asyncio.CancelledError:
@@ -74,7 +77,7 @@ class LoopClients:
                 await client.aclose()
             raise
 
-    def _take(self, loop: asyncio.AbstractEventLoop) -> _Client | None:
+    def _take(self, loop: asyncio.AbstractEventLoop) -> C | None:
         with self._lock:
             entry = self._clients.pop(loop, None)
         if entry is None:

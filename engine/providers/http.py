@@ -185,7 +185,9 @@ class HTTPProvider:
         self._async_transport = async_transport
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
-        self._aclients = LoopClients(self._new_async_transport)
+        self._aclients: LoopClients[httpx.AsyncBaseTransport] = LoopClients(
+            self._new_async_transport
+        )
         install_log_filter()
 
     def __repr__(self) -> str:
