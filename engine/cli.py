@@ -324,7 +324,31 @@ def _cmd_health(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
+    if args.telemetry:
+        from .telemetry.jsonl import line_schema
+
+        print(json.dumps(line_schema(), indent=2))
+        return 0
     print(schema_text(), end="")
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from .telemetry.read import read_log
+    from .telemetry.stats import stats, stats_text
+
+    try:
+        read = read_log(args.files, since=args.since, chain=args.chain)
+    except ValueError as exc:
+        raise ValueError(f"--since {args.since!r}: {exc}") from None
+    report = stats(read.lines)
+    report["skipped_lines"] = read.skipped
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(stats_text(report))
+        if read.skipped:
+            print(f"({read.skipped} torn or unreadable line(s) skipped)")
     return 0
 
 
@@ -491,14 +515,33 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _common(health, "chains", "json")
 
-    _command(
+    stats_cmd = _command(
+        commands, "stats", _cmd_stats,
+        "what the request log says: rates, latencies, errors, paths, cost",
+        "Read JSONL request logs (TORQ_TELEMETRY_PATH; rotated and gzipped files too) and "
+        "print, per chain and per provider: requests, success and fallback rates, p50/p95/p99 "
+        "latency, top error codes, tokens and cost, and the most frequent paths. A torn last "
+        "line (a writer killed mid-line) is counted and skipped.",
+        ["torq-fallback stats torq.jsonl torq.jsonl.1",
+         "torq-fallback stats logs/*.jsonl* --since 2h --chain direct --json"],
+    )  # fmt: skip
+    stats_cmd.add_argument("files", nargs="+", metavar="FILE", help="JSONL logs (.gz too)")
+    stats_cmd.add_argument("--since", help="an ISO time, or 30m, 2h, 1d ago")
+    stats_cmd.add_argument("--chain", help="only this chain")
+    _common(stats_cmd, "json")
+
+    schema_cmd = _command(
         commands, "schema", _cmd_schema,
         "print the JSON Schema of chain files",
         "Print the JSON Schema of chain files (from the same models that validate them), "
         "for editors: chains reference it with a '# yaml-language-server: $schema=...' "
         "comment.",
-        ["torq-fallback schema > chains/chain.schema.json"],
+        ["torq-fallback schema > chains/chain.schema.json",
+         "torq-fallback schema --telemetry   # the request log's line format"],
     )  # fmt: skip
+    schema_cmd.add_argument(
+        "--telemetry", action="store_true", help="the JSON Schema of a request log line"
+    )
 
     demo = _command(
         commands, "demo", _cmd_demo,

@@ -44,6 +44,17 @@ class HealthBackend(BaseModel):
     )
 
 
+class TelemetryConfig(BaseModel):
+    """The durable JSONL log of requests."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    path: str = Field(min_length=1, description="The log file (rotated files get .1, .2, ...).")
+    max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024, description="Rotate past this.")
+    backups: int = Field(default=5, ge=0, description="Rotated files kept.")
+    include_text: bool = Field(default=False, description="Keep prompts and answers too.")
+
+
 class ManagerConfig(BaseModel):
     """What ``LLMManager(config=...)`` accepts. Every key is optional."""
 
@@ -69,6 +80,9 @@ class ManagerConfig(BaseModel):
     )
     health: HealthBackend | None = Field(
         default=None, description="Where provider health lives: local (default) or redis."
+    )
+    telemetry: TelemetryConfig | None = Field(
+        default=None, description="The JSONL request log: {path, max_bytes, backups, ...}."
     )
 
     @field_validator("fallback_enabled", mode="before")

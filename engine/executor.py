@@ -24,6 +24,7 @@ from .providers.timeouts import StreamTimeouts
 from .request import ChatRequest
 from .runtime import Runtime, backoff_bound, backoff_delay
 from .spec import ABORTED, FINAL_STATES, SUCCEEDED, Step
+from .telemetry.events import AttemptFinished, RequestFinished, RequestStarted, Sinks
 
 __all__ = ["MIN_ATTEMPT_SECONDS", "FallbackExecutor", "ProviderLookup"]
 
@@ -117,10 +118,31 @@ class FallbackExecutor:
         lookup: ProviderLookup,
         runtime: Runtime | None = None,
         health: HealthConfig | None = None,
+        sinks: Sinks | None = None,
     ) -> None:
         self.lookup = lookup
         self.runtime = runtime or Runtime()
         self.health = health
+        #: Telemetry sinks (events are built only when there is one).
+        self.sinks = sinks if sinks is not None else Sinks()
+
+    def _finished(
+        self,
+        chain: str,
+        state: str,
+        meta: GenerationMeta,
+        request: ChatRequest,
+        answer: str | None,
+    ) -> None:
+        prompt = next(
+            (m.content for m in reversed(request.messages) if m.role == "user" and m.content),
+            None,
+        )
+        self.sinks.emit(
+            RequestFinished(
+                chain, meta.mode.value, state, meta.to_dict(), self.runtime.wall(), prompt, answer
+            )
+        )
 
     def execute(
         self,
@@ -199,6 +221,8 @@ class FallbackExecutor:
         state = run.state
         out_of_time = False
         cut: StreamDone | None = None  # the last stream cut after its first chunk
+        if self.sinks:
+            self.sinks.emit(RequestStarted(chain.name, meta.mode.value, rt.wall()))
         health = self.health
         force_key: str | None = None
         if health is not None:
@@ -320,6 +344,8 @@ class FallbackExecutor:
             attempts.append(record)
             if is_cut:
                 cut = streamed
+            if self.sinks:
+                self.sinks.emit(AttemptFinished(chain.name, meta.mode.value, record))
             last = outcome
             if retrying:
                 delay = backoff_delay(
@@ -350,8 +376,12 @@ class FallbackExecutor:
             meta.cost_usd_est = completion.cost_usd
             meta.error = None
             meta.error_category = None
+            if self.sinks:
+                self._finished(chain.name, state, meta, request, completion.text)
             return completion
         meta.latency_ms = elapsed_ms
+        if self.sinks:
+            self._finished(chain.name, state, meta, request, None)
         if cut is not None and attempts[-1].get("truncated") and not out_of_time:
             meta.truncated = True
             error: ChainExhaustedError | ChainAbortedError = _interrupted(

@@ -20,7 +20,14 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from .classify import Completion
-from .config import HealthBackend, check_mode, check_provider, check_timeout, parse_config
+from .config import (
+    HealthBackend,
+    TelemetryConfig,
+    check_mode,
+    check_provider,
+    check_timeout,
+    parse_config,
+)
 from .errors import AIResponseError, AITimeoutError, ChainConfigError, Problem, ProviderError
 from .executor import FallbackExecutor
 from .health import (
@@ -40,6 +47,8 @@ from .request import ChatRequest, build_request
 from .runtime import Runtime
 from .spec import Chain, ChainSpec, StepSpec, with_order, with_timeout
 from .streaming import AsyncChatStream, ChatStream
+from .telemetry.events import Sink, Sinks
+from .telemetry.jsonl import JsonlSink
 
 __all__ = ["BUILTIN_PROVIDERS", "MODE_ENV", "LLMManager"]
 
@@ -122,8 +131,13 @@ class LLMManager:
         #: Provider health (breakers, retry budgets), shared by every call of this manager
         #: (and, with Redis, by every process using the same Redis).
         self.health = HealthConfig(self._health_store(), self._health_policies)
+        #: The JSONL request log, when config['telemetry'] or TORQ_TELEMETRY_PATH asks.
+        self.telemetry: JsonlSink | None = self._telemetry()
         self._executor = FallbackExecutor(
-            lambda name: self.get_provider(name), runtime, self.health
+            lambda name: self.get_provider(name),
+            runtime,
+            self.health,
+            Sinks([self.telemetry] if self.telemetry else []),
         )
         self.fallback_executor = self._executor if self.fallback_enabled else None
         self.logger.info("Provider fallback %s", "enabled" if self.fallback_enabled else "disabled")
@@ -148,6 +162,10 @@ class LLMManager:
         store_close = getattr(self.health.store, "close", None)
         if callable(store_close):
             store_close()
+        for sink in self._executor.sinks:
+            sink_close = getattr(sink, "close", None)
+            if callable(sink_close):
+                sink_close()
 
     async def aclose(self) -> None:
         """Close the providers' HTTP clients, sync and async."""
@@ -160,6 +178,10 @@ class LLMManager:
         store_aclose = getattr(self.health.store, "aclose", None)
         if inspect.iscoroutinefunction(store_aclose):
             await store_aclose()
+        for sink in self._executor.sinks:
+            sink_close = getattr(sink, "close", None)
+            if callable(sink_close):
+                sink_close()
 
     def __enter__(self) -> LLMManager:
         return self
@@ -172,6 +194,23 @@ class LLMManager:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    def _telemetry(self) -> JsonlSink | None:
+        settings = self._settings.telemetry
+        if settings is None and os.environ.get("TORQ_TELEMETRY_PATH", "").strip():
+            settings = TelemetryConfig(path=os.environ["TORQ_TELEMETRY_PATH"].strip())
+        if settings is None:
+            return None
+        return JsonlSink(
+            settings.path,
+            max_bytes=settings.max_bytes,
+            backups=settings.backups,
+            include_text=settings.include_text,
+        )
+
+    def add_sink(self, sink: Sink) -> None:
+        """Register a telemetry sink (``handle(event)``; see :mod:`engine.telemetry.events`)."""
+        self._executor.sinks.add(sink)
 
     def _health_store(self) -> HealthStore:
         """config['health'], else TORQ_REDIS_URL, else providers.yaml's health, else local."""

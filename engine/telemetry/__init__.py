@@ -1,0 +1,1 @@
+"""Telemetry: events and sinks, the durable JSONL log, and reading it back (stats)."""

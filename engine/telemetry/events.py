@@ -1,0 +1,108 @@
+"""What the engine tells its sinks: frozen event records, made only when a sink listens.
+
+The decision core emits :class:`RequestStarted` when a request starts, one
+:class:`AttemptFinished` per attempt (skipped ones included) and :class:`RequestFinished`
+at the end. A sink is anything with ``handle(event)``; it must not block (the JSONL sink
+only enqueues). A sink that raises is counted and logged (at most once a minute), never
+allowed to fail or slow a request. With no sink registered nothing is built at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = [
+    "AttemptFinished",
+    "Event",
+    "RequestFinished",
+    "RequestStarted",
+    "Sink",
+    "Sinks",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestStarted:
+    """A request entered a chain."""
+
+    chain: str
+    mode: str
+    wall: float
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFinished:
+    """One attempt ended (its record is the metadata's attempt dict)."""
+
+    chain: str
+    mode: str
+    attempt: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFinished:
+    """A request left its chain: the final state and the whole metadata record."""
+
+    chain: str
+    mode: str
+    final_state: str
+    meta: Mapping[str, Any]
+    wall: float
+    #: The prompt and the answer's text, for sinks configured to keep them.
+    prompt: str | None = None
+    answer: str | None = None
+    attempts: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+
+
+Event = RequestStarted | AttemptFinished | RequestFinished
+
+
+class Sink(Protocol):
+    """Receives events; must return quickly and should not raise."""
+
+    def handle(self, event: Event) -> None:
+        """Take one event."""
+        ...
+
+
+class Sinks:
+    """The registered sinks, with failures counted and logged at most once a minute."""
+
+    def __init__(self, sinks: Sequence[Sink] = ()) -> None:
+        self._sinks: tuple[Sink, ...] = tuple(sinks)
+        self.failures = 0
+        self._logged_at = 0.0
+        self._lock = threading.Lock()
+
+    def __bool__(self) -> bool:
+        return bool(self._sinks)
+
+    def add(self, sink: Sink) -> None:
+        """Register one more sink."""
+        self._sinks = (*self._sinks, sink)
+
+    def emit(self, event: Event) -> None:
+        """Hand ``event`` to every sink; a sink's exception never reaches the request."""
+        for sink in self._sinks:
+            try:
+                sink.handle(event)
+            except Exception as exc:
+                with self._lock:
+                    self.failures += 1
+                    now = time.monotonic()
+                    quiet = now - self._logged_at < 60
+                    if not quiet:
+                        self._logged_at = now
+                if not quiet:
+                    logging.getLogger("engine.telemetry").warning(
+                        "telemetry sink %s failed (%s); %d failures so far",
+                        type(sink).__name__, type(exc).__name__, self.failures,
+                    )  # fmt: skip
+
+    def __iter__(self) -> Any:
+        return iter(self._sinks)
