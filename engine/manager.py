@@ -212,6 +212,26 @@ class LLMManager:
         """Register a telemetry sink (``handle(event)``; see :mod:`engine.telemetry.events`)."""
         self._executor.sinks.add(sink)
 
+    def enable_opentelemetry(self, tracer_provider: Any = None) -> None:
+        """Emit a span per request and per attempt (needs ``opentelemetry-api``)."""
+        from .telemetry.otel import OpenTelemetrySink
+
+        def endpoint(name: str) -> str | None:
+            url = getattr(self.providers.get(name), "base_url", None)
+            return url if isinstance(url, str) else None
+
+        self.add_sink(OpenTelemetrySink(tracer_provider, endpoint))
+
+    def enable_prometheus(self, registry: Any = None) -> None:
+        """Count requests and attempts, time attempts, show breaker states (needs
+        ``prometheus-client``), in ``registry`` or the default one."""
+        from .telemetry.prometheus import PrometheusSink
+
+        def breakers() -> dict[str, str]:
+            return {key: h.state for key, h in self.health.store.snapshot().items()}
+
+        self.add_sink(PrometheusSink(registry, breakers))
+
     def _health_store(self) -> HealthStore:
         """config['health'], else TORQ_REDIS_URL, else providers.yaml's health, else local."""
         backend = self._settings.health

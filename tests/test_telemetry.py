@@ -218,3 +218,57 @@ def test_async_bursts_drop_nothing(tmp_path, n):
     asyncio.run(go())
     assert len(log.read_text().splitlines()) == n and manager.telemetry.dropped == 0
     threading.enumerate()
+
+
+def test_opentelemetry_spans_follow_the_genai_conventions(monkeypatch):
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    script = {"deepseek": [Behaviour("server_error")], "openai": [Behaviour("answer", text="4")]}
+    with Simulator(Script(script)) as sim:
+        for name, value in sim.env().items():
+            monkeypatch.setenv(name, value)
+        with LLMManager() as manager:
+            manager.enable_opentelemetry(provider)
+            manager.generate_response("2+2?")
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert set(spans) == {"chain direct", "chat deepseek-chat", "chat gpt-4.1-mini"}
+    parent = spans["chain direct"]
+    failed, answered = spans["chat deepseek-chat"], spans["chat gpt-4.1-mini"]
+    for child in (failed, answered):
+        assert child.parent.span_id == parent.context.span_id
+        assert child.kind.name == "CLIENT"
+        assert child.attributes["gen_ai.operation.name"] == "chat"
+        assert child.attributes["server.address"] == "127.0.0.1"
+        assert child.attributes["server.port"] == sim.port
+    assert failed.attributes["error.type"] == "500" and failed.attributes["torq.next"] == "openai"
+    assert failed.attributes["gen_ai.provider.name"] == "deepseek"
+    assert answered.attributes["gen_ai.response.model"] == "gpt-4.1-mini"
+    assert answered.attributes["gen_ai.usage.input_tokens"] == 12
+    assert parent.attributes["torq.final_state"] == "succeeded"
+
+
+def test_prometheus_metrics_with_bounded_labels():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry()
+    boom = ProviderError("down", code="503")
+    manager = LLMManager(
+        config={"providers": {"deepseek": Scripted(*[boom] * 6), "openai": Scripted(*["ok"] * 6)}}
+    )
+    manager.enable_prometheus(registry)
+    for _ in range(6):
+        manager.generate_response("hi")
+    text = generate_latest(registry).decode()
+    assert 'torq_requests_total{chain="direct",final_state="succeeded"} 6.0' in text
+    assert (
+        'torq_attempts_total{category="retryable",chain="direct",code="503",provider="deepseek",status="failed"} 5.0'
+        in text
+    )
+    assert 'code="circuit_open",provider="deepseek",status="skipped"} 1.0' in text
+    assert 'torq_breaker_state{breaker="deepseek"} 2.0' in text
+    assert "torq_attempt_latency_seconds_bucket" in text

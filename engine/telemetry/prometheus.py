@@ -1,0 +1,72 @@
+"""Prometheus metrics (``pip install 'torq-fallback[prometheus]'``): requests and attempts by
+chain, provider, category and code, attempt latency, and breaker state. Label values come
+only from the chains, the providers and the taxonomy's codes (bounded; no free text)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .events import AttemptFinished, Event, RequestFinished
+
+__all__ = ["PrometheusSink"]
+
+_STATES = {"closed": 0, "half_open": 1, "open": 2}
+
+
+class PrometheusSink:
+    """Metrics registered in ``registry`` (default: prometheus_client's global one).
+    ``breakers`` returns each breaker key's state, read when the gauge is collected."""
+
+    def __init__(
+        self,
+        registry: Any = None,
+        breakers: Callable[[], dict[str, str]] | None = None,
+        namespace: str = "torq",
+    ) -> None:
+        import prometheus_client as prom
+
+        kwargs: dict[str, Any] = {"namespace": namespace}
+        if registry is not None:
+            kwargs["registry"] = registry
+        self.requests = prom.Counter(
+            "requests", "Requests by chain and final state.", ["chain", "final_state"], **kwargs
+        )
+        self.attempts = prom.Counter(
+            "attempts",
+            "Attempts by chain, provider, status, category and error code.",
+            ["chain", "provider", "status", "category", "code"],
+            **kwargs,
+        )
+        self.latency = prom.Histogram(
+            "attempt_latency_seconds",
+            "Attempt latency (skipped attempts are not observed).",
+            ["provider"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+            **kwargs,
+        )
+        self._breakers = breakers
+        if breakers is not None:
+            gauge = prom.Gauge(
+                "breaker_state",
+                "Breaker state per provider: 0 closed, 1 half_open, 2 open.",
+                ["breaker"],
+                **kwargs,
+            )
+            self._gauge = gauge
+
+    def handle(self, event: Event) -> None:
+        """Count one event."""
+        if isinstance(event, AttemptFinished):
+            a = event.attempt
+            self.attempts.labels(
+                event.chain, str(a["provider"]), str(a["status"]), str(a.get("category")),
+                str(a.get("error_code") or ""),
+            ).inc()  # fmt: skip
+            if a["status"] != "skipped":
+                self.latency.labels(str(a["provider"])).observe(int(a["latency_ms"]) / 1000)
+        elif isinstance(event, RequestFinished):
+            self.requests.labels(event.chain, event.final_state).inc()
+            if self._breakers is not None:
+                for key, state in self._breakers().items():
+                    self._gauge.labels(key).set(_STATES.get(state, 0))
