@@ -18,7 +18,7 @@ from .classify import Completion, Outcome, classify_exception, classify_result, 
 from .errors import ChainAbortedError, ChainExhaustedError, StreamInterruptedError
 from .health import Admission, HealthConfig
 from .machine import CompiledChain
-from .meta import GenerationMeta, fallback_reason, iso_timestamp
+from .meta import GenerationMeta, fallback_reason, iso_timestamp, snapshot
 from .providers.base import CallResult, acall, call
 from .providers.timeouts import StreamTimeouts
 from .request import ChatRequest
@@ -134,13 +134,11 @@ class FallbackExecutor:
         request: ChatRequest,
         answer: str | None,
     ) -> None:
-        prompt = next(
-            (m.content for m in reversed(request.messages) if m.role == "user" and m.content),
-            None,
-        )
+        # A shallow snapshot, not to_dict(): deep-copying the record per request would cost
+        # more than everything else the engine does; sinks format it off the request path.
         self.sinks.emit(
             RequestFinished(
-                chain, meta.mode.value, state, meta.to_dict(), self.runtime.wall(), prompt, answer
+                chain, meta.mode.value, state, snapshot(meta), self.runtime.wall(), request, answer
             )
         )
 
@@ -221,7 +219,7 @@ class FallbackExecutor:
         state = run.state
         out_of_time = False
         cut: StreamDone | None = None  # the last stream cut after its first chunk
-        if self.sinks:
+        if self.sinks.started:
             self.sinks.emit(RequestStarted(chain.name, meta.mode.value, rt.wall()))
         health = self.health
         force_key: str | None = None
@@ -344,7 +342,7 @@ class FallbackExecutor:
             attempts.append(record)
             if is_cut:
                 cut = streamed
-            if self.sinks:
+            if self.sinks.attempts:
                 self.sinks.emit(AttemptFinished(chain.name, meta.mode.value, record))
             last = outcome
             if retrying:
@@ -376,11 +374,11 @@ class FallbackExecutor:
             meta.cost_usd_est = completion.cost_usd
             meta.error = None
             meta.error_category = None
-            if self.sinks:
+            if self.sinks.finished:
                 self._finished(chain.name, state, meta, request, completion.text)
             return completion
         meta.latency_ms = elapsed_ms
-        if self.sinks:
+        if self.sinks.finished:
             self._finished(chain.name, state, meta, request, None)
         if cut is not None and attempts[-1].get("truncated") and not out_of_time:
             meta.truncated = True

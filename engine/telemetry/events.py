@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 __all__ = [
@@ -46,38 +46,60 @@ class AttemptFinished:
 
 @dataclass(frozen=True, slots=True)
 class RequestFinished:
-    """A request left its chain: the final state and the whole metadata record."""
+    """A request left its chain: the final state and the metadata's fields (a shallow
+    snapshot: the attempt records are the metadata's own, which nothing changes after)."""
 
     chain: str
     mode: str
     final_state: str
+    #: :func:`engine.meta.snapshot` of the metadata; read fields with ``field(name)``.
     meta: Mapping[str, Any]
     wall: float
-    #: The prompt and the answer's text, for sinks configured to keep them.
-    prompt: str | None = None
+    #: What was asked and the answer's text, for sinks configured to keep them.
+    request: Any = None
     answer: str | None = None
-    attempts: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+
+    def field(self, name: str) -> Any:
+        """A metadata field (``timestamp``, ``provider_attempts``, ...)."""
+        from ..meta import field_value
+
+        return field_value(dict(self.meta), name)
+
+    @property
+    def prompt(self) -> str | None:
+        """The last user message of the request."""
+        messages = getattr(self.request, "messages", ())
+        return next((m.content for m in reversed(messages) if m.role == "user" and m.content), None)
 
 
 Event = RequestStarted | AttemptFinished | RequestFinished
 
 
 class Sink(Protocol):
-    """Receives events; must return quickly and should not raise."""
+    """Receives events; must return quickly and should not raise. A sink may say which
+    events it wants with an ``events`` attribute (a tuple of event classes): the engine
+    then builds only those."""
 
     def handle(self, event: Event) -> None:
         """Take one event."""
         ...
 
 
+_ALL: tuple[type, ...] = (RequestStarted, AttemptFinished, RequestFinished)
+
+
 class Sinks:
     """The registered sinks, with failures counted and logged at most once a minute."""
 
     def __init__(self, sinks: Sequence[Sink] = ()) -> None:
-        self._sinks: tuple[Sink, ...] = tuple(sinks)
+        self._sinks: tuple[Sink, ...] = ()
         self.failures = 0
         self._logged_at = 0.0
         self._lock = threading.Lock()
+        #: Whether any sink wants each kind of event (the core builds only those).
+        self.started = self.attempts = self.finished = False
+        for sink in sinks:
+            self.add(sink)
 
     def __bool__(self) -> bool:
         return bool(self._sinks)
@@ -85,10 +107,17 @@ class Sinks:
     def add(self, sink: Sink) -> None:
         """Register one more sink."""
         self._sinks = (*self._sinks, sink)
+        wanted = getattr(sink, "events", _ALL)
+        self.started = self.started or RequestStarted in wanted
+        self.attempts = self.attempts or AttemptFinished in wanted
+        self.finished = self.finished or RequestFinished in wanted
 
     def emit(self, event: Event) -> None:
-        """Hand ``event`` to every sink; a sink's exception never reaches the request."""
+        """Hand ``event`` to every sink that wants it; a sink's exception never reaches
+        the request."""
         for sink in self._sinks:
+            if not isinstance(event, getattr(sink, "events", _ALL)):
+                continue
             try:
                 sink.handle(event)
             except Exception as exc:

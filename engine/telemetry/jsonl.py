@@ -48,8 +48,8 @@ def line_for(event: RequestFinished, include_text: bool = False) -> dict[str, An
     meta = event.meta
     line: dict[str, Any] = {
         "v": SCHEMA_VERSION,
-        "ts": meta["timestamp"],
-        "request_id": meta["request_id"],
+        "ts": event.field("timestamp"),
+        "request_id": event.field("request_id"),
         "chain": event.chain,
         "mode": event.mode,
         "final_state": event.final_state,
@@ -146,6 +146,9 @@ def _flush_all() -> None:
 
 class JsonlSink:
     """Appends one line per finished request to ``path`` (see the module docstring)."""
+
+    #: Only finished requests make lines: the engine builds no other event for this sink.
+    events = (RequestFinished,)
 
     def __init__(
         self,

@@ -30,6 +30,8 @@ class OpenTelemetrySink:
     """Spans through ``tracer_provider`` (default: the global one). ``endpoints`` maps a
     provider name to its base URL, for ``server.address`` / ``server.port``."""
 
+    events = (RequestFinished,)
+
     def __init__(
         self,
         tracer_provider: Any = None,

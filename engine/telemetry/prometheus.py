@@ -18,6 +18,8 @@ class PrometheusSink:
     """Metrics registered in ``registry`` (default: prometheus_client's global one).
     ``breakers`` returns each breaker key's state, read when the gauge is collected."""
 
+    events = (AttemptFinished, RequestFinished)
+
     def __init__(
         self,
         registry: Any = None,
