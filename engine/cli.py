@@ -98,11 +98,31 @@ def _cmd_simulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _render_traffic(chains: dict[str, Chain], args: argparse.Namespace) -> int:
+    """``render --traffic LOG...``: each chain's diagram with what the log says went through."""
+    from .diagrams import Traffic, parse_formats, render, write_atomically
+    from .telemetry.read import read_log
+
+    read = read_log(args.traffic)
+    out = Path(args.out if args.out != "diagrams" else "traffic")
+    for name in sorted(chains):
+        traffic = Traffic.from_lines(name, read.lines)
+        for fmt in parse_formats(args.format):
+            if fmt == "mermaid":
+                continue  # the counts are drawn in DOT, SVG and PNG
+            path = out / f"{name}.{fmt}"
+            write_atomically(path, render(chains[name], fmt, traffic=traffic))
+            print(f"wrote {path} ({traffic.requests} requests)")
+    return 0
+
+
 def _cmd_render(args: argparse.Namespace) -> int:
     from .diagrams import parse_formats, render_all
 
     formats = parse_formats(args.format)
     chains = load_chains(resolve_chains_dir(args.chains))
+    if args.traffic:
+        return _render_traffic(chains, args)
     report = render_all(chains, Path(args.out), formats, check=args.check)
     if args.check:
         if report:
@@ -423,6 +443,11 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _common(render, "chains")
     render.add_argument("--out", metavar="DIR", default="diagrams", help="default: diagrams")
+    render.add_argument(
+        "--traffic", nargs="+", metavar="LOG",
+        help="annotate each chain with a request log's traffic (edge counts and shares, "
+        "step success rate and p95); written to --out (default: traffic)",
+    )  # fmt: skip
     render.add_argument(
         "--format", default="svg,mermaid", help="comma-separated: svg,png,dot,mermaid"
     )

@@ -167,14 +167,54 @@ def _drawn(chain: Chain) -> list[Edge]:
     return [e for e in edges(chain) if e.kind not in ("deadline", "cut")]
 
 
+@dataclass(frozen=True)
+class Traffic:
+    """What a request log says went through a chain: how often each edge was taken, and
+    each step's attempts, successes and p95 latency (``render --traffic``)."""
+
+    edges: Mapping[tuple[str, str, str], int]
+    steps: Mapping[str, tuple[int, int, float | None]]
+    requests: int
+
+    @classmethod
+    def from_lines(cls, chain: str, lines: Sequence[Mapping[str, Any]]) -> Traffic:
+        """The traffic of ``chain`` in JSONL log lines."""
+        from .telemetry.stats import percentile
+
+        edge_counts: dict[tuple[str, str, str], int] = {}
+        attempts: dict[str, list[float]] = {}
+        successes: dict[str, int] = {}
+        requests = 0
+        for line in lines:
+            if line.get("chain") != chain:
+                continue
+            requests += 1
+            for a in line["attempts"]:
+                key = (str(a.get("state")), str(a.get("category")), str(a.get("next")))
+                edge_counts[key] = edge_counts.get(key, 0) + 1
+                step = str(a.get("state"))
+                attempts.setdefault(step, []).append(float(a.get("latency_ms") or 0))
+                successes[step] = successes.get(step, 0) + (a.get("status") == "success")
+        steps = {
+            step: (len(values), successes.get(step, 0), percentile(values, 0.95))
+            for step, values in attempts.items()
+        }
+        return cls(edge_counts, steps, requests)
+
+
 class _RenderMachine(GraphMachine):
     """A machine built only to be drawn; it is its own model and never runs a request."""
 
     def __init__(
-        self, chain: Chain, engine: Literal["graphviz", "mermaid"], highlight: Highlight | None
+        self,
+        chain: Chain,
+        engine: Literal["graphviz", "mermaid"],
+        highlight: Highlight | None,
+        traffic: Traffic | None = None,
     ) -> None:
         self.chain = chain
         self.highlight = highlight
+        self.traffic = traffic
         transitions = [
             {
                 "trigger": e.trigger,
@@ -241,20 +281,36 @@ class _ChainDot(_GraphvizGraph):
                 container.node(name, label=name, **{**_FINAL_STYLE[name], **taken})
                 continue
             step = machine.chain.by_id[name]
-            label = "\\n".join(_step_lines(step))
+            lines = _step_lines(step)
+            if machine.traffic is not None:
+                tried, ok, p95 = machine.traffic.steps.get(name, (0, 0, None))
+                rate = f"{ok / tried:.0%} ok of {tried}" if tried else "no attempts"
+                lines.append(rate + (f", p95 {p95:g} ms" if p95 is not None else ""))
+            label = "\\n".join(lines)
             fill = "#e3f2fd" if name in visited else "white"
             container.node(name, label=label, shape="box", fillcolor=fill, **taken)
 
     def _add_edges(self, transitions: list[dict[str, Any]], container: graphviz.Digraph) -> None:
         machine = cast(_RenderMachine, self.machine)
+        traffic = machine.traffic
+        leaving: dict[str, int] = {}
+        for (source, _, _), count in traffic.edges.items() if traffic else ():
+            leaving[source] = leaving.get(source, 0) + count
+        busiest = max(traffic.edges.values(), default=1) if traffic else 1
         for edge in _drawn_edges(transitions, machine.chain, machine.highlight):
             colour = COLOURS[edge.trigger]
             attrs = {"color": colour, "fontcolor": colour}
+            label = edge.label
             if edge.retry:
                 attrs["style"] = "dashed"
             if edge.taken:
                 attrs["penwidth"] = "3"
-            container.edge(edge.source, edge.dest, label=edge.label, **attrs)
+            if traffic is not None:
+                count = traffic.edges.get((edge.source, edge.trigger, edge.dest), 0)
+                share = count / leaving[edge.source] if leaving.get(edge.source) else 0.0
+                label += f"  x{count} ({share:.0%})"
+                attrs["penwidth"] = f"{1 + 5 * count / busiest:.2f}"
+            container.edge(edge.source, edge.dest, label=label, **attrs)
 
 
 #: What else an edge of a category carries, besides the usual failures (legend notes).
@@ -321,9 +377,11 @@ class _ChainMermaid(_MermaidGraph):
         return "\n".join(lines) + "\n"
 
 
-def dot_source(chain: Chain, highlight: Highlight | None = None) -> str:
-    """The chain as Graphviz DOT text."""
-    graph: graphviz.Digraph = _RenderMachine(chain, "graphviz", highlight).get_graph()
+def dot_source(
+    chain: Chain, highlight: Highlight | None = None, traffic: Traffic | None = None
+) -> str:
+    """The chain as Graphviz DOT text (with ``traffic``: annotated with a log's counts)."""
+    graph: graphviz.Digraph = _RenderMachine(chain, "graphviz", highlight, traffic).get_graph()
     return str(graph.source)
 
 
@@ -332,17 +390,20 @@ def mermaid_source(chain: Chain, highlight: Highlight | None = None) -> str:
     return str(_RenderMachine(chain, "mermaid", highlight).get_graph())
 
 
-def render(chain: Chain, fmt: str, highlight: Highlight | None = None) -> bytes:
+def render(
+    chain: Chain, fmt: str, highlight: Highlight | None = None, traffic: Traffic | None = None
+) -> bytes:
     """The chain in ``fmt`` (svg, png, dot or mermaid). Raises :class:`DotMissingError`
-    when svg or png is asked for without Graphviz's ``dot`` program."""
+    when svg or png is asked for without Graphviz's ``dot`` program. ``traffic`` annotates
+    DOT, SVG and PNG."""
     if fmt == "dot":
-        return dot_source(chain, highlight).encode()
+        return dot_source(chain, highlight, traffic).encode()
     if fmt == "mermaid":
         return mermaid_source(chain, highlight).encode()
     if fmt not in ("svg", "png"):
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     try:
-        data: bytes = graphviz.Source(dot_source(chain, highlight)).pipe(format=fmt)
+        data: bytes = graphviz.Source(dot_source(chain, highlight, traffic)).pipe(format=fmt)
     except graphviz.ExecutableNotFound as exc:
         raise DotMissingError() from exc
     return data
@@ -359,7 +420,7 @@ def parse_formats(text: str) -> list[str]:
     return formats
 
 
-__all__ += ["parse_formats"]
+__all__ += ["Traffic", "parse_formats"]
 
 
 def write_atomically(path: Path, data: bytes) -> None:

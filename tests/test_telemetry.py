@@ -272,3 +272,38 @@ def test_prometheus_metrics_with_bounded_labels():
     assert 'code="circuit_open",provider="deepseek",status="skipped"} 1.0' in text
     assert 'torq_breaker_state{breaker="deepseek"} 2.0' in text
     assert "torq_attempt_latency_seconds_bucket" in text
+
+
+def test_render_traffic_annotates_edges_and_steps_deterministically(tmp_path):
+    folder = chains_dir(tmp_path, {"direct": "steps: [deepseek, claude]\n"})
+    log = tmp_path / "t.jsonl"
+    boom = ProviderError("down", code="503")
+    manager = LLMManager(config={
+        "chains_dir": str(folder), "telemetry": {"path": str(log)},
+        "providers": {"deepseek": Scripted(boom, "ok", "ok", "ok"), "claude": Scripted("ok")},
+    })  # fmt: skip
+    for _ in range(4):
+        manager.generate_response("hi")
+    manager.close()
+    outputs = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        result = run_cli(
+            "render",
+            "--chains",
+            str(folder),
+            "--traffic",
+            str(log),
+            "--format",
+            "dot",
+            "--out",
+            str(out),
+        )
+        assert result.returncode == 0, result.stderr
+        outputs.append((out / "direct.dot").read_text())
+    dot = outputs[0]
+    assert outputs[0] == outputs[1]  # the same log, the same bytes
+    assert 'deepseek -> succeeded [label="success  x3 (75%)"' in dot
+    assert 'deepseek -> claude [label="retryable  x1 (25%)"' in dot
+    assert "75% ok of 4, p95" in dot and "100% ok of 1" in dot
+    assert "penwidth=6.00" in dot  # the busiest edge is the thickest
