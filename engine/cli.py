@@ -363,6 +363,17 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         raise ValueError(f"--since {args.since!r}: {exc}") from None
     report = stats(read.lines)
     report["skipped_lines"] = read.skipped
+    if args.html:
+        from .diagrams import write_atomically
+
+        try:
+            from .telemetry.report import html_report
+        except ImportError:  # pragma: no cover - the extra is missing
+            raise SystemExit(
+                "torq-fallback stats --html needs matplotlib: pip install 'torq-fallback[report]'"
+            ) from None
+        write_atomically(Path(args.html), html_report(read.lines).encode())
+        print(f"wrote {args.html}")
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -553,6 +564,7 @@ def _parser() -> argparse.ArgumentParser:
     stats_cmd.add_argument("files", nargs="+", metavar="FILE", help="JSONL logs (.gz too)")
     stats_cmd.add_argument("--since", help="an ISO time, or 30m, 2h, 1d ago")
     stats_cmd.add_argument("--chain", help="only this chain")
+    stats_cmd.add_argument("--html", metavar="FILE", help="also write a report with charts")
     _common(stats_cmd, "json")
 
     schema_cmd = _command(

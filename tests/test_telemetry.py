@@ -307,3 +307,55 @@ def test_render_traffic_annotates_edges_and_steps_deterministically(tmp_path):
     assert 'deepseek -> claude [label="retryable  x1 (25%)"' in dot
     assert "75% ok of 4, p95" in dot and "100% ok of 1" in dot
     assert "penwidth=6.00" in dot  # the busiest edge is the thickest
+
+
+def test_the_html_report_is_self_contained_with_every_chart(tmp_path):
+    import re
+
+    folder = chains_dir(tmp_path, {"direct": "steps: [deepseek, claude]\n"})
+    log = tmp_path / "r.jsonl"
+    boom = ProviderError("down", code="503")
+    manager = LLMManager(config={
+        "chains_dir": str(folder), "telemetry": {"path": str(log)},
+        "providers": {"deepseek": Scripted(*[boom, "ok"] * 5), "claude": Scripted(*["ok"] * 5)},
+    })  # fmt: skip
+    for _ in range(10):
+        manager.generate_response("hi")
+    manager.close()
+    report = tmp_path / "report.html"
+    result = run_cli("stats", str(log), "--html", str(report))
+    assert result.returncode == 0, result.stderr
+    page = report.read_text()
+    titles = re.findall(r'<section class="chart"><h2>([^<]+)</h2><svg', page)
+    assert titles == [
+        "Latency percentiles per provider over time",
+        "Outcomes by error code, per provider",
+        "Fallback rate per chain over time",
+    ]
+    assert "<script" not in page and not re.search(r'(src|href)="https?://', page)  # offline
+    assert "provider_error:503" in page and "deepseek p50" in page
+    _in_a_browser(report, tmp_path)
+
+
+def _in_a_browser(report: Path, tmp_path: Path) -> None:
+    """Open the report in headless Chromium when it is installed (CI installs it): it
+    loads offline and draws three charts."""
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("needs chromium (apt-get install chromium), which CI must install")
+        return
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run",
+             f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    dom = subprocess.run(
+        [browser, *flags, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=90
+    )  # fmt: skip
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert dom.stdout.count("<svg") == 3
+    shot = tmp_path / "report.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1100,1600", report.as_uri()],
+                   capture_output=True, timeout=90)  # fmt: skip
+    assert shot.exists() and shot.stat().st_size > 10_000

@@ -1,0 +1,141 @@
+"""``torq-fallback stats --html report.html``: a self-contained report with charts.
+
+Charts are drawn with matplotlib (``pip install 'torq-fallback[report]'``) and embedded as
+inline SVG: the file opens offline, with no script and no CDN. Three charts:
+
+- latency percentiles (p50, p95, p99) of each provider's attempts over time;
+- outcomes by error code, per provider (how often each provider failed, and how);
+- the fallback rate of each chain over time.
+
+Then the same tables as ``stats``.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from .stats import percentile, stats
+
+__all__ = ["html_report"]
+
+_BUCKETS = 12  # time buckets per chart
+
+
+def _svg(figure: Any) -> str:
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", bbox_inches="tight")
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]  # drop the XML prolog and doctype: inline in HTML
+
+
+def _bucketed(lines: Sequence[dict[str, Any]]) -> tuple[list[datetime], list[int]]:
+    times = [datetime.fromisoformat(line["ts"]).timestamp() for line in lines]
+    if not times:
+        return [], []
+    first, last = min(times), max(times)
+    width = (last - first) / _BUCKETS or 1.0
+    index = [min(int((t - first) / width), _BUCKETS - 1) for t in times]
+    edges = [datetime.fromtimestamp(first + (i + 0.5) * width, UTC) for i in range(_BUCKETS)]
+    return edges, index
+
+
+def html_report(lines: Sequence[dict[str, Any]], title: str = "torq-fallback report") -> str:
+    """The report for log ``lines``, as one HTML document."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as pyplot
+
+    plt: Any = pyplot  # plotted from plain lists: matplotlib's array types do not help here
+
+    plt.rcParams["svg.fonttype"] = "none"  # text stays text
+    centers, index = _bucketed(lines)
+    charts: list[tuple[str, str]] = []
+
+    # 1. latency percentiles per provider over time
+    latencies: dict[str, list[list[float]]] = defaultdict(lambda: [[] for _ in range(_BUCKETS)])
+    for line, bucket in zip(lines, index, strict=True):
+        for attempt in line["attempts"]:
+            if attempt.get("status") != "skipped":
+                latencies[str(attempt["provider"])][bucket].append(
+                    float(attempt.get("latency_ms") or 0)
+                )
+    figure, axes = plt.subplots(figsize=(9, 3.6))
+    for provider, buckets in sorted(latencies.items()):
+        for share, style in ((0.5, "-"), (0.95, "--"), (0.99, ":")):
+            points = [(c, percentile(b, share)) for c, b in zip(centers, buckets, strict=True) if b]
+            if points:
+                axes.plot([p[0] for p in points], [p[1] for p in points], style,
+                          label=f"{provider} p{int(share * 100)}")  # fmt: skip
+    axes.set_ylabel("attempt latency (ms)")
+    axes.legend(fontsize=7, ncol=3)
+    figure.autofmt_xdate()
+    charts.append(("Latency percentiles per provider over time", _svg(figure)))
+    plt.close(figure)
+
+    # 2. outcomes by error code, per provider
+    report = stats(lines)
+    codes = sorted({code for p in report["providers"].values() for code, _ in p["top_error_codes"]})
+    providers = sorted(report["providers"])
+    figure, axes = plt.subplots(figsize=(9, 3.6))
+    bottoms = [0] * len(providers)
+    successes = [
+        round((report["providers"][p]["success_rate"] or 0)
+              * (report["providers"][p]["attempts"] - report["providers"][p]["skipped"]))
+        for p in providers
+    ]  # fmt: skip
+    axes.bar(providers, successes, label="success", color="#2e7d32")
+    bottoms = successes[:]
+    for code in codes:
+        counts = [dict(report["providers"][p]["top_error_codes"]).get(code, 0) for p in providers]
+        axes.bar(providers, counts, bottom=bottoms, label=code)
+        bottoms = [b + c for b, c in zip(bottoms, counts, strict=True)]
+    axes.set_ylabel("attempts")
+    axes.legend(fontsize=7)
+    charts.append(("Outcomes by error code, per provider", _svg(figure)))
+    plt.close(figure)
+
+    # 3. fallback rate per chain over time
+    figure, axes = plt.subplots(figsize=(9, 3.6))
+    by_chain: dict[str, list[list[bool]]] = defaultdict(lambda: [[] for _ in range(_BUCKETS)])
+    for line, bucket in zip(lines, index, strict=True):
+        by_chain[str(line["chain"])][bucket].append(bool(line.get("fallback_used")))
+    for chain, flags in sorted(by_chain.items()):
+        rates = [(c, 100 * sum(b) / len(b)) for c, b in zip(centers, flags, strict=True) if b]
+        axes.plot([r[0] for r in rates], [r[1] for r in rates], "o-", label=chain)
+    axes.set_ylabel("requests that fell back (%)")
+    axes.set_ylim(0, 100)
+    axes.legend(fontsize=7)
+    figure.autofmt_xdate()
+    charts.append(("Fallback rate per chain over time", _svg(figure)))
+    plt.close(figure)
+
+    rows = []
+    for name, c in report["chains"].items():
+        lat = c["latency_ms"]
+        rows.append(
+            f"<tr><td>{html.escape(name)}</td><td>{c['requests']}</td>"
+            f"<td>{c['success_rate']:.1%}</td><td>{c['fallback_rate']:.1%}</td>"
+            f"<td>{lat['p50']}</td><td>{lat['p95']}</td><td>{lat['p99']}</td>"
+            f"<td>{c['tokens_total']}</td><td>${c['cost_usd']:.4f}</td></tr>"
+        )
+    sections = "".join(
+        f'<section class="chart"><h2>{html.escape(name)}</h2>{svg}</section>'
+        for name, svg in charts
+    )
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1000px}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}"
+        "svg{max-width:100%;height:auto}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p>{len(lines)} requests</p>{sections}"
+        "<h2>Chains</h2><table><tr><th>chain</th><th>requests</th><th>answered</th>"
+        "<th>fell back</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>tokens</th>"
+        f"<th>cost</th></tr>{''.join(rows)}</table></body></html>\n"
+    )
