@@ -81,6 +81,10 @@ class ManagerConfig(BaseModel):
     health: HealthBackend | None = Field(
         default=None, description="Where provider health lives: local (default) or redis."
     )
+    reload: bool = Field(default=False, description="Watch the chains directory and reload.")
+    reload_interval: float = Field(
+        default=0.5, gt=0, description="Seconds between looks at the chains directory."
+    )
     telemetry: TelemetryConfig | None = Field(
         default=None, description="The JSONL request log: {path, max_bytes, backups, ...}."
     )
