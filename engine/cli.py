@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -75,6 +77,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
+    if not args.attempt_timeout > 0:  # checked before the banner, not after
+        raise ValueError(
+            f"--attempt-timeout must be a positive number of seconds, got {args.attempt_timeout:g}"
+        )
+
     run_demo(sys.stdout, attempt_timeout=args.attempt_timeout)
     return 0
 
@@ -137,7 +144,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
         print(f"ok: diagrams in {args.out} match {len(chains)} chain(s)")
         return 0
     for line in report:
-        print(f"wrote {line}")
+        print(line if line.startswith("unchanged: ") else f"wrote {line}")
     return 0
 
 
@@ -199,8 +206,6 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             )
             print(f"mode {scenario.mode.value}: chain '{compiled.chain.name}' ({order}){when}")
         _print_result(text, meta, args.json)
-        if not args.json and args.requests == 1:
-            print("meta: " + json.dumps(meta.to_dict(), indent=2))
     text, meta = results[-1]
     if args.diagram:
         _write_path_diagram(compiled.chain, meta.provider_attempts, args.diagram)
@@ -252,6 +257,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise SystemExit("torq-fallback run: give a PROMPT, --messages FILE.json, or both")
     chat = messages is not None or args.stream or args.system
     with LLMManager(config={"chains_dir": args.chains} if args.chains else None) as manager:
+        if args.provider is not None and manager.get_provider(args.provider) is None:
+            close = difflib.get_close_matches(args.provider, sorted(manager.providers), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(
+                f"--provider {args.provider!r} is not a provider{hint}; "
+                f"known: {', '.join(sorted(manager.providers))}"
+            )
         conversation = messages or [{"role": "user", "content": args.prompt}]
         options = {"provider": args.provider, "mode": ExecutionMode(args.mode),
                    "timeout": args.timeout, "system": args.system}  # fmt: skip
@@ -618,6 +630,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         code: int = args.run(args)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `torq-fallback ... | head`: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the exit flush cannot fail again
+        return 0
     except ChainConfigError as exc:
         print(f"torq-fallback: invalid configuration\n{exc}", file=sys.stderr)
         return 2

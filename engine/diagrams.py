@@ -423,18 +423,38 @@ def parse_formats(text: str) -> list[str]:
 __all__ += ["Traffic", "parse_formats"]
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new, never half."""
+def write_atomically(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` so that readers see the old file or the new, never half;
+    a file that already holds ``data`` is left untouched (False). New files get the usual
+    permissions (0666 less the umask), not the temporary file's 0600."""
+    try:
+        if path.read_bytes() == data:
+            return False
+    except OSError:
+        pass
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
+        os.chmod(temp, 0o666 & ~_umask())
         os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
+    return True
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (os.umask can only set it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
 
 
 #: The file stem of the breaker machine's diagram (no chain may have this name).
@@ -470,8 +490,8 @@ def render_all(
             expected.add(path)
             data = render(chains[name], fmt)
             if not check:
-                write_atomically(path, data)
-                report.append(str(path))
+                written = write_atomically(path, data)
+                report.append(str(path) if written else f"unchanged: {path}")
             elif not path.exists():
                 report.append(f"missing: {path}")
             elif path.read_bytes() != data:
@@ -481,8 +501,8 @@ def render_all(
         expected.add(path)
         data = render_breaker(fmt)
         if not check:
-            write_atomically(path, data)
-            report.append(str(path))
+            written = write_atomically(path, data)
+            report.append(str(path) if written else f"unchanged: {path}")
         elif not path.exists():
             report.append(f"missing: {path}")
         elif path.read_bytes() != data:

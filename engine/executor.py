@@ -450,12 +450,19 @@ def _describe(attempt: dict[str, Any]) -> str:
     return f"{attempt['state']} -> {_reason(attempt)}{detail}"
 
 
+def _who(name: str) -> str:
+    """How messages name what ran: a chain, or the one provider of the single path."""
+    if name.startswith("provider:"):
+        return f"provider '{name.removeprefix('provider:')}'"
+    return f"chain '{name}'"
+
+
 def _interrupted(
     name: str, attempts: list[dict[str, Any]], last: Outcome, partial: str
 ) -> StreamInterruptedError:
     stop = attempts[-1]
     message = (
-        f"chain '{name}': the stream from {stop['state']} was cut after {stop['chunks']} "
+        f"{_who(name)}: the stream from {stop['state']} was cut after {stop['chunks']} "
         f"chunk{'s' if stop['chunks'] != 1 else ''} by {_reason(stop)}; the answer is incomplete"
     )
     return StreamInterruptedError(message, last.error_code, attempts, partial, last.exception)
@@ -476,12 +483,15 @@ def _failure(
         stop = attempts[-1]
         detail = f": {stop['message']}" if stop["message"] else ""
         message = (
-            f"chain '{name}' stopped at {stop['state']} by {_reason(stop)}{detail}; "
+            f"{_who(name)} stopped at {stop['state']} by {_reason(stop)}{detail}; "
             "the same request would fail on every provider"
         )
         return ChainAbortedError(message, last.error_code, attempts, cause)
     if out_of_time:
-        message = f"chain '{name}' ran out of time ({deadline:g}s) after {count}: {summary}"
+        message = f"{_who(name)} ran out of time ({deadline:g}s) after {count}: {summary}"
         return ChainExhaustedError(message, "deadline_exceeded", attempts, cause)
-    message = f"all providers failed for chain '{name}' after {count}: {summary}"
+    if name.startswith("provider:"):
+        message = f"{_who(name)} failed after {count}: {summary}"
+    else:
+        message = f"all providers failed for {_who(name)} after {count}: {summary}"
     return ChainExhaustedError(message, last.error_code, attempts, cause)

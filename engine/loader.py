@@ -367,14 +367,15 @@ def load_chains(directory: str | os.PathLike[str]) -> dict[str, Chain]:
     return chains
 
 
-def rebuild(spec: ChainSpec, chain: Chain, source: str) -> Chain:
-    """Validate a spec derived from ``chain`` (an override) and build it, or raise."""
+def rebuild(spec: ChainSpec, chain: Chain, source: str, name: str | None = None) -> Chain:
+    """Validate a spec derived from ``chain`` (an override) and build it (named ``name``,
+    or as ``chain``), or raise."""
     # model_copy skips field validation; callers validate the values they put in, and the
     # structural rules are checked here.
     problems = [Problem(source, 0, 0, field_name(loc), msg) for loc, msg in check_chain(spec)]
     if problems:
         raise ChainConfigError(problems)
-    return build_chain(spec, chain.name, source)
+    return build_chain(spec, name or chain.name, source)
 
 
 def problems_text(problems: Sequence[Problem]) -> str:

@@ -28,7 +28,14 @@ from .config import (
     check_timeout,
     parse_config,
 )
-from .errors import AIResponseError, AITimeoutError, ChainConfigError, Problem, ProviderError
+from .errors import (
+    AIResponseError,
+    AITimeoutError,
+    ChainAbortedError,
+    ChainConfigError,
+    Problem,
+    ProviderError,
+)
 from .executor import FallbackExecutor
 from .health import (
     BreakerPolicy,
@@ -396,7 +403,9 @@ class LLMManager:
         spec = ChainSpec(
             description=f"single provider: {provider}", deadline=base.deadline, steps=[step]
         )
-        compiled = compile_chain(rebuild(spec, base, f"single provider '{provider}'"))
+        compiled = compile_chain(
+            rebuild(spec, base, f"single provider '{provider}'", name=f"provider:{provider}")
+        )
         # Only names that resolve to a provider are kept: callers cannot grow the cache with
         # made-up names, and it stays bounded even with many registered providers.
         if self.get_provider(provider) is not None:
@@ -643,4 +652,6 @@ class LLMManager:
                 f"I apologize, but the AI service is currently unavailable: {error}. "
                 "Please try again."
             )
+        if isinstance(error, ChainAbortedError):  # trying again would be refused again
+            return f"I apologize, but I encountered an error: {error}."
         return f"I apologize, but I encountered an error: {error}. Please try again."

@@ -141,7 +141,9 @@ def test_simulate_prints_timeline_and_meta_deterministically():
     assert "provider_error:429" in lines[2] and "-> openai" in lines[2]
     assert "timeout" in lines[3] and "-> claude" in lines[3]
     assert "-> succeeded" in lines[4]
-    meta = json.loads(first.stdout.split("meta: ", 1)[1])
+    assert "fallback_reason: provider_error:429" in first.stdout
+    assert "{" not in first.stdout  # the readable timeline by default; JSON only with --json
+    meta = json.loads(cli(*args, "--json").stdout)["meta"]
     assert meta["fallback_reason"] == "provider_error:429" and meta["provider"] == "claude"
 
 

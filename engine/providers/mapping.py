@@ -43,6 +43,7 @@ _QUOTA_CODES: Final = frozenset(
 )
 _FILTER_CODES: Final = frozenset({"content_filter", "content_policy_violation"})
 _MESSAGE_LIMIT: Final = 300
+_REFUSED: Final = re.compile(r"refused|Connect call failed|Errno 111", re.IGNORECASE)
 
 
 def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -94,8 +95,11 @@ def error_for_status(
 ) -> OutcomeError:
     """The outcome of a non-2xx reply."""
     info = _info(body, wire)
-    detail = excerpt(info.message or f"HTTP {status}", _MESSAGE_LIMIT, secrets)
-    message = f"{provider}: HTTP {status}: {detail}"
+    # The provider's own words; a body without a message is quoted as it is (never "HTTP
+    # 404: HTTP 404").
+    said = info.message or body[: _MESSAGE_LIMIT * 4].decode("utf-8", "replace").strip()
+    detail = excerpt(said, _MESSAGE_LIMIT, secrets)
+    message = f"{provider}: HTTP {status}" + (f": {detail}" if detail else "")
     kinds = {info.type, info.code}
     kind, code = _status_outcome(status, kinds, info.message)
     return kind(
@@ -131,6 +135,9 @@ def error_for_transport(
     """The outcome of an httpx exception. ``phase`` is ``wait`` (no reply yet) or ``body``
     (reading the reply)."""
     text = excerpt(str(exc) or type(exc).__name__, _MESSAGE_LIMIT, secrets)
+    if isinstance(exc, httpx.ConnectError) and _REFUSED.search(text):
+        # httpx and aiohttp word it differently; one wording for sync and async calls.
+        text = "connection refused"
     message = f"{provider}: {text}"
     if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
         return AITimeoutError(message, code="connect_timeout", cause=exc, provider=provider)

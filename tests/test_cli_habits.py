@@ -1,0 +1,89 @@
+"""The CLI's habits and the engine's messages, as a user meets them."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+
+from conftest import ROOT, Scripted, run_cli
+
+from engine import LLMManager, ProviderError
+from engine.simulator import Behaviour, Simulator
+
+
+def test_run_with_an_unknown_provider_is_bad_usage():
+    result = run_cli("run", "hi", "--provider", "claud")
+    assert result.returncode == 2 and "did you mean 'claude'" in result.stderr
+
+
+def test_options_are_checked_before_any_work():
+    result = run_cli("demo", "--attempt-timeout", "0")
+    assert result.returncode == 2 and result.stdout == ""
+
+
+def test_output_cut_short_by_head_exits_quietly():
+    proc = subprocess.run(
+        f"{sys.executable} -m engine.cli schema | head -1", shell=True, capture_output=True,
+        text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert (
+        proc.stdout.strip() == "{"
+        and "Traceback" not in proc.stderr
+        and "Broken" not in proc.stderr
+    )
+
+
+def test_written_files_respect_the_umask_and_unchanged_ones_are_left_alone(tmp_path):
+    out = tmp_path / "d"
+    first = run_cli("render", "--out", str(out), "--format", "dot")
+    assert first.returncode == 0
+    path = out / "direct.dot"
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    assert mode == 0o666 & ~0o022  # the test process's umask (not 0600)
+    before = os.stat(path).st_mtime_ns
+    again = run_cli("render", "--out", str(out), "--format", "dot")
+    assert f"unchanged: {path}" in again.stdout and os.stat(path).st_mtime_ns == before
+
+
+def test_the_single_provider_path_names_the_provider():
+    manager = LLMManager(config={"providers": {"claude": Scripted(ProviderError("x", code="503"))}})
+    _, meta = manager.generate_response("hi", provider="claude")
+    assert meta.error.startswith("provider 'claude' failed after 1 attempt")
+    assert "chain 'direct'" not in meta.error
+
+
+def test_an_aborted_request_is_not_told_to_try_again():
+    from engine import AIResponseError
+
+    manager = LLMManager(
+        config={"providers": {"claude": Scripted(AIResponseError("no", code="content_filter"))}}
+    )
+    text, _ = manager.generate_response("hi", provider="claude")
+    assert "would fail on every provider" in text and "Please try again" not in text
+
+
+def test_http_errors_carry_the_providers_own_words(monkeypatch):
+    script = {"claude": [Behaviour("error", status=404, body="model gone")]}
+    with Simulator(script) as sim:
+        for name, value in sim.env().items():
+            monkeypatch.setenv(name, value)
+        with LLMManager() as manager:
+            _, meta = manager.generate_response("hi", provider="claude")
+    message = meta.provider_attempts[0]["message"]
+    assert message == "claude: HTTP 404: model gone"
+
+
+def test_a_refused_connection_reads_the_same_sync_and_async(monkeypatch):
+    import asyncio
+
+    from conftest import closed_port
+
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+    with LLMManager() as manager:
+        _, sync_meta = manager.generate_response("hi", provider="claude")
+        _, async_meta = asyncio.run(manager.agenerate_response("hi", provider="claude"))
+    assert sync_meta.provider_attempts[0]["message"] == "claude: connection refused"
+    assert async_meta.provider_attempts[0]["message"] == "claude: connection refused"
