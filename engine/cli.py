@@ -44,7 +44,7 @@ def _plural(count: int, word: str) -> str:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    paths = args.paths or [str(resolve_chains_dir())]
+    paths = args.paths or [str(resolve_chains_dir(args.chains))]
     report = validate_paths(paths)
     if not report.files:
         print(
@@ -60,9 +60,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             "warnings": [w.to_dict() for w in report.warnings],
         }
         print(json.dumps(data, indent=2))
-        return 1 if problems else 0
+        return 1 if problems or (args.strict and report.warnings) else 0
     for problem in [*problems, *report.warnings]:
         print(problem)
+    if args.strict and report.warnings and not problems:
+        print(
+            f"{_plural(len(report.warnings), 'warning')} (--strict: a warning fails the check)",
+            file=sys.stderr,
+        )
+        return 1
     if problems:
         bad = len({p.source for p in problems})
         print(
@@ -193,6 +199,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         compiled, scenario.outcomes, scenario.prompt, scenario.mode,
         requests=args.requests, every=args.every, health=start,
         policies=manager._health_policies,
+        known=lambda name: manager.get_provider(name) is not None,
     )  # fmt: skip
     if args.json and args.requests > 1:
         print(json.dumps([{"response": t, "meta": m.to_dict()} for t, m in results], indent=2))
@@ -231,7 +238,10 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     if (args.code is None) == (args.category is None):
         raise ValueError("give exactly one of --code and --category")
     manager = LLMManager(config={"chains_dir": args.chains} if args.chains else None)
-    for line in explain(manager.chain_for(ExecutionMode(args.mode)), args.code, args.category):
+    known = lambda name: manager.get_provider(name) is not None  # noqa: E731
+    for line in explain(
+        manager.chain_for(ExecutionMode(args.mode)), args.code, args.category, known
+    ):
         print(line)
     return 0
 
@@ -453,6 +463,11 @@ def _parser() -> argparse.ArgumentParser:
         "paths", nargs="*", metavar="PATH", help="chain files or directories (default: in use)"
     )
     validate.add_argument("--json", action="store_true", help="print the result as JSON")
+    validate.add_argument(
+        "--strict", action="store_true",
+        help="warnings (a step naming an undeclared provider) fail the check too, for CI",
+    )  # fmt: skip
+    _common(validate, "chains")
 
     render = _command(
         commands, "render", _cmd_render,

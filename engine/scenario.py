@@ -239,6 +239,7 @@ def simulate(
     every: float = 0.0,
     health: Mapping[str, str] | None = None,
     policies: Callable[[str], tuple[BreakerPolicy, RetryBudgetPolicy]] | None = None,
+    known: Callable[[str], bool] | None = None,
 ) -> list[tuple[str | None, GenerationMeta]]:
     """Run ``compiled`` ``requests`` times with scripted outcomes (consumed across the
     requests), ``every`` virtual seconds apart, with breakers and retry budgets as the
@@ -246,9 +247,11 @@ def simulate(
     return each answer (None if the chain failed) and its metadata. Deterministic."""
     _check_against_chain(compiled, outcomes)
     clock = _VirtualTime()
+    # A provider nobody declared is provider_not_found here as in a real call.
     providers = {
         step.provider: _Scripted(step.provider, outcomes.get(step.provider, []), clock)
         for step in compiled.chain.steps
+        if known is None or known(step.provider)
     }
     store = LocalHealthStore()
     lookup = policies or default_policies
@@ -286,8 +289,14 @@ def simulate(
 _STREAM_CODES: Final = frozenset({"first_token_timeout", "idle_timeout", "stream_error"})
 
 
-def explain(compiled: CompiledChain, code: str | None, category: str | None) -> list[str]:
-    """Where an outcome (an error code, or a bare category) leads from each step."""
+def explain(
+    compiled: CompiledChain,
+    code: str | None,
+    category: str | None,
+    known: Callable[[str], bool] | None = None,
+) -> list[str]:
+    """Where an outcome (an error code, or a bare category) leads from each step; a step
+    whose provider nobody declared is shown as what every call to it ends in."""
     chain = compiled.chain
     if code is not None:
         rule = rule_for(code, ProviderError)
@@ -321,6 +330,11 @@ def explain(compiled: CompiledChain, code: str | None, category: str | None) -> 
                     f"retry here up to {step.retries}x (waits <= {step.backoff_max:g} s, "
                     f"within the deadline), then -> {dest}"
                 )
+        if known is not None and not known(step.provider):
+            where = (
+                f"-> {step.routes['retryable']} (provider '{step.provider}' is not declared: "
+                "every call ends provider_not_found)"
+            )
         lines.append(f"  {step.id.ljust(width)}  {where}")
     streamy = chain.on_midstream != "fail" or any(
         s.first_token_timeout or s.idle_timeout for s in chain.steps

@@ -61,15 +61,19 @@ def validate_paths(paths: Iterable[str | os.PathLike[str]]) -> Report:
         providers_file = folder / PROVIDERS_FILE
         if providers_file.is_file():
             report.files.append(providers_file)
+    broken_providers_file = False
     for file in report.files:
         if file.name == PROVIDERS_FILE:
             settings, problems = check_providers_file(file)
             declared.update(settings or {})
             report.problems.extend(problems)
+            broken_providers_file = broken_providers_file or bool(problems)
     for file in report.files:
         if file.name != PROVIDERS_FILE:
             chain, found = check_file(file)
             report.problems.extend(found)
-            if chain is not None:
+            # A broken providers.yaml is reported once, above, not again as a cascade of
+            # "undeclared provider" warnings for the providers it meant to declare.
+            if chain is not None and not broken_providers_file:
                 report.warnings.extend(_provider_warnings(chain, file, sorted(declared)))
     return report

@@ -87,3 +87,54 @@ def test_a_refused_connection_reads_the_same_sync_and_async(monkeypatch):
         _, async_meta = asyncio.run(manager.agenerate_response("hi", provider="claude"))
     assert sync_meta.provider_attempts[0]["message"] == "claude: connection refused"
     assert async_meta.provider_attempts[0]["message"] == "claude: connection refused"
+
+
+def _folder_with_a_typo(tmp_path):
+    folder = tmp_path / "chains"
+    folder.mkdir()
+    (folder / "default.yaml").write_text("steps: [deepseek, claud]\n")
+    return folder
+
+
+def test_validate_strict_fails_on_warnings(tmp_path):
+    folder = _folder_with_a_typo(tmp_path)
+    lenient = run_cli("validate", str(folder))
+    strict = run_cli("validate", "--strict", "--chains", str(folder))
+    assert lenient.returncode == 0 and "did you mean 'claude'" in lenient.stdout
+    assert strict.returncode == 1 and "--strict" in strict.stderr
+
+
+def test_simulate_and_explain_treat_an_undeclared_provider_as_a_real_call_does(tmp_path):
+    import json
+
+    folder = _folder_with_a_typo(tmp_path)
+    result = run_cli(
+        "simulate",
+        "direct",
+        "--outcomes",
+        "deepseek=retryable:503",
+        "--chains",
+        str(folder),
+        "--json",
+    )
+    attempts = json.loads(result.stdout)["meta"]["provider_attempts"]
+    assert [(a["provider"], a["error_code"]) for a in attempts] == [
+        ("deepseek", "503"),
+        ("claud", "provider_not_found"),
+    ]
+    assert result.returncode == 1
+    explained = run_cli("explain", "direct", "--code", "503", "--chains", str(folder)).stdout
+    assert "provider 'claud' is not declared: every call ends provider_not_found" in explained
+
+
+def test_a_broken_providers_file_is_reported_once(tmp_path):
+    folder = tmp_path / "chains"
+    folder.mkdir()
+    (folder / "default.yaml").write_text("steps: [groq]\n")
+    (folder / "providers.yaml").write_text(
+        "providers:\n  groq: {kind: openai, base_url: http://x}\n"
+    )
+    result = run_cli("validate", str(folder))
+    assert result.returncode == 1
+    assert "a new provider needs model" in result.stdout
+    assert "neither built in nor declared" not in result.stdout
