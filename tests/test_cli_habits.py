@@ -138,3 +138,37 @@ def test_a_broken_providers_file_is_reported_once(tmp_path):
     assert result.returncode == 1
     assert "a new provider needs model" in result.stdout
     assert "neither built in nor declared" not in result.stdout
+
+
+def test_cost_is_estimated_from_the_price_table(tmp_path, monkeypatch):
+    script = {"claude": [Behaviour("answer", tokens_in=1000, tokens_out=2000)],
+              "groq": [Behaviour("answer", tokens_in=10, tokens_out=10)],
+              "openai": [Behaviour("answer", model="gpt-4.1-mini-2025-04-14", tokens_in=1_000_000, tokens_out=0)]}  # fmt: skip
+    folder = tmp_path / "chains"
+    folder.mkdir()
+    (folder / "default.yaml").write_text("steps: [claude]\n")
+    with Simulator(script) as sim:
+        for name, value in sim.env().items():
+            monkeypatch.setenv(name, value)
+        (folder / "providers.yaml").write_text(
+            "providers:\n"
+            f"  groq: {{kind: openai, base_url: '{sim.base_url('groq')}', model: llama-x}}\n"
+            "  claude: {prices: {claude-sonnet-4-5: {input: 1, output: 2}}}\n"
+        )
+        with LLMManager(config={"chains_dir": str(folder)}) as manager:
+            _, claude = manager.generate_response("hi", provider="claude")
+            _, groq = manager.generate_response("hi", provider="groq")
+            _, openai = manager.generate_response("hi", provider="openai")
+    assert claude.cost_usd_est == (1000 * 1 + 2000 * 2) / 1_000_000  # the file's price wins
+    assert groq.cost_usd_est is None  # no price known for the model: no guess
+    assert openai.cost_usd_est == 0.40  # a dated model is priced as its family
+    assert openai.provider_attempts[0]["cost_usd_est"] == 0.40
+
+
+def test_prices_are_validated(tmp_path):
+    from engine.providers.settings import check_providers_file
+
+    path = tmp_path / "providers.yaml"
+    path.write_text("providers:\n  openai:\n    prices: {gpt-x: {input: -1, outptu: 2}}\n")
+    _, problems = check_providers_file(path)
+    assert problems and all(p.line == 3 for p in problems)

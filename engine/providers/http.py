@@ -272,9 +272,18 @@ class HTTPProvider:
             raise type(exc)(
                 f"{self.name}: {exc}", code=exc.code, provider=self.name, http_status=status
             ) from exc
-        if completion.model:
+        if not completion.model:
+            completion = dataclasses.replace(completion, model=model or self.model)
+        return self._priced(completion)
+
+    def _priced(self, completion: Completion) -> Completion:
+        """The completion with its estimated cost, when the model's price is known."""
+        if completion.cost_usd is not None:
             return completion
-        return dataclasses.replace(completion, model=model or self.model)
+        cost = self._resolved.settings.cost(
+            completion.model, completion.tokens_in, completion.tokens_out
+        )
+        return completion if cost is None else dataclasses.replace(completion, cost_usd=cost)
 
     # -- sync ------------------------------------------------------------------------------
 
@@ -451,7 +460,7 @@ class HTTPProvider:
                     delivered = True
                     paced.at = min(time.monotonic() + timeouts.idle, ends)
                     yield delta
-            yield _with_model(parser.finish(), model or self.model)
+            yield self._priced(_with_model(parser.finish(), model or self.model))
         except (httpx.HTTPError, TimeoutError) as exc:
             raise self._stream_failure(exc, delivered, timeouts, phase) from exc
         except ProviderError as exc:
@@ -502,7 +511,7 @@ class HTTPProvider:
                     delivered = True
                     paced.at = min(time.monotonic() + timeouts.idle, ends)
                     yield delta
-            yield _with_model(parser.finish(), model or self.model)
+            yield self._priced(_with_model(parser.finish(), model or self.model))
         except (httpx.HTTPError, TimeoutError) as exc:
             raise self._stream_failure(exc, delivered, timeouts, phase) from exc
         except ProviderError as exc:

@@ -60,6 +60,15 @@ _NAME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 MAX_RESPONSE_BYTES_CAP: Final = 1 << 30
 
 
+class Price(BaseModel):
+    """A model's price, in US dollars per million tokens."""
+
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True, defer_build=True)
+
+    input: float = Field(ge=0, description="USD per million input tokens.")
+    output: float = Field(ge=0, description="USD per million output tokens.")
+
+
 class ProviderEntry(BaseModel):
     """One provider in a providers file. For a built-in name every key is optional."""
 
@@ -107,6 +116,10 @@ class ProviderEntry(BaseModel):
     retry_budget: RetryBudgetPolicy | None = Field(
         default=None, description="How many same-step retries the provider may get."
     )
+    prices: dict[str, Price] | None = Field(
+        default=None,
+        description="Model -> {input, output} USD per million tokens (cost_usd_est).",
+    )
     async_transport: AsyncTransport | None = Field(
         default=None,
         description="What carries async calls: aiohttp (default; holds up under heavy "
@@ -143,25 +156,59 @@ class ProviderSettings:
     async_transport: AsyncTransport = "aiohttp"
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
     retry_budget: RetryBudgetPolicy = field(default_factory=RetryBudgetPolicy)
+    #: model -> (input, output) USD per million tokens
+    prices: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
+    def cost(self, model: str | None, tokens_in: int, tokens_out: int) -> float | None:
+        """The estimated cost of a reply, or None when the model's price is unknown (the
+        longest known model name the reply's model starts with: "gpt-4.1-mini-2025-04-14"
+        is priced as "gpt-4.1-mini")."""
+        if not model:
+            return None
+        price = self.prices.get(model)
+        if price is None:
+            known = [name for name in self.prices if model.startswith(name)]
+            if not known:
+                return None
+            price = self.prices[max(known, key=len)]
+        return round((tokens_in * price[0] + tokens_out * price[1]) / 1_000_000, 8)
+
+
+#: Engine defaults: list prices (USD per million tokens, input / output) of the built-ins'
+#: usual models when this version was written. Prices change: set yours in providers.yaml.
+_PRICES: Final[Mapping[str, Mapping[str, tuple[float, float]]]] = {
+    "deepseek": {"deepseek-chat": (0.27, 1.10), "deepseek-reasoner": (0.55, 2.19)},
+    "openai": {
+        "gpt-4.1-mini": (0.40, 1.60), "gpt-4.1-nano": (0.10, 0.40), "gpt-4.1": (2.00, 8.00),
+        "gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.50, 10.00),
+    },
+    "claude": {
+        "claude-sonnet-4-5": (3.00, 15.00), "claude-haiku-4-5": (1.00, 5.00),
+        "claude-opus-4-1": (15.00, 75.00),
+    },
+    "ollama": {"": (0.0, 0.0)},  # local: every model is free to run
+}  # fmt: skip
 
 #: The built-in providers, under the names chains use.
 BUILTIN_SETTINGS: Final[Mapping[str, ProviderSettings]] = {
     "deepseek": ProviderSettings(
         "deepseek", "openai", "https://api.deepseek.com", "deepseek-chat",
         api_key_env="DEEPSEEK_API_KEY", base_url_env="DEEPSEEK_BASE_URL",
+        prices=_PRICES["deepseek"],
     ),
     "openai": ProviderSettings(
         "openai", "openai", "https://api.openai.com/v1", "gpt-4.1-mini",
         api_key_env="OPENAI_API_KEY", base_url_env="OPENAI_BASE_URL",
+        prices=_PRICES["openai"],
     ),
     "claude": ProviderSettings(
         "claude", "anthropic", "https://api.anthropic.com", "claude-sonnet-4-5",
         api_key_env="ANTHROPIC_API_KEY", base_url_env="ANTHROPIC_BASE_URL",
+        prices=_PRICES["claude"],
     ),
     "ollama": ProviderSettings(
         "ollama", "ollama", "http://localhost:11434", "llama3.2",
-        base_url_env="OLLAMA_HOST",
+        base_url_env="OLLAMA_HOST", prices=_PRICES["ollama"],
     ),
 }  # fmt: skip
 
@@ -230,6 +277,9 @@ def _merge(name: str, entry: ProviderEntry, base: ProviderSettings | None) -> Pr
         for k in type(entry).model_fields
         if (v := getattr(entry, k)) is not None
     }
+    if "prices" in given:  # added to (or replacing) the built-in prices, model by model
+        own = {m: (p.input, p.output) for m, p in given.pop("prices").items()}
+        given["prices"] = {**(base.prices if base else {}), **own}
     if base is None:
         return ProviderSettings(name=name, **given)
     headers = {**base.headers, **given.pop("headers", {})}
@@ -246,6 +296,7 @@ def _merge(name: str, entry: ProviderEntry, base: ProviderSettings | None) -> Pr
         "async_transport": base.async_transport,
         "breaker": base.breaker,
         "retry_budget": base.retry_budget,
+        "prices": base.prices,
         **given,
     }
     if "base_url" in given and "base_url_env" not in given:
