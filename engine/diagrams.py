@@ -14,7 +14,9 @@ always gives the same bytes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import html
+import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -108,11 +110,26 @@ def _title(chain: Chain) -> str:
     )
 
 
-def _step_lines(step: Step) -> list[str]:
+@functools.lru_cache(maxsize=32)
+def _default_models(folder: str) -> dict[str, str]:
+    """Each provider's default model: the built-ins, with the chain's providers.yaml."""
+    from .providers.settings import BUILTIN_SETTINGS, load_providers_file
+
+    try:
+        settings = load_providers_file(Path(folder)) if folder else dict(BUILTIN_SETTINGS)
+    except TorqError:
+        settings = dict(BUILTIN_SETTINGS)
+    return {name: s.model for name, s in settings.items()}
+
+
+def _step_lines(step: Step, source: str = "") -> list[str]:
     lines = [step.id]
     if step.provider != step.id:
         lines.append(f"provider: {step.provider}")
-    lines.append(f"model: {step.model or 'provider default'}")
+    folder = str(Path(source).parent) if source and Path(source).is_file() else ""
+    default = _default_models(folder).get(step.provider)
+    model = step.model or (f"{default} (its default)" if default else "the provider's default")
+    lines.append(f"model: {model}")
     retries = f"retries: {step.retries}"
     if step.retries:
         retries += " (timeouts too)" if step.retry_timeouts else " (not timeouts)"
@@ -268,7 +285,14 @@ class _ChainDot(_GraphvizGraph):
         self._add_nodes(states, graph)
         graph.edge("start", chain.steps[0].id, color="black")
         self._add_edges(transitions, graph)
-        graph.node("legend", label=_legend_html(), shape="plaintext", style="")
+        graph.node(
+            "legend", label=_legend_html(_highlight is not None), shape="plaintext", style=""
+        )
+        # Every chain's final states in the same place and order: the last rank, top-down.
+        with graph.subgraph(name="finals") as finals:
+            finals.attr(rank="max")
+            for name in FINAL_STATES:
+                finals.node(name)
         return graph
 
     def _add_nodes(self, states: list[dict[str, Any]], container: graphviz.Digraph) -> None:
@@ -281,7 +305,7 @@ class _ChainDot(_GraphvizGraph):
                 container.node(name, label=name, **{**_FINAL_STYLE[name], **taken})
                 continue
             step = machine.chain.by_id[name]
-            lines = _step_lines(step)
+            lines = _step_lines(step, machine.chain.source)
             if machine.traffic is not None:
                 tried, ok, p95 = machine.traffic.steps.get(name, (0, 0, None))
                 rate = f"{ok / tried:.0%} ok of {tried}" if tried else "no attempts"
@@ -321,7 +345,7 @@ LEGEND_NOTES: Final[Mapping[str, str]] = {
 }
 
 
-def _legend_html() -> str:
+def _legend_html(path: bool = False) -> str:
     rows = "".join(
         f'<tr><td align="left"><font color="{colour}">━━ {html.escape(name)}'
         + (f" <i>({html.escape(LEGEND_NOTES[name])})</i>" if name in LEGEND_NOTES else "")
@@ -333,8 +357,8 @@ def _legend_html() -> str:
         '<tr><td align="left"><b>legend</b></td></tr>'
         f"{rows}"
         '<tr><td align="left">╌╌ retry on the same step</td></tr>'
-        '<tr><td align="left"><b>━━</b> path taken (#attempt)</td></tr>'
-        "</table>>"
+        + ('<tr><td align="left"><b>━━</b> path taken (#attempt)</td></tr>' if path else "")
+        + "</table>>"
     )
 
 
@@ -347,23 +371,25 @@ class _ChainMermaid(_MermaidGraph):
         ids = {step.id: f"s{i}" for i, step in enumerate(chain.steps)}
         ids.update({name: name for name in FINAL_STATES})
         title_line = _title(chain).replace("\n", " - ")
-        lines = ["---", f"title: {title_line}", "---", "stateDiagram-v2", "    direction LR"]
+        # A JSON string is a valid YAML double-quoted scalar: ": " in the title stays text.
+        lines = [
+            "---",
+            f"title: {json.dumps(title_line, ensure_ascii=False)}",
+            "---",
+            "stateDiagram-v2",
+            "    direction LR",
+        ]
         for step in chain.steps:
-            label = "<br/>".join(_step_lines(step)).replace('"', "'")
+            label = "<br/>".join(_step_lines(step, chain.source)).replace('"', "'")
             lines.append(f'    state "{label}" as {ids[step.id]}')
         lines.append(f"    [*] --> {ids[chain.steps[0].id]}")
         _states, transitions = self._get_elements()
-        styles: list[str] = []
-        # link 0 is the initial arrow; the chain's edges follow in order
-        for number, edge in enumerate(_drawn_edges(transitions, chain, highlight), 1):
+        # stateDiagram-v2 cannot style one transition (no linkStyle): the label carries the
+        # category, and a path's attempts are numbered on it; the visited states are styled.
+        for edge in _drawn_edges(transitions, chain, highlight):
             lines.append(f"    {ids[edge.source]} --> {ids[edge.dest]}: {edge.label}")
-            width = "4px" if edge.taken else "1.5px"
-            dash = ",stroke-dasharray:4" if edge.retry else ""
-            colour = COLOURS[edge.trigger]
-            styles.append(f"    linkStyle {number} stroke:{colour},stroke-width:{width}{dash}")
         for name in FINAL_STATES:
             lines.append(f"    {name} --> [*]")
-        lines += styles
         for name, style in _FINAL_STYLE.items():
             lines.append(
                 f"    classDef final_{name} fill:{style['fillcolor']},stroke:{style['color']}"

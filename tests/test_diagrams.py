@@ -111,7 +111,11 @@ def test_dot_nodes_and_edges_match_every_chain_exactly(custom):
             label = nodes[step.id]
             assert label.startswith(step.id)
             assert f"timeout: {step.timeout:g} s" in label and f"retries: {step.retries}" in label
-            assert f"model: {step.model or 'provider default'}" in label
+            from engine.providers.settings import BUILTIN_SETTINGS
+
+            builtin = BUILTIN_SETTINGS.get(step.provider)
+            default = f"{builtin.model} (its default)" if builtin else "the provider's default"
+            assert f"model: {step.model or default}" in label
 
 
 def test_custom_jumps_are_drawn_as_written(custom):
@@ -135,11 +139,11 @@ def test_outputs_are_byte_identical_across_runs(custom, graphviz_dot):
 
 def test_mermaid_has_every_edge(custom):
     text = mermaid_source(custom)
-    assert text.startswith("---\ntitle: chain 'custom'")
+    assert text.startswith("---\ntitle: \"chain 'custom'")
     assert "stateDiagram-v2" in text
     arrows = [line for line in text.splitlines() if " --> " in line and "[*]" not in line]
     assert len(arrows) == sum(expected_edges(custom).values())
-    assert "linkStyle" in text
+    assert "linkStyle" not in text  # unsupported in stateDiagram-v2 (mermaid-js #1352)
 
 
 def test_a_runs_path_is_highlighted(custom):
@@ -202,3 +206,39 @@ def test_malformed_corpus_is_rejected_by_the_schema_too():
         data = yaml.load((Path(__file__).parent / "malformed" / f"{name}.yaml").read_text())
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(data, schema)
+
+
+def test_mermaid_parses_in_the_real_mermaid(tmp_path, custom):
+    """Every kind of generated Mermaid (plain, custom routes and retries, a path, the
+    breaker) through the pinned Mermaid parser in Node (tests/mermaid; .ci/run installs it)."""
+    import os
+    import shutil
+    import subprocess
+
+    from conftest import ROOT
+
+    from engine.diagrams import highlight_from_attempts, mermaid_source, render_breaker
+
+    check = ROOT / "tests" / "mermaid"
+    if shutil.which("node") is None or not (check / "node_modules" / "mermaid").is_dir():
+        message = "needs node and `npm ci --prefix tests/mermaid`"
+        if os.environ.get("CI"):
+            pytest.fail(message + ", which .ci/run does")
+        pytest.skip(message)
+    files = []
+    for chain in chains_under_test(custom):
+        path = tmp_path / f"{chain.name}.mmd"
+        path.write_text(mermaid_source(chain))
+        files.append(path)
+    attempts = [{"state": custom.steps[0].id, "category": "retryable", "next": custom.steps[0].id},
+                {"state": custom.steps[0].id, "category": "timeout", "next": "local"}]  # fmt: skip
+    path = tmp_path / "path.mmd"
+    path.write_text(mermaid_source(custom, highlight_from_attempts(attempts)))
+    files.append(path)
+    (tmp_path / "breaker.mmd").write_bytes(render_breaker("mermaid"))
+    files.append(tmp_path / "breaker.mmd")
+    result = subprocess.run(
+        ["node", str(check / "check.mjs"), *map(str, files)], capture_output=True, text=True, timeout=120
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("ok: ") == len(files)
