@@ -154,18 +154,42 @@ class Request:
     behaviour: str
 
 
+def _last_user_text(body: Any) -> str:
+    messages = body.get("messages") if isinstance(body, dict) else None
+    for message in reversed(messages if isinstance(messages, list) else []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            return content if isinstance(content, str) else ""
+    return ""
+
+
 class Script:
-    """Per-provider lists of behaviours, played in order (deterministic)."""
+    """Per-provider lists of behaviours, played in order (deterministic).
+
+    ``prompts`` maps a piece of a prompt to per-provider behaviours of its own: a request
+    whose last user message contains it plays those, so replies follow the prompt, not
+    the order in which requests happen to arrive.
+    """
 
     def __init__(
-        self, providers: Mapping[str, Sequence[Behaviour]] | None = None, *, cycle: bool = False
+        self,
+        providers: Mapping[str, Sequence[Behaviour]] | None = None,
+        *,
+        cycle: bool = False,
+        prompts: Mapping[str, Mapping[str, Sequence[Behaviour]]] | None = None,
     ) -> None:
         self.providers = {name: list(items) for name, items in (providers or {}).items()}
         self.cycle = cycle
         self._next = dict.fromkeys(self.providers, 0)
+        self._prompts = {
+            key: Script(per_provider, cycle=cycle) for key, per_provider in (prompts or {}).items()
+        }
 
-    def take(self, provider: str) -> Behaviour:
-        """The behaviour for the next request to ``provider``."""
+    def take(self, provider: str, prompt: str = "") -> Behaviour:
+        """The behaviour for the next request to ``provider`` (about ``prompt``)."""
+        for key, script in self._prompts.items():
+            if key in prompt and provider in script.providers:
+                return script.take(provider)
         items = self.providers.get(provider) or []
         index = self._next.get(provider, 0)
         self._next[provider] = index + 1
@@ -561,7 +585,7 @@ class Simulator:
             writer.write(_head(404, {"content-type": "application/json"}, len(payload)) + payload)
             await writer.drain()
             return True
-        behaviour = self.script.take(provider)
+        behaviour = self.script.take(provider, _last_user_text(body))
         key_sent = bool(headers.get("authorization") or headers.get("x-api-key"))
         self.requests.append(Request(provider, path, wire, body, key_sent, behaviour.kind))
         model = (body or {}).get("model") if isinstance(body, dict) else None
@@ -688,30 +712,36 @@ class Simulator:
 def demo_script() -> Script:
     """The scenario ``torq-fallback demo`` plays, mode by mode (direct, research,
     code_generation, composition, hierarchical): real fallbacks, a breaker that opens and
-    is skipped, and one abort."""
+    is skipped, and one abort. Replies are chosen by prompt, so a different attempt timeout
+    changes which attempts time out, never which answer a prompt gets."""
     return Script(
-        {
-            "deepseek": [
-                # direct: rate-limited for 30 s: its breaker opens, and every later chain
+        prompts={
+            "What is 2 + 2?": {  # direct
+                # rate-limited for 30 s: deepseek's breaker opens, and every later chain
                 # skips it (circuit_open, no call) instead of asking again
-                Behaviour("rate_limit", retry_after=30),
-            ],
-            "openai": [
-                Behaviour("answer", delay=1.5),  # direct: slower than the 1 s attempt timeout
-                Behaviour("malformed"),  # research: a reply that is not JSON
-                Behaviour("answer", text="def add(a: int, b: int) -> int:\n    return a + b"),
-            ],
-            "claude": [
-                Behaviour("answer", text="2 + 2 = 4."),  # direct
-                Behaviour("overloaded"),  # research: 529
-                Behaviour("context_length"),  # code_generation: prompt too long
-                Behaviour("answer", text="Plan: outline, draft, review."),  # composition
-                Behaviour("refusal"),  # hierarchical: the model refuses, the chain aborts
-            ],
-            "ollama": [
-                Behaviour("answer", text="Three sources agree: the answer is 4."),  # research
-            ],
-        }
+                "deepseek": [Behaviour("rate_limit", retry_after=30)],
+                "openai": [Behaviour("answer", text="4.", delay=1.5)],  # slower than 1 s
+                "claude": [Behaviour("answer", text="2 + 2 = 4.")],
+            },
+            "What do the sources say": {  # research
+                "claude": [Behaviour("overloaded")],  # 529
+                "openai": [Behaviour("malformed")],  # a reply that is not JSON
+                "ollama": [Behaviour("answer", text="Three sources agree: the answer is 4.")],
+            },
+            "Write a Python function": {  # code_generation
+                "claude": [Behaviour("context_length")],  # prompt too long
+                "openai": [
+                    Behaviour("answer", text="def add(a: int, b: int) -> int:\n    return a + b")
+                ],
+            },
+            "Plan an essay": {  # composition
+                "claude": [Behaviour("answer", text="Plan: outline, draft, review.")],
+            },
+            "Split this task": {  # hierarchical
+                "claude": [Behaviour("refusal")],  # the model refuses: the chain aborts
+            },
+        },
+        cycle=True,
     )
 
 

@@ -172,3 +172,11 @@ def test_prices_are_validated(tmp_path):
     path.write_text("providers:\n  openai:\n    prices: {gpt-x: {input: -1, outptu: 2}}\n")
     _, problems = check_providers_file(path)
     assert problems and all(p.line == 3 for p in problems)
+
+
+def test_the_demo_answers_each_prompt_whatever_the_attempt_timeout():
+    for timeout in ("1", "2"):
+        out = run_cli("demo", "--attempt-timeout", timeout).stdout
+        assert "Three sources agree: the answer is 4." in out
+        assert "answer (openai, gpt-4.1-mini): def add(a: int, b: int) -> int:" in out
+        assert "answer (claude, claude-sonnet-4-5): Plan: outline, draft, review." in out
