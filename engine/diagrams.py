@@ -510,22 +510,9 @@ def render_all(
     otherwise return the files written."""
     report: list[str] = []
     expected: set[Path] = set()
-    for name in sorted(chains):
-        for fmt in formats:
-            path = out / f"{name}.{FORMATS[fmt]}"
-            expected.add(path)
-            data = render(chains[name], fmt)
-            if not check:
-                written = write_atomically(path, data)
-                report.append(str(path) if written else f"unchanged: {path}")
-            elif not path.exists():
-                report.append(f"missing: {path}")
-            elif path.read_bytes() != data:
-                report.append(f"stale: {path}")
-    for fmt in formats:  # the breaker machine, beside the chains
-        path = out / f"{BREAKER_DIAGRAM}.{FORMATS[fmt]}"
+
+    def emit(path: Path, data: bytes) -> None:
         expected.add(path)
-        data = render_breaker(fmt)
         if not check:
             written = write_atomically(path, data)
             report.append(str(path) if written else f"unchanged: {path}")
@@ -533,6 +520,12 @@ def render_all(
             report.append(f"missing: {path}")
         elif path.read_bytes() != data:
             report.append(f"stale: {path}")
+
+    for name in sorted(chains):
+        for fmt in formats:
+            emit(out / f"{name}.{FORMATS[fmt]}", render(chains[name], fmt))
+    for fmt in formats:  # the breaker machine, beside the chains
+        emit(out / f"{BREAKER_DIAGRAM}.{FORMATS[fmt]}", render_breaker(fmt))
     if check and out.is_dir():
         suffixes = {f".{FORMATS[fmt]}" for fmt in formats}
         for path in sorted(out.iterdir()):

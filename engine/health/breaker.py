@@ -28,7 +28,15 @@ from transitions import Machine
 
 from .policy import BreakerPolicy
 
-__all__ = ["BREAKER_STATES", "BREAKER_TRANSITIONS", "Admission", "Health", "admit", "record"]
+__all__ = [
+    "BREAKER_STATES",
+    "BREAKER_TRANSITIONS",
+    "Admission",
+    "Health",
+    "admit",
+    "peek",
+    "record",
+]
 
 BREAKER_STATES: Final = ("closed", "open", "half_open")
 #: (trigger, source, dest) of the breaker machine: what runs and what is drawn.
@@ -119,6 +127,15 @@ def _open(
         )
     health.open_until = max(health.open_until, now + wait, now + at_least)
     health.probes = 0
+
+
+def peek(health: Health | None, policy: BreakerPolicy, now: float) -> Admission:
+    """Would a call be admitted now? (Changes nothing: no probe is counted.)"""
+    if health is None or not policy.enabled or health.state == "closed":
+        return Admission(True)
+    if health.state == "open" and now < health.open_until:
+        return Admission(False, retry_in=health.open_until - now, state="open")
+    return Admission(True, probe=True, state=health.state)
 
 
 def admit(health: Health, policy: BreakerPolicy, now: float, *, force: bool = False) -> Admission:

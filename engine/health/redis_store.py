@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ..providers.clients import LoopClients
-from .breaker import Admission, Health, admit, note_request, record, retry_allowed
+from .breaker import Admission, Health, admit, note_request, peek, record, retry_allowed
 from .policy import BreakerPolicy, RetryBudgetPolicy
 from .store import LocalHealthStore
 
@@ -333,16 +333,10 @@ class RedisHealthStore:
 def _peeked(
     values: Sequence[str], policies: Sequence[BreakerPolicy], now: float
 ) -> list[Admission]:
-    out = []
-    for raw, policy in zip(values, policies, strict=True):
-        health = Health.from_dict(json.loads(raw)) if raw else Health()
-        if not policy.enabled or health.state == "closed":
-            out.append(Admission(True))
-        elif health.state == "open" and now < health.open_until:
-            out.append(Admission(False, retry_in=health.open_until - now, state="open"))
-        else:
-            out.append(Admission(True, probe=True, state=health.state))
-    return out
+    return [
+        peek(Health.from_dict(json.loads(raw)) if raw else None, policy, now)
+        for raw, policy in zip(values, policies, strict=True)
+    ]
 
 
 def _recorder(

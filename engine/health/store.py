@@ -12,7 +12,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from .breaker import Admission, Health, admit, note_request, record, retry_allowed
+from .breaker import Admission, Health, admit, note_request, peek, record, retry_allowed
 from .policy import BreakerPolicy, RetryBudgetPolicy
 
 __all__ = ["HealthStore", "LocalHealthStore"]
@@ -64,17 +64,11 @@ class LocalHealthStore:
     def peek(
         self, keys: Sequence[str], policies: Sequence[BreakerPolicy], now: float
     ) -> list[Admission]:
-        out = []
         with self._lock:
-            for key, policy in zip(keys, policies, strict=True):
-                health = self._records.get(key)
-                if health is None or not policy.enabled or health.state == "closed":
-                    out.append(Admission(True))
-                elif health.state == "open" and now < health.open_until:
-                    out.append(Admission(False, retry_in=health.open_until - now, state="open"))
-                else:
-                    out.append(Admission(True, probe=True, state=health.state))
-        return out
+            return [
+                peek(self._records.get(key), policy, now)
+                for key, policy in zip(keys, policies, strict=True)
+            ]
 
     def admit(self, key: str, policy: BreakerPolicy, now: float, force: bool) -> Admission:
         with self._lock:
