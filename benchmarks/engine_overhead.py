@@ -50,7 +50,10 @@ def main() -> None:
     hops = {name: Instant(True) for name in ("deepseek", "openai", "claude")}
     hops["ollama"] = Instant(False)
     manager_ok = LLMManager(config={"providers": ok})
-    manager_hops = LLMManager(config={"providers": hops})
+    # Breakers off for the fallback row: with them on, the failing providers would soon be
+    # skipped without a call, which is a different (cheaper) path; it has its own row.
+    manager_hops = LLMManager(config={"providers": hops, "health": {"backend": "off"}})
+    manager_skips = LLMManager(config={"providers": dict(hops)})
     chain = manager_ok.chain_for("direct")
 
     executor_ok = FallbackExecutor(ok.get)
@@ -68,6 +71,10 @@ def main() -> None:
         (
             "LLMManager.generate_response, 3-hop fallback",
             lambda: manager_hops.generate_response("p"),
+        ),
+        (
+            "LLMManager, 3 open breakers skipped, then answer",
+            lambda: manager_skips.generate_response("p"),
         ),
     ]
     print(f"{'path':48} {'us/request':>10}")

@@ -136,7 +136,11 @@ def scenario(label: str, script: str, names: list[str], requests: int, rounds: i
                 "ANTHROPIC_API_KEY": KEY,
             }
             os.environ.update(env)
-            manager = LLMManager()
+            # Breakers on (the default) for the success path; off for the fallback path: the
+            # raw client makes every call, so the engine must too (with breakers on, the
+            # failing providers would soon be skipped without a call).
+            health = {"backend": "off" if len(names) > 1 else "local"}
+            manager = LLMManager(config={"health": health})
             raw_sync, raw_async = raw_calls(base, names)
             assert manager.generate_response("What is 2+2?")[1].error is None
             assert len(manager.generate_response("w")[1].provider_attempts) == len(names)

@@ -35,7 +35,9 @@ class HealthBackend(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
-    backend: Literal["local", "redis"] = Field(default="local")
+    backend: Literal["local", "redis", "off"] = Field(
+        default="local", description="off: no breakers and no retry budget at all."
+    )
     url: str | None = Field(default=None, min_length=1, description="redis://host:port/db")
     namespace: str = Field(default="torq:health", min_length=1)
     cache_ttl: float = Field(default=0.05, ge=0, description="Seconds a read may be reused.")

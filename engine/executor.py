@@ -223,16 +223,7 @@ class FallbackExecutor:
             self.sinks.emit(RequestStarted(chain.name, meta.mode.value, rt.wall()))
         health = self.health
         force_key: str | None = None
-        if health is not None:
-            keys = [_breaker_key(step) for step in chain.steps]
-            policies = [health.policies(step.provider)[0] for step in chain.steps]
-            # Health keeps wall-clock times: a shared store compares them across processes.
-            admissions = yield _Health("peek", (keys, policies, rt.wall()))
-            if chain.when_all_open == "probe_nearest" and not any(a.allowed for a in admissions):
-                # Every breaker is open: rather than fail without trying, probe the provider
-                # closest to recovery.
-                nearest = min(range(len(keys)), key=lambda i: admissions[i].retry_in)
-                force_key = keys[nearest]
+        looked_all = False  # whether every breaker of the chain was looked at already
         while True:
             step = chain.by_id[state]
             now = rt.monotonic()
@@ -249,11 +240,30 @@ class FallbackExecutor:
             admission: Admission | None = None
             key = _breaker_key(step)
             if health is not None and provider is not None:
-                admission = yield _Health(
-                    "admit", (key, health.policies(step.provider)[0], rt.wall(), key == force_key)
-                )
+                # Health keeps wall-clock times: a shared store compares them across processes.
+                breaker = health.policies(step.provider)[0]
+                admission = yield _Health("admit", (key, breaker, rt.wall(), key == force_key))
                 if key == force_key:
                     force_key = None
+                if (
+                    not admission.allowed
+                    and not looked_all
+                    and not any(a["status"] != "skipped" for a in attempts)
+                    and chain.when_all_open == "probe_nearest"
+                ):
+                    # Nothing tried yet and this one is open: if every breaker of the chain
+                    # is open, probe the provider closest to recovery rather than fail
+                    # without trying. (Only on this rare path are the others looked at.)
+                    looked_all = True
+                    keys = [_breaker_key(s) for s in chain.steps]
+                    policies = [health.policies(s.provider)[0] for s in chain.steps]
+                    admissions = yield _Health("peek", (keys, policies, rt.wall()))
+                    if not any(a.allowed for a in admissions):
+                        nearest = keys[min(range(len(keys)), key=lambda i: admissions[i].retry_in)]
+                        if nearest == key:
+                            admission = yield _Health("admit", (key, breaker, rt.wall(), True))
+                        else:
+                            force_key = nearest
             if provider is None:
                 outcome = coded(
                     "provider_not_found",

@@ -144,12 +144,13 @@ class LLMManager:
         #: Provider health (breakers, retry budgets), shared by every call of this manager
         #: (and, with Redis, by every process using the same Redis).
         self.health = HealthConfig(self._health_store(), self._health_policies)
+        off = self._settings.health is not None and self._settings.health.backend == "off"
         #: The JSONL request log, when config['telemetry'] or TORQ_TELEMETRY_PATH asks.
         self.telemetry: JsonlSink | None = self._telemetry()
         self._executor = FallbackExecutor(
             lambda name: self.get_provider(name),
             runtime,
-            self.health,
+            None if off else self.health,
             Sinks([self.telemetry] if self.telemetry else []),
         )
         self.fallback_executor = self._executor if self.fallback_enabled else None
@@ -257,7 +258,7 @@ class LLMManager:
         if backend is None:
             backend = health_backend(self.chains_dir)
             source = f"{self.chains_dir / 'providers.yaml'}: health"
-        if backend is None or backend.backend == "local":
+        if backend is None or backend.backend in ("local", "off"):
             return LocalHealthStore()
         if not backend.url:
             raise ValueError(f"{source}: backend redis needs a url (redis://host:port/db)")

@@ -204,10 +204,12 @@ __all__ += ["note_request", "retry_allowed"]
 def _count(buckets: dict[int, list[int]], now: float, window: float, second: int) -> None:
     """Add a call to this second's bucket [count, second-counter]; drop buckets outside."""
     current = int(now)
-    horizon = current - int(window)
-    for old in [k for k in buckets if k <= horizon]:
-        del buckets[old]
-    bucket = buckets.setdefault(current, [0, 0])
+    bucket = buckets.get(current)
+    if bucket is None:  # a new second: drop the ones that left the window (once a second)
+        horizon = current - int(window)
+        for old in [k for k in buckets if k <= horizon]:
+            del buckets[old]
+        bucket = buckets[current] = [0, 0]
     bucket[0] += 1
     bucket[1] += second
 
