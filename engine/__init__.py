@@ -32,11 +32,18 @@ from .providers.settings import BUILTIN_SETTINGS, ProviderSettings
 from .request import ChatRequest, Message, Tool, ToolCall
 from .runtime import Runtime
 from .spec import Chain, ChainSpec, Step, chain_json_schema
-from .streaming import AsyncChatStream, ChatStream, Reset, StreamEvent, TextDelta, ToolCallDelta
 
 if TYPE_CHECKING:
     from .diagrams import Highlight, dot_source, highlight_from_attempts, mermaid_source, render
     from .simulator import Behaviour, Script, Simulator
+    from .streaming import (
+        AsyncChatStream,
+        ChatStream,
+        Reset,
+        StreamEvent,
+        TextDelta,
+        ToolCallDelta,
+    )
 
     __version__: str
 
@@ -51,6 +58,12 @@ _LAZY = {
     "Behaviour": "simulator",
     "Script": "simulator",
     "Simulator": "simulator",
+    "AsyncChatStream": "streaming",
+    "ChatStream": "streaming",
+    "Reset": "streaming",
+    "StreamEvent": "streaming",
+    "TextDelta": "streaming",
+    "ToolCallDelta": "streaming",
 }
 
 

@@ -17,7 +17,7 @@ import logging
 import math
 import os
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .classify import Completion
 from .config import (
@@ -50,13 +50,15 @@ from .machine import CompiledChain, compile_chain
 from .meta import ExecutionMode, GenerationMeta
 from .providers.http import HTTPProvider
 from .providers.settings import health_backend, load_providers_file, resolve
-from .reload import ChainReloader
 from .request import ChatRequest, build_request
 from .runtime import Runtime
 from .spec import Chain, ChainSpec, StepSpec, with_order, with_timeout
-from .streaming import AsyncChatStream, ChatStream
 from .telemetry.events import Sink, Sinks
-from .telemetry.jsonl import JsonlSink
+
+if TYPE_CHECKING:  # imported on first use: most applications never stream or reload
+    from .reload import ChainReloader
+    from .streaming import AsyncChatStream, ChatStream
+    from .telemetry.jsonl import JsonlSink
 
 __all__ = ["BUILTIN_PROVIDERS", "MODE_ENV", "LLMManager"]
 
@@ -133,7 +135,7 @@ class LLMManager:
             )
         self.provider_timeout: float | None = self._provider_timeout()
         self.chains: dict[str, CompiledChain] = self._load_chains()
-        self._reloader = ChainReloader(self, self._settings.reload_interval)
+        self._reloader_: ChainReloader | None = None
         if self._settings.reload or _flag(
             "TORQ_CHAINS_RELOAD", os.environ.get("TORQ_CHAINS_RELOAD", "false") or "false"
         ):
@@ -169,7 +171,8 @@ class LLMManager:
 
     def close(self) -> None:
         """Close the providers' HTTP clients and the health store's connections."""
-        self._reloader.stop()
+        if self._reloader_ is not None:
+            self._reloader_.stop()
         for provider in self.providers.values():
             close = getattr(provider, "close", None)
             if callable(close):
@@ -184,7 +187,8 @@ class LLMManager:
 
     async def aclose(self) -> None:
         """Close the providers' HTTP clients, sync and async."""
-        self._reloader.stop()
+        if self._reloader_ is not None:
+            self._reloader_.stop()
         for provider in self.providers.values():
             aclose = getattr(provider, "aclose", None)
             if inspect.iscoroutinefunction(aclose):
@@ -217,6 +221,8 @@ class LLMManager:
             settings = TelemetryConfig(path=os.environ["TORQ_TELEMETRY_PATH"].strip())
         if settings is None:
             return None
+        from .telemetry.jsonl import JsonlSink
+
         return JsonlSink(
             settings.path,
             max_bytes=settings.max_bytes,
@@ -362,6 +368,15 @@ class LLMManager:
             return self._settings.provider_timeout
         raw = os.environ.get("TORQ_PROVIDER_TIMEOUT", "").strip()
         return _positive_seconds("TORQ_PROVIDER_TIMEOUT", raw) if raw else None
+
+    @property
+    def _reloader(self) -> ChainReloader:
+        """Made on first use: most applications never reload."""
+        if self._reloader_ is None:
+            from .reload import ChainReloader
+
+            self._reloader_ = ChainReloader(self, self._settings.reload_interval)
+        return self._reloader_
 
     def reload(self) -> dict[str, Any]:
         """Read the chains directory again: every valid changed chain replaces the running
@@ -618,6 +633,8 @@ class LLMManager:
             messages, system, mode, provider, tools, timeout, use_fallback,
             tool_choice, response_format, tags, params,
         )  # fmt: skip
+        from .streaming import ChatStream
+
         return ChatStream(self._executor, chain, request, meta, seconds)
 
     def astream(
@@ -640,6 +657,8 @@ class LLMManager:
             messages, system, mode, provider, tools, timeout, use_fallback,
             tool_choice, response_format, tags, params,
         )  # fmt: skip
+        from .streaming import AsyncChatStream
+
         return AsyncChatStream(self._executor, chain, request, meta, seconds)
 
     def _create_error_response(self, error: Exception) -> str:

@@ -27,7 +27,6 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
-from httpx_sse import EventSource
 
 from ..classify import Completion
 from ..errors import AIResponseError, ProviderError
@@ -39,7 +38,7 @@ from .mapping import attempt_timeout, error_for_status, error_for_transport
 from .network import deadline, sync_transport
 from .secrets import excerpt, install_log_filter
 from .settings import Resolved
-from .streamwire import STREAM_PARSERS, Delta, TextDelta
+from .streamwire import Delta, StreamParser, TextDelta
 from .timeouts import StreamTimeouts, stream_timeout
 from .wire import WIRES
 
@@ -62,6 +61,12 @@ def _is_stream(response: httpx.Response, wire: str) -> bool:
     if wire == "ollama":
         return "ndjson" in kind or ("json" in kind and not _in_memory(response))
     return "text/event-stream" in kind
+
+
+def _parser(wire: str) -> StreamParser:
+    from .streamwire import STREAM_PARSERS
+
+    return STREAM_PARSERS[wire]()
 
 
 def _with_model(completion: Completion, model: str | None) -> Completion:
@@ -117,6 +122,8 @@ def _events(paced: _Paced, framing: str) -> Iterator[tuple[str, str]]:
     """(event name, data) pairs: SSE parsed by httpx-sse, or NDJSON lines."""
     decoded = httpx.Response(200, headers=_EVENT_STREAM, stream=paced)
     if framing == "sse":
+        from httpx_sse import EventSource  # streams only: not paid by `import engine`
+
         for sse in EventSource(decoded).iter_sse():
             yield sse.event if sse.event != "message" else "", sse.data
     else:
@@ -127,6 +134,8 @@ def _events(paced: _Paced, framing: str) -> Iterator[tuple[str, str]]:
 async def _aevents(paced: _APaced, framing: str) -> AsyncIterator[tuple[str, str]]:
     decoded = httpx.Response(200, headers=_EVENT_STREAM, stream=paced)
     if framing == "sse":
+        from httpx_sse import EventSource
+
         async for sse in EventSource(decoded).aiter_sse():
             yield sse.event if sse.event != "message" else "", sse.data
     else:
@@ -454,7 +463,7 @@ class HTTPProvider:
                 yield whole
                 return
             paced = _Paced(response, reader, first_by)
-            parser = STREAM_PARSERS[self.wire.name]()
+            parser = _parser(self.wire.name)
             for event, data in _events(paced, parser.framing):
                 for delta in parser.feed(event, data):
                     delivered = True
@@ -505,7 +514,7 @@ class HTTPProvider:
                 yield whole
                 return
             paced = _APaced(response, reader, first_by)
-            parser = STREAM_PARSERS[self.wire.name]()
+            parser = _parser(self.wire.name)
             async for event, data in _aevents(paced, parser.framing):
                 for delta in parser.feed(event, data):
                     delivered = True
