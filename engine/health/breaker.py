@@ -20,7 +20,7 @@ the request's fault, and the provider answered.
 
 from __future__ import annotations
 
-import logging
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -47,14 +47,16 @@ BREAKER_TRANSITIONS: Final = (
     ("trip", "half_open", "open"),
 )
 
-logging.getLogger("transitions").setLevel(logging.WARNING)
-_MACHINE: Final = Machine(
-    model=None,
-    states=list(BREAKER_STATES),
-    transitions=[{"trigger": t, "source": s, "dest": d} for t, s, d in BREAKER_TRANSITIONS],
-    initial="closed",
-    auto_transitions=False,
-)
+@functools.cache
+def _machine() -> Machine:
+    """The breaker machine, built once, on first use."""
+    return Machine(
+        model=None,
+        states=list(BREAKER_STATES),
+        transitions=[{"trigger": t, "source": s, "dest": d} for t, s, d in BREAKER_TRANSITIONS],
+        initial="closed",
+        auto_transitions=False,
+    )
 
 
 @dataclass
@@ -109,7 +111,7 @@ class Admission:
 
 
 def _fire(health: Health, trigger: str) -> None:
-    _MACHINE.events[trigger].trigger(health)
+    _machine().events[trigger].trigger(health)
 
 
 def _open(
