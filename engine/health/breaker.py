@@ -47,6 +47,7 @@ BREAKER_TRANSITIONS: Final = (
     ("trip", "half_open", "open"),
 )
 
+
 @functools.cache
 def _machine() -> Machine:
     """The breaker machine, built once, on first use."""
