@@ -86,19 +86,6 @@ _NOT_HEALTH: Final = frozenset(
 )  # fmt: skip
 
 
-def perform_health(health: HealthConfig, action: _Health) -> Any:
-    """Perform a health action synchronously."""
-    return getattr(health.store, action.op)(*action.args)
-
-
-async def aperform_health(health: HealthConfig, action: _Health) -> Any:
-    """Perform a health action from async code (awaiting the store's async twin if any)."""
-    native = getattr(health.store, "a" + action.op, None)
-    if native is not None:
-        return await native(*action.args)
-    return getattr(health.store, action.op)(*action.args)
-
-
 def _model_of(provider: Any, step: Step) -> str | None:
     if step.model is not None:
         return step.model
@@ -142,6 +129,25 @@ class FallbackExecutor:
             )
         )
 
+    def perform(self, action: _Sleep | _Health) -> Any:
+        """Perform an action other than a provider call (every shell shares this)."""
+        if isinstance(action, _Sleep):
+            self.runtime.sleep(action.seconds)
+            return None
+        assert self.health is not None
+        return getattr(self.health.store, action.op)(*action.args)
+
+    async def aperform(self, action: _Sleep | _Health) -> Any:
+        """The async twin of :meth:`perform` (awaiting a store's async twin if it has one)."""
+        if isinstance(action, _Sleep):
+            await self.runtime.asleep(action.seconds)
+            return None
+        assert self.health is not None
+        native = getattr(self.health.store, "a" + action.op, None)
+        if native is not None:
+            return await native(*action.args)
+        return getattr(self.health.store, action.op)(*action.args)
+
     def execute(
         self,
         chain: CompiledChain,
@@ -160,14 +166,10 @@ class FallbackExecutor:
         try:
             while True:
                 action = decisions.send(result)
-                if isinstance(action, _Sleep):
-                    self.runtime.sleep(action.seconds)
-                    result = None
-                elif isinstance(action, _Health):
-                    assert self.health is not None
-                    result = perform_health(self.health, action)
-                else:
+                if isinstance(action, _Call):
                     result = call(action.provider, action.request, action.timeout, action.model)
+                else:
+                    result = self.perform(action)
         except StopIteration as done:
             answer: Completion = done.value
             return answer
@@ -185,16 +187,12 @@ class FallbackExecutor:
         try:
             while True:
                 action = decisions.send(result)
-                if isinstance(action, _Sleep):
-                    await self.runtime.asleep(action.seconds)
-                    result = None
-                elif isinstance(action, _Health):
-                    assert self.health is not None
-                    result = await aperform_health(self.health, action)
-                else:
+                if isinstance(action, _Call):
                     result = await acall(
                         action.provider, action.request, action.timeout, action.model
                     )
+                else:
+                    result = await self.aperform(action)
         except StopIteration as done:
             answer: Completion = done.value
             return answer
@@ -239,9 +237,10 @@ class FallbackExecutor:
             streamed: StreamDone | None = None
             admission: Admission | None = None
             key = _breaker_key(step)
+            if health is not None:
+                breaker, retry_budget = health.policies(step.provider)  # once per attempt
             if health is not None and provider is not None:
                 # Health keeps wall-clock times: a shared store compares them across processes.
-                breaker = health.policies(step.provider)[0]
                 admission = yield _Health("admit", (key, breaker, rt.wall(), key == force_key))
                 if key == force_key:
                     force_key = None
@@ -319,7 +318,6 @@ class FallbackExecutor:
                 # Recorded before the retry budget is asked, so that this attempt counts.
                 code = outcome.error_code
                 failed = None if code in _NOT_HEALTH else outcome.category in _HEALTH_FAILURES
-                breaker, retry_budget = health.policies(step.provider)
                 yield _Health("record", (
                     key, breaker, retry_budget, rt.wall(), failed,
                     admission is not None and admission.probe, outcome.retry_after,
@@ -328,9 +326,7 @@ class FallbackExecutor:
             budget_ok = True
             may_retry = outcome.transient and not is_cut and run.retries_used < step.retries
             if health is not None and may_retry:
-                budget_ok = yield _Health(
-                    "retry_allowed", (key, health.policies(step.provider)[1], rt.wall())
-                )
+                budget_ok = yield _Health("retry_allowed", (key, retry_budget, rt.wall()))
             state = compiled.fire(
                 run, trigger, transient=outcome.transient and not is_cut, bound=bound, now=ended,
                 budget=budget_ok,

@@ -24,16 +24,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from .classify import Completion, classify_result
-from .executor import (
-    FallbackExecutor,
-    StreamDone,
-    _as_request,
-    _Call,
-    _Health,
-    _Sleep,
-    aperform_health,
-    perform_health,
-)
+from .executor import FallbackExecutor, StreamDone, _as_request, _Call
 from .machine import CompiledChain
 from .meta import GenerationMeta
 from .providers.base import acall, call
@@ -55,109 +46,115 @@ class Reset:
 StreamEvent: TypeAlias = TextDelta | ToolCallDelta | Reset
 
 
-def _whole_as_deltas(value: Any) -> list[TextDelta | ToolCallDelta]:
-    """A non-streaming provider's answer as the chunks a stream would have given."""
-    outcome = classify_result(value, None, {})
-    completion = outcome.completion
-    if outcome.category != "success" or completion is None:
-        return []
-    out: list[TextDelta | ToolCallDelta] = [TextDelta(completion.text)] if completion.text else []
-    out += [
-        ToolCallDelta(i, c.id, c.name, c.arguments) for i, c in enumerate(completion.tool_calls)
-    ]
-    return out
+class _Progress:
+    """How far one streamed call got, shared by both pumps (which only do the I/O): the
+    chunks handed over, the time to the first, the text, and the Reset to send first when
+    the call restarts after a cut."""
+
+    def __init__(self, action: _Call) -> None:
+        self.action = action
+        self.started = time.monotonic()
+        self.chunks = 0
+        self.ttft: float | None = None
+        self.texts: list[str] = []
+        self.final: Any = None
+
+    def _reset(self) -> list[StreamEvent]:
+        if not self.action.reset:
+            return []
+        name = getattr(self.action.provider, "name", "") or type(self.action.provider).__name__
+        return [Reset(str(name), "restarted after a cut")]
+
+    def see(self, item: Any) -> list[StreamEvent]:
+        """What to hand the caller for one item from the provider's stream."""
+        if isinstance(item, Completion):
+            self.final = item
+            return []
+        events: list[StreamEvent] = []
+        if self.chunks == 0:
+            self.ttft = time.monotonic() - self.started
+            events = self._reset()
+        self.chunks += 1
+        if isinstance(item, TextDelta):
+            self.texts.append(item.text)
+        events.append(item)
+        return events
+
+    def whole(self, ok: bool, value: Any) -> list[StreamEvent]:
+        """A non-streaming provider's answer, as the chunks a stream would have given."""
+        if not ok:
+            return []
+        outcome = classify_result(value, None, {})
+        completion = outcome.completion
+        if outcome.category != "success" or completion is None:
+            return []
+        deltas: list[TextDelta | ToolCallDelta] = (
+            [TextDelta(completion.text)] if completion.text else []
+        )
+        deltas += [
+            ToolCallDelta(i, c.id, c.name, c.arguments) for i, c in enumerate(completion.tool_calls)
+        ]
+        return [event for delta in deltas for event in self.see(delta)]
+
+    def done(self, ok: bool, value: Any = None) -> StreamDone:
+        """The call's result for the decision core."""
+        text = "".join(self.texts)
+        if ok and value is None:
+            value = self.final if self.final is not None else Completion(text)
+        return StreamDone(ok, value, self.chunks, self.ttft, text)
 
 
-def _provider_name(action: _Call) -> str:
-    return str(getattr(action.provider, "name", "") or type(action.provider).__name__)
+def _kwargs(action: _Call) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"request": action.request, "timeouts": action.stream}
+    if action.model is not None:
+        kwargs["model"] = action.model
+    return kwargs
 
 
 def _pump(action: _Call) -> Generator[StreamEvent, None, StreamDone]:
     """Perform one streamed call: hand its chunks to the caller, return how it went."""
-    assert action.stream is not None
-    started = time.monotonic()
-    chunks, ttft, texts = 0, None, []
+    progress = _Progress(action)
     method = getattr(action.provider, "stream", None)
     if not callable(method):
         ok, value = call(action.provider, action.request, action.timeout, action.model)
-        deltas = _whole_as_deltas(value) if ok else []
-        if deltas and action.reset:
-            yield Reset(_provider_name(action), "restarted after a cut")
-        yield from deltas
-        text = "".join(d.text for d in deltas if isinstance(d, TextDelta))
-        return StreamDone(ok, value, len(deltas), time.monotonic() - started, text)
-    kwargs: dict[str, Any] = {"request": action.request, "timeouts": action.stream}
-    if action.model is not None:
-        kwargs["model"] = action.model
+        yield from progress.whole(ok, value)
+        return progress.done(ok, value)
     items: Iterator[Any] | None = None
-    final: Any = None
     try:
-        items = iter(method(**kwargs))
+        items = iter(method(**_kwargs(action)))
         for item in items:
-            if isinstance(item, Completion):
-                final = item
-                continue
-            if chunks == 0:
-                ttft = time.monotonic() - started
-                if action.reset:
-                    yield Reset(_provider_name(action), "restarted after a cut")
-            chunks += 1
-            if isinstance(item, TextDelta):
-                texts.append(item.text)
-            yield item
+            yield from progress.see(item)
     except Exception as exc:  # classified by the decision core
-        return StreamDone(False, exc, chunks, ttft, "".join(texts))
+        return progress.done(False, exc)
     finally:
         close = getattr(items, "close", None)
         if callable(close):
             close()  # a consumer that stopped early closes the HTTP response here
-    if final is None:
-        final = Completion("".join(texts))
-    return StreamDone(True, final, chunks, ttft, "".join(texts))
+    return progress.done(True)
 
 
 async def _apump(action: _Call, out: list[Any]) -> AsyncGenerator[StreamEvent, None]:
     """The async twin of :func:`_pump`; its result is appended to ``out`` as a StreamDone
     (async generators cannot return values)."""
-    assert action.stream is not None
-    started = time.monotonic()
-    chunks, ttft, texts = 0, None, []
+    progress = _Progress(action)
     method = getattr(action.provider, "astream", None) or getattr(action.provider, "stream", None)
     if not callable(method) or not inspect.isasyncgenfunction(method):
         ok, value = await acall(action.provider, action.request, action.timeout, action.model)
-        deltas = _whole_as_deltas(value) if ok else []
-        if deltas and action.reset:
-            yield Reset(_provider_name(action), "restarted after a cut")
-        for delta in deltas:
-            yield delta
-        text = "".join(d.text for d in deltas if isinstance(d, TextDelta))
-        out.append(StreamDone(ok, value, len(deltas), time.monotonic() - started, text))
+        for event in progress.whole(ok, value):
+            yield event
+        out.append(progress.done(ok, value))
         return
-    kwargs: dict[str, Any] = {"request": action.request, "timeouts": action.stream}
-    if action.model is not None:
-        kwargs["model"] = action.model
-    items = method(**kwargs)
-    final: Any = None
+    items = method(**_kwargs(action))
     try:
         async for item in items:
-            if isinstance(item, Completion):
-                final = item
-                continue
-            if chunks == 0:
-                ttft = time.monotonic() - started
-                if action.reset:
-                    yield Reset(_provider_name(action), "restarted after a cut")
-            chunks += 1
-            if isinstance(item, TextDelta):
-                texts.append(item.text)
-            yield item
-    except Exception as exc:
-        out.append(StreamDone(False, exc, chunks, ttft, "".join(texts)))
+            for event in progress.see(item):
+                yield event
+    except Exception as exc:  # classified by the decision core
+        out.append(progress.done(False, exc))
         return
     finally:
         await items.aclose()  # a consumer that stopped early closes the HTTP response here
-    done = StreamDone(True, final or Completion("".join(texts)), chunks, ttft, "".join(texts))
-    out.append(done)
+    out.append(progress.done(True))
 
 
 class ChatStream:
@@ -192,14 +189,10 @@ class ChatStream:
         try:
             while True:
                 action = decisions.send(result)
-                if isinstance(action, _Sleep):
-                    executor.runtime.sleep(action.seconds)
-                    result = None
-                elif isinstance(action, _Health):
-                    assert executor.health is not None
-                    result = perform_health(executor.health, action)
-                else:
+                if isinstance(action, _Call):
                     result = yield from _pump(action)
+                else:
+                    result = executor.perform(action)
         except StopIteration as done:
             self.completion = done.value
             self.meta.tools_used = [c.name for c in done.value.tool_calls]
@@ -251,13 +244,8 @@ class AsyncChatStream:
         try:
             while True:
                 action = decisions.send(result)
-                if isinstance(action, _Sleep):
-                    await executor.runtime.asleep(action.seconds)
-                    result = None
-                    continue
-                if isinstance(action, _Health):
-                    assert executor.health is not None
-                    result = await aperform_health(executor.health, action)
+                if not isinstance(action, _Call):
+                    result = await executor.aperform(action)
                     continue
                 box: list[Any] = []
                 pump = _apump(action, box)

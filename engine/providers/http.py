@@ -426,9 +426,6 @@ class HTTPProvider:
             return error_for_transport(exc, self.name, phase, self._secrets)
         return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
 
-    def _whole(self, response: httpx.Response, body: bytes, model: str | None) -> Completion:
-        return self._finish(response.status_code, response.headers, body, model)
-
     def stream(
         self, *, request: ChatRequest, timeouts: StreamTimeouts, model: str | None = None
     ) -> Iterator[Delta | Completion]:
@@ -457,7 +454,7 @@ class HTTPProvider:
                         reader.feed(chunk)
                         if reader.full:
                             break
-                whole = self._whole(response, reader.finish(), model)
+                whole = self._finish(response.status_code, response.headers, reader.finish(), model)
                 if whole.text:
                     yield TextDelta(whole.text)  # a server that answered all at once
                 yield whole
@@ -508,7 +505,7 @@ class HTTPProvider:
                             reader.feed(chunk)
                             if reader.full:
                                 break
-                whole = self._whole(response, reader.finish(), model)
+                whole = self._finish(response.status_code, response.headers, reader.finish(), model)
                 if whole.text:
                     yield TextDelta(whole.text)
                 yield whole
