@@ -7,7 +7,10 @@ Format, in short (the default chains under ``chains/`` explain it in comments)::
 
     description: Fast answers.           # optional
     deadline: 120                        # seconds for the whole chain
-    defaults: {timeout: 30, retries: 0}  # for every step
+    on_midstream: fail                   # a stream cut mid-way: fail or restart
+    when_all_open: probe_nearest         # every breaker open: probe_nearest or fail_fast
+    defaults: {timeout: 30, retries: 0}  # for every step (also first_token_timeout,
+                                         # idle_timeout, params: {temperature: ...})
     error_codes: {"404": non_retryable}  # change what a given error code does
     steps:
       - deepseek                         # a provider name is a whole step
