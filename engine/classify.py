@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
 from .errors import AIResponseError, AITimeoutError, ProviderError, TorqError
@@ -49,6 +49,15 @@ class Completion:
     tool_calls: tuple[ToolCall, ...] = ()
     #: ``stop``, ``length``, ``tool_calls``, ``content_filter`` (OpenAI's words), or None.
     finish_reason: str | None = None
+    #: The model's reasoning, when it showed it (DeepSeek's ``reasoning_content``, Claude's
+    #: thinking blocks, Mistral's thinking parts, ...): never part of :attr:`text`.
+    reasoning: str = ""
+    #: Prompt tokens read from the provider's prompt cache, and written to it, as the
+    #: provider reports them (priced apart: see the price table's ``cache_read`` /
+    #: ``cache_write``). OpenAI-style replies count cache reads inside ``tokens_in``
+    #: (``prompt_tokens``); Anthropic's ``input_tokens`` count neither.
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def tokens_total(self) -> int:
@@ -113,6 +122,9 @@ TAXONOMY: Final[Mapping[str, Rule]] = {
     "truncated_response": Rule("retryable", _PROVIDER, True),
     # An error event in the middle of a stream that names no known kind.
     "stream_error": Rule("retryable", _PROVIDER, True),
+    # The model wrote a tool call its server could not parse (Groq's 400 tool_use_failed):
+    # the model failed, not the request; sampling again may succeed.
+    "tool_use_failed": Rule("retryable", _PROVIDER, True),
     "context_length_exceeded": Rule("retryable", _PROVIDER, False),
     # A provider that cannot express the request (a plain one given tools, say): next step.
     "unsupported_request": Rule("retryable", _PROVIDER, False),
@@ -223,12 +235,12 @@ def classify_result(
     """
     calls: tuple[ToolCall, ...] = ()
     finish: str | None = None
+    whole: Completion | None = None
     if isinstance(value, str):
         text, model, tokens_in, tokens_out, cost = value, default_model, 0, 0, None
     elif isinstance(value, Completion):
         text, model = value.text, value.model or default_model
-        tokens_in, tokens_out, cost = value.tokens_in, value.tokens_out, value.cost_usd
-        calls, finish = value.tool_calls, value.finish_reason
+        calls, whole = value.tool_calls, value
     elif isinstance(value, dict):
         return coded("contract_violation", "provider returned a dict instead of text", overrides)
     elif isinstance(getattr(value, "text", None), str):
@@ -248,6 +260,10 @@ def classify_result(
     if _ERROR_TEXT.match(text):
         detail = f"provider returned an error as text: {_short(text)!r}"
         return coded("contract_violation", detail, overrides)
+    if whole is not None:  # kept whole: reasoning, cache tokens and all
+        if whole.model != model:
+            whole = replace(whole, model=model)
+        return Outcome(category="success", completion=whole)
     return Outcome(
         category="success",
         completion=Completion(text, model, tokens_in, tokens_out, cost, calls, finish),

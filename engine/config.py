@@ -81,7 +81,9 @@ class ManagerConfig(BaseModel):
         default=None, min_length=1, description="Provider of the single-provider path."
     )
     health: HealthBackend | None = Field(
-        default=None, description="Where provider health lives: local (default) or redis."
+        default=None,
+        description='Where provider health lives: local (default) or redis; "off", "local" '
+        'or "redis" alone are short for {"backend": ...}.',
     )
     reload: bool = Field(default=False, description="Watch the chains directory and reload.")
     reload_interval: float = Field(
@@ -90,6 +92,12 @@ class ManagerConfig(BaseModel):
     telemetry: TelemetryConfig | None = Field(
         default=None, description="The JSONL request log: {path, max_bytes, backups, ...}."
     )
+
+    @field_validator("health", mode="before")
+    @classmethod
+    def _health_word(cls, value: Any) -> Any:
+        # "off" is short for {"backend": "off"} (and so are "local" and "redis").
+        return {"backend": value} if isinstance(value, str) else value
 
     @field_validator("fallback_enabled", mode="before")
     @classmethod

@@ -233,7 +233,11 @@ class FallbackExecutor:
                     last = _NO_TIME
                 break
             stamp = rt.wall()
-            provider = self.lookup(step.provider)
+            lookup_error: Exception | None = None
+            try:
+                provider = self.lookup(step.provider)  # once per attempt
+            except Exception as exc:
+                provider, lookup_error = None, exc
             streamed: StreamDone | None = None
             admission: Admission | None = None
             key = _breaker_key(step)
@@ -263,7 +267,10 @@ class FallbackExecutor:
                             admission = yield _Health("admit", (key, breaker, rt.wall(), True))
                         else:
                             force_key = nearest
-            if provider is None:
+            if lookup_error is not None:
+                outcome = classify_exception(lookup_error, overrides)
+                model = step.model
+            elif provider is None:
                 outcome = coded(
                     "provider_not_found",
                     f"no provider named '{step.provider}' is registered",
@@ -365,6 +372,7 @@ class FallbackExecutor:
                 break
 
         elapsed_ms = round((rt.monotonic() - started) * 1000)
+        meta.duration_ms = elapsed_ms
         meta.fallback_used = len(attempts) > 1
         meta.fallback_reason = fallback_reason(attempts)
         assert last is not None

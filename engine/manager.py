@@ -422,9 +422,10 @@ class LLMManager:
         compiled = compile_chain(
             rebuild(spec, base, f"single provider '{provider}'", name=f"provider:{provider}")
         )
-        # Only names that resolve to a provider are kept: callers cannot grow the cache with
-        # made-up names, and it stays bounded even with many registered providers.
-        if self.get_provider(provider) is not None:
+        # Only registered names are kept: callers cannot grow the cache with made-up names,
+        # and it stays bounded even with many registered providers. (The registry is read,
+        # not get_provider: an attempt looks its provider up exactly once, at its start.)
+        if provider in self.providers:
             if len(self._single) >= _SINGLE_CACHE:
                 del self._single[next(iter(self._single))]
             self._single[(mode.value, provider)] = compiled

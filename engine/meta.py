@@ -177,6 +177,9 @@ class GenerationMeta:
     tags: dict[str, str] = field(default_factory=dict)
     #: A streamed answer was cut after part of it had been handed over (it is incomplete).
     truncated: bool = False
+    #: The whole call, from entry to return, in milliseconds: every attempt, backoff and
+    #: wait included (``latency_ms`` is the winning attempt's alone).
+    duration_ms: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict of JSON types (the mode as its string value)."""

@@ -98,7 +98,11 @@ def test_text_answer_with_system_history_tools_and_params(
         assert body["messages"][3] == {
             "role": "tool", "content": "18 C, sunny", "tool_call_id": "call_1"}  # fmt: skip
         assert body["tools"] == [WEATHER]
-        assert (body["temperature"], body["max_tokens"], body["stop"]) == (0.2, 100, ["\n\n"])
+        # OpenAI itself is sent max_completion_tokens (its reasoning models refuse
+        # max_tokens); other OpenAI-compatible endpoints keep max_tokens.
+        limit = "max_completion_tokens" if provider == "openai" else "max_tokens"
+        assert "max_tokens" not in body or limit == "max_tokens"
+        assert (body["temperature"], body[limit], body["stop"]) == (0.2, 100, ["\n\n"])
     elif wire == "anthropic":
         assert body["system"] == "Be brief."
         assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user", "user"]
@@ -190,7 +194,8 @@ def test_step_params_fill_in_and_call_params_win(sim, monkeypatch, tmp_path):
     manager = manager_at(sim, monkeypatch, tmp_path, chain)
     manager.chat([{"role": "user", "content": "hi"}])
     body = sim.requests[-1].body
-    assert (body["temperature"], body["max_tokens"], body["stop"]) == (0.1, 70, ["END"])
+    # the chain's max_tokens, sent to OpenAI under the name it takes
+    assert (body["temperature"], body["max_completion_tokens"], body["stop"]) == (0.1, 70, ["END"])
     manager.chat([{"role": "user", "content": "hi"}], temperature=0.9)
     assert sim.requests[-1].body["temperature"] == 0.9
 

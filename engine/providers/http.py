@@ -24,7 +24,7 @@ import json
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 
 import httpx
 
@@ -34,11 +34,12 @@ from ..request import ChatRequest
 from .body import ACCEPT_ENCODING, ERROR_BODY_BYTES, BodyReader
 from .bulkhead import Bulkhead
 from .clients import LoopClients
-from .mapping import attempt_timeout, error_for_status, error_for_transport
+from .framing import EventReader
+from .mapping import attempt_timeout, error_for_event, error_for_status, error_for_transport
 from .network import deadline, sync_transport
 from .secrets import excerpt, install_log_filter
 from .settings import Resolved
-from .streamwire import Delta, StreamParser, TextDelta
+from .streamwire import STREAM_PARSERS, Delta, ErrorEvent, StreamParser, deltas_of
 from .timeouts import StreamTimeouts, stream_timeout
 from .wire import WIRES
 
@@ -58,15 +59,58 @@ def _in_memory(response: httpx.Response) -> bool:
 
 def _is_stream(response: httpx.Response, wire: str) -> bool:
     kind = response.headers.get("content-type", "")
-    if wire == "ollama":
-        return "ndjson" in kind or ("json" in kind and not _in_memory(response))
-    return "text/event-stream" in kind
+    return "ndjson" in kind if wire == "ollama" else "text/event-stream" in kind
+
+
+def _is_event_body(headers: httpx.Headers) -> bool:
+    """Whether a whole reply is a stream of events (a server that streams although it was
+    not asked to): it is then read by the stream parser, to the same answer."""
+    kind = headers.get("content-type", "")
+    return "text/event-stream" in kind or "ndjson" in kind
 
 
 def _parser(wire: str) -> StreamParser:
-    from .streamwire import STREAM_PARSERS
-
     return STREAM_PARSERS[wire]()
+
+
+def _feed_events(parser: StreamParser, events: EventReader, data: bytes) -> Iterator[Delta]:
+    """The deltas of the next piece of a stream's body, up to its end marker."""
+    for event, payload in events.feed(data):
+        yield from parser.feed(event, payload)
+        if parser.ended:
+            return
+
+
+def _close_events(parser: StreamParser, events: EventReader) -> Iterator[Delta]:
+    """The deltas of what was pending when the body ended."""
+    for event, payload in events.close():
+        yield from parser.feed(event, payload)
+        if parser.ended:
+            return
+
+
+def _read_events(
+    parser: StreamParser, events: EventReader, chunks: Iterable[bytes]
+) -> Iterator[Delta]:
+    """The deltas of a stream's body, read up to its end marker and never past it."""
+    for data in chunks:
+        yield from _feed_events(parser, events, data)
+        if parser.ended:
+            return
+    yield from _close_events(parser, events)
+
+
+async def _aread_events(
+    parser: StreamParser, events: EventReader, chunks: AsyncIterator[bytes]
+) -> AsyncIterator[Delta]:
+    """The async twin of :func:`_read_events`."""
+    async for data in chunks:
+        for delta in _feed_events(parser, events, data):
+            yield delta
+        if parser.ended:
+            return
+    for delta in _close_events(parser, events):
+        yield delta
 
 
 def _with_model(completion: Completion, model: str | None) -> Completion:
@@ -115,32 +159,26 @@ class _APaced(httpx.AsyncByteStream):
                 yield data
 
 
-_EVENT_STREAM = {"content-type": "text/event-stream"}
+class _EventBody:
+    """A whole reply that is a stream of events, read as it arrives and only up to its end
+    marker (a server may hold the connection open after it)."""
 
+    def __init__(self, wire: str, provider: str) -> None:
+        self.parser = _parser(wire)
+        self.events = EventReader(self.parser.framing, provider)
 
-def _events(paced: _Paced, framing: str) -> Iterator[tuple[str, str]]:
-    """(event name, data) pairs: SSE parsed by httpx-sse, or NDJSON lines."""
-    decoded = httpx.Response(200, headers=_EVENT_STREAM, stream=paced)
-    if framing == "sse":
-        from httpx_sse import EventSource  # streams only: not paid by `import engine`
+    def feed(self, data: bytes) -> bool:
+        """Read the next decoded bytes; true once the end marker was read."""
+        for _ in _feed_events(self.parser, self.events, data):
+            pass
+        return self.parser.ended
 
-        for sse in EventSource(decoded).iter_sse():
-            yield sse.event if sse.event != "message" else "", sse.data
-    else:
-        for line in decoded.iter_lines():
-            yield "", line
-
-
-async def _aevents(paced: _APaced, framing: str) -> AsyncIterator[tuple[str, str]]:
-    decoded = httpx.Response(200, headers=_EVENT_STREAM, stream=paced)
-    if framing == "sse":
-        from httpx_sse import EventSource
-
-        async for sse in EventSource(decoded).aiter_sse():
-            yield sse.event if sse.event != "message" else "", sse.data
-    else:
-        async for line in decoded.aiter_lines():
-            yield "", line
+    def close(self) -> Completion:
+        """The answer (the body ended, or its end marker was read)."""
+        if not self.parser.ended:
+            for _ in _close_events(self.parser, self.events):
+                pass
+        return self.parser.finish()
 
 
 class HTTPProvider:
@@ -244,6 +282,9 @@ class HTTPProvider:
             data = self.wire.body(request, model or self.model)
         except ProviderError as exc:
             raise ProviderError(f"{self.name}: {exc}", code=exc.code, provider=self.name) from None
+        field = self._resolved.settings.max_tokens_field
+        if field != "max_tokens" and "max_tokens" in data and self.wire.name == "openai":
+            data[field] = data.pop("max_tokens")
         if stream:
             data["stream"] = True
             if self.wire.name == "openai":  # the token counts come in a last chunk
@@ -259,11 +300,48 @@ class HTTPProvider:
             return BodyReader(limit, encoding, self.name, truncate=True)
         return BodyReader(self.max_response_bytes, encoding, self.name)
 
+    def _owned(self, exc: BaseException, status: int | None) -> BaseException:
+        """An outcome raised while reading a reply, named after this provider and carrying
+        the reply's status (error events mapped as the same error sent as a reply)."""
+        if isinstance(exc, ErrorEvent):
+            return error_for_event(exc.payload, self.wire, self.name, self._secrets, status)
+        if isinstance(exc, ProviderError | AIResponseError):
+            if exc.provider is None:
+                return type(exc)(
+                    f"{self.name}: {exc}", code=exc.code, provider=self.name, http_status=status
+                )
+            exc.http_status = status
+        return exc
+
+    def _event_body(self, response: httpx.Response) -> _EventBody | None:
+        """A reader for a successful reply that is a stream of events, else None."""
+        if response.status_code >= 300 or not _is_event_body(response.headers):
+            return None
+        return _EventBody(self.wire.name, self.name)
+
+    def _read_event_body(
+        self, status: int, body: _EventBody | bytes, model: str | None
+    ) -> Completion:
+        try:
+            if isinstance(body, bytes):
+                whole = _EventBody(self.wire.name, self.name)
+                whole.feed(body)
+                body = whole
+            completion = body.close()
+        except (ErrorEvent, ProviderError, AIResponseError) as exc:
+            owned = self._owned(exc, status)
+            if owned is exc:
+                raise
+            raise owned from None
+        return self._priced(_with_model(completion, model or self.model))
+
     def _finish(
         self, status: int, headers: httpx.Headers, body: bytes, model: str | None
     ) -> Completion:
         if status >= 300:
             raise error_for_status(status, headers, body, self.wire, self.name, self._secrets)
+        if _is_event_body(headers):
+            return self._read_event_body(status, body, model)
         try:
             data = json.loads(body)
         except (ValueError, RecursionError) as exc:
@@ -290,7 +368,12 @@ class HTTPProvider:
         if completion.cost_usd is not None:
             return completion
         cost = self._resolved.settings.cost(
-            completion.model, completion.tokens_in, completion.tokens_out
+            completion.model,
+            completion.tokens_in,
+            completion.tokens_out,
+            completion.cache_read_tokens,
+            completion.cache_write_tokens,
+            cache_in_input=self.wire.name != "anthropic",
         )
         return completion if cost is None else dataclasses.replace(completion, cost_usd=cost)
 
@@ -332,8 +415,13 @@ class HTTPProvider:
                 phase = "body"
                 try:
                     reader = self._reader(response)
+                    events = self._event_body(response)
                     chunks = [response.content] if _in_memory(response) else response.iter_raw()
                     for chunk in chunks:
+                        if events is not None:
+                            if events.feed(reader.take(chunk)):
+                                break  # the end marker: nothing after it is read
+                            continue
                         reader.feed(chunk)
                         if reader.full:
                             break
@@ -346,8 +434,12 @@ class HTTPProvider:
         except ProviderError as exc:
             exc.http_status = response.status_code
             raise
+        except (ErrorEvent, AIResponseError) as exc:
+            raise self._owned(exc, response.status_code) from None
         finally:
             self.bulkhead.release()
+        if events is not None:
+            return self._read_event_body(response.status_code, events, model)
         return self._finish(response.status_code, response.headers, reader.finish(), model)
 
     # -- async -----------------------------------------------------------------------------
@@ -392,10 +484,18 @@ class HTTPProvider:
                 phase = "body"
                 try:
                     reader = self._reader(response)
+                    events = self._event_body(response)
                     if _in_memory(response):
-                        reader.feed(response.content)
+                        if events is not None:
+                            events.feed(reader.take(response.content))
+                        else:
+                            reader.feed(response.content)
                     else:
                         async for chunk in response.aiter_raw():
+                            if events is not None:
+                                if events.feed(reader.take(chunk)):
+                                    break  # the end marker: nothing after it is read
+                                continue
                             reader.feed(chunk)
                             if reader.full:
                                 break
@@ -408,8 +508,12 @@ class HTTPProvider:
         except ProviderError as exc:
             exc.http_status = response.status_code
             raise
+        except (ErrorEvent, AIResponseError) as exc:
+            raise self._owned(exc, response.status_code) from None
         finally:
             self.bulkhead.release()
+        if events is not None:
+            return self._read_event_body(response.status_code, events, model)
         return self._finish(response.status_code, response.headers, reader.finish(), model)
 
     # -- streaming -------------------------------------------------------------------------
@@ -455,23 +559,28 @@ class HTTPProvider:
                         if reader.full:
                             break
                 whole = self._finish(response.status_code, response.headers, reader.finish(), model)
-                if whole.text:
-                    yield TextDelta(whole.text)  # a server that answered all at once
+                yield from deltas_of(whole)  # a server that answered all at once
                 yield whole
                 return
             paced = _Paced(response, reader, first_by)
             parser = _parser(self.wire.name)
-            for event, data in _events(paced, parser.framing):
-                for delta in parser.feed(event, data):
+            events = EventReader(parser.framing, self.name)
+            try:
+                for delta in _read_events(parser, events, paced):
                     delivered = True
                     paced.at = min(time.monotonic() + timeouts.idle, ends)
                     yield delta
+            except (httpx.HTTPError, TimeoutError):
+                if not parser.complete:  # the completion signal came: the answer is whole
+                    raise
             yield self._priced(_with_model(parser.finish(), model or self.model))
         except (httpx.HTTPError, TimeoutError) as exc:
             raise self._stream_failure(exc, delivered, timeouts, phase) from exc
-        except ProviderError as exc:
-            exc.http_status = response.status_code if response is not None else None
-            raise
+        except (ErrorEvent, ProviderError, AIResponseError) as exc:
+            owned = self._owned(exc, response.status_code if response is not None else None)
+            if owned is exc:
+                raise
+            raise owned from None
         finally:
             if response is not None:
                 response.close()
@@ -506,23 +615,29 @@ class HTTPProvider:
                             if reader.full:
                                 break
                 whole = self._finish(response.status_code, response.headers, reader.finish(), model)
-                if whole.text:
-                    yield TextDelta(whole.text)
+                for delta in deltas_of(whole):
+                    yield delta
                 yield whole
                 return
             paced = _APaced(response, reader, first_by)
             parser = _parser(self.wire.name)
-            async for event, data in _aevents(paced, parser.framing):
-                for delta in parser.feed(event, data):
+            events = EventReader(parser.framing, self.name)
+            try:
+                async for delta in _aread_events(parser, events, aiter(paced)):
                     delivered = True
                     paced.at = min(time.monotonic() + timeouts.idle, ends)
                     yield delta
+            except (httpx.HTTPError, TimeoutError):
+                if not parser.complete:  # the completion signal came: the answer is whole
+                    raise
             yield self._priced(_with_model(parser.finish(), model or self.model))
         except (httpx.HTTPError, TimeoutError) as exc:
             raise self._stream_failure(exc, delivered, timeouts, phase) from exc
-        except ProviderError as exc:
-            exc.http_status = response.status_code if response is not None else None
-            raise
+        except (ErrorEvent, ProviderError, AIResponseError) as exc:
+            owned = self._owned(exc, response.status_code if response is not None else None)
+            if owned is exc:
+                raise
+            raise owned from None
         finally:
             if response is not None:
                 await response.aclose()

@@ -24,18 +24,45 @@ from .wire import ErrorInfo, Wire
 
 OutcomeError = ProviderError | AITimeoutError | AIResponseError
 
-__all__ = ["RETRY_AFTER_CAP", "error_for_status", "error_for_transport", "redact", "retry_after"]
+__all__ = [
+    "RETRY_AFTER_CAP",
+    "error_for_event",
+    "error_for_status",
+    "error_for_transport",
+    "redact",
+    "retry_after",
+]
 
 #: Longest Retry-After taken from a server, in seconds (a chain's backoff_max decides
 #: whether waiting that long is worth it).
 RETRY_AFTER_CAP: Final = 300.0
 
+# Every wording of "the request does not fit the model's context" the providers use:
+# OpenAI, DeepSeek, vLLM ("This model's maximum context length is N tokens"), OpenRouter
+# ("This endpoint's maximum context length"), Anthropic ("prompt is too long: N tokens > M
+# maximum", "input length and `max_tokens` exceed context limit: a + b > c"), Mistral
+# ("too large for model with N maximum context length"), Groq ("Please reduce the length of
+# the messages or completion"), Ollama ("input length exceeds the context length"), xAI
+# ("maximum prompt length is N"), Gemini's OpenAI endpoint ("input token count ... exceeds
+# the maximum number of tokens allowed"), text-generation-inference ("`inputs` tokens +
+# `max_new_tokens` must be <= N").
 _CONTEXT: Final = re.compile(
-    r"context.length|maximum context|prompt is too long|too many tokens|context window",
+    r"context.length|context.limit|context.window|maximum context|prompt is too long"
+    r"|too many tokens|exceeds? (?:the )?(?:model'?s? )?(?:maximum )?context"
+    r"|maximum (?:prompt|input) length|reduce the length of the (?:messages|prompt|input)"
+    r"|input token count.{0,40}exceeds the maximum|tokens \+ `?max_new_tokens`? must be"
+    r"|input (?:is )?too long for (?:the )?model",
     re.IGNORECASE,
 )
+_UNSUPPORTED: Final = re.compile(
+    r"does not support (?:tools|thinking|images|vision|insert|structured outputs)",
+    re.IGNORECASE,
+)
+# Out of money, not out of rate (a rate-limit message may link a billing page: that is not
+# a quota error).
 _QUOTA: Final = re.compile(
-    r"insufficient.(?:balance|quota)|exceeded your current quota|credit balance|billing",
+    r"insufficient.(?:balance|quota|credits?)|exceeded your current quota|credit balance"
+    r"|billing (?:hard )?limit|requires more credits|can only afford",
     re.IGNORECASE,
 )
 _QUOTA_CODES: Final = frozenset(
@@ -101,7 +128,7 @@ def error_for_status(
     detail = excerpt(said, _MESSAGE_LIMIT, secrets)
     message = f"{provider}: HTTP {status}" + (f": {detail}" if detail else "")
     kinds = {info.type, info.code}
-    kind, code = _status_outcome(status, kinds, info.message)
+    kind, code = _status_outcome(status, kinds, said)
     return kind(
         message,
         code=code,
@@ -118,15 +145,72 @@ def _status_outcome(
     if kinds & _FILTER_CODES:
         return AIResponseError, "content_filter"
     if status == 413 or (
-        status == 400 and ("context_length_exceeded" in kinds or _CONTEXT.search(text))
+        status in (400, 422)
+        and (
+            kinds & {"context_length_exceeded", "string_above_max_length"} or _CONTEXT.search(text)
+        )
     ):
         return ProviderError, "context_length_exceeded"
+    if status == 400 and _UNSUPPORTED.search(text):
+        # The model cannot do what was asked (Ollama: "... does not support tools"):
+        # another provider may well be able to.
+        return ProviderError, "unsupported_request"
+    if "tool_use_failed" in kinds:
+        # The model wrote a tool call its server could not parse (Groq): the model failed,
+        # not the request; sampled again, or on another model, it may well succeed.
+        return ProviderError, "tool_use_failed"
     if status == 402 or kinds & _QUOTA_CODES or (status in (400, 403, 429) and _QUOTA.search(text)):
         return ProviderError, "insufficient_quota"
     if status in (400, 422):
         return AIResponseError, str(status)
     # Known statuses keep their number as code; unknown ones are recorded as they are.
     return ProviderError, str(status) if status >= 400 else f"http_{status}"
+
+
+#: The HTTP status an error event's type stands for (a stream's error event has no status
+#: line of its own; the same error sent as an HTTP reply would have had this one).
+_EVENT_STATUS: Final = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "rate_limit_exceeded": 429,
+    "insufficient_quota": 429,
+    "billing_error": 402,
+    "api_error": 500,
+    "server_error": 500,
+    "internal_server_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+def error_for_event(
+    payload: object,
+    wire: Wire,
+    provider: str,
+    secrets: Iterable[str] = (),
+    http_status: int | None = 200,
+) -> OutcomeError:
+    """The outcome of an error event inside a stream: read as the same error sent as an
+    HTTP reply would be (one reply, one reading); an event that names no known kind is
+    ``stream_error``. ``http_status`` is the reply's own (recorded, not used to classify)."""
+    info = wire.error(payload)
+    status = info.status or _EVENT_STATUS.get(info.type) or _EVENT_STATUS.get(info.code, 0)
+    detail = excerpt(info.message, _MESSAGE_LIMIT, secrets)
+    named = info.type or info.code
+    message = f"{provider}: stream error" + (f" {named}" if named else "")
+    message += f": {detail}" if detail else ""
+    kind: type[ProviderError] | type[AIResponseError] = ProviderError
+    if status:
+        kind, code = _status_outcome(status, {info.type, info.code}, info.message)
+    elif _CONTEXT.search(info.message):
+        code = "context_length_exceeded"
+    else:
+        code = "stream_error"
+    return kind(message, code=code, provider=provider, http_status=http_status)
 
 
 def error_for_transport(

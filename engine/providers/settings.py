@@ -54,6 +54,7 @@ __all__ = [
 PROVIDERS_FILE: Final = "providers.yaml"
 Kind = Literal["openai", "anthropic", "ollama"]
 AsyncTransport = Literal["aiohttp", "httpx"]
+MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
 _ENV_REF: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 #: Largest ``max_response_bytes`` a providers file may set (1 GiB).
@@ -67,6 +68,18 @@ class Price(BaseModel):
 
     input: float = Field(ge=0, description="USD per million input tokens.")
     output: float = Field(ge=0, description="USD per million output tokens.")
+    cache_read: float | None = Field(
+        default=None,
+        ge=0,
+        description="USD per million prompt tokens read from the provider's prompt cache "
+        "(default: the input price).",
+    )
+    cache_write: float | None = Field(
+        default=None,
+        ge=0,
+        description="USD per million prompt tokens written to the prompt cache (Anthropic; "
+        "default: the input price).",
+    )
 
 
 class ProviderEntry(BaseModel):
@@ -125,6 +138,13 @@ class ProviderEntry(BaseModel):
         description="What carries async calls: aiohttp (default; holds up under heavy "
         "concurrency) or httpx (its own pool).",
     )
+    max_tokens_field: MaxTokensField | None = Field(
+        default=None,
+        description="How an OpenAI-wire request names its output limit: "
+        "max_completion_tokens (OpenAI itself; its reasoning models refuse max_tokens) or "
+        "max_tokens (the default for other OpenAI-compatible endpoints, which often know "
+        "only that one).",
+    )
 
 
 class ProvidersFile(BaseModel):
@@ -154,15 +174,28 @@ class ProviderSettings:
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     max_queue: int = DEFAULT_MAX_QUEUE
     async_transport: AsyncTransport = "aiohttp"
+    max_tokens_field: MaxTokensField = "max_tokens"
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
     retry_budget: RetryBudgetPolicy = field(default_factory=RetryBudgetPolicy)
-    #: model -> (input, output) USD per million tokens
-    prices: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    #: model -> (input, output, cache read, cache write) USD per million tokens (a cache
+    #: price of None is the input price)
+    prices: Mapping[str, ModelPrice] = field(default_factory=dict)
 
-    def cost(self, model: str | None, tokens_in: int, tokens_out: int) -> float | None:
+    def cost(
+        self,
+        model: str | None,
+        tokens_in: int,
+        tokens_out: int,
+        cache_read: int = 0,
+        cache_write: int = 0,
+        *,
+        cache_in_input: bool = True,
+    ) -> float | None:
         """The estimated cost of a reply, or None when the model's price is unknown (the
         longest known model name the reply's model starts with: "gpt-4.1-mini-2025-04-14"
-        is priced as "gpt-4.1-mini")."""
+        is priced as "gpt-4.1-mini"). Prompt-cache reads and writes are priced at their
+        own rates; ``cache_in_input`` says whether ``tokens_in`` already counts them
+        (OpenAI's ``prompt_tokens`` does, Anthropic's ``input_tokens`` does not)."""
         if not model:
             return None
         price = self.prices.get(model)
@@ -171,22 +204,36 @@ class ProviderSettings:
             if not known:
                 return None
             price = self.prices[max(known, key=len)]
-        return round((tokens_in * price[0] + tokens_out * price[1]) / 1_000_000, 8)
+        plain = tokens_in - cache_read - cache_write if cache_in_input else tokens_in
+        read = price[0] if price[2] is None else price[2]
+        write = price[0] if price[3] is None else price[3]
+        total = max(plain, 0) * price[0] + tokens_out * price[1]
+        total += cache_read * read + cache_write * write
+        return round(total / 1_000_000, 8)
 
 
-#: Engine defaults: list prices (USD per million tokens, input / output) of the built-ins'
-#: usual models when this version was written. Prices change: set yours in providers.yaml.
-_PRICES: Final[Mapping[str, Mapping[str, tuple[float, float]]]] = {
-    "deepseek": {"deepseek-chat": (0.27, 1.10), "deepseek-reasoner": (0.55, 2.19)},
+#: (input, output, cache read, cache write) USD per million tokens; None: the input price.
+ModelPrice = tuple[float, float, float | None, float | None]
+
+#: Engine defaults: list prices (USD per million tokens: input, output, prompt-cache read,
+#: prompt-cache write) of the built-ins' usual models when this version was written.
+#: Prices change: set yours in providers.yaml.
+_PRICES: Final[Mapping[str, Mapping[str, ModelPrice]]] = {
+    "deepseek": {
+        "deepseek-chat": (0.27, 1.10, 0.07, None),
+        "deepseek-reasoner": (0.55, 2.19, 0.14, None),
+    },
     "openai": {
-        "gpt-4.1-mini": (0.40, 1.60), "gpt-4.1-nano": (0.10, 0.40), "gpt-4.1": (2.00, 8.00),
-        "gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.50, 10.00),
+        "gpt-4.1-mini": (0.40, 1.60, 0.10, None), "gpt-4.1-nano": (0.10, 0.40, 0.025, None),
+        "gpt-4.1": (2.00, 8.00, 0.50, None), "gpt-4o-mini": (0.15, 0.60, 0.075, None),
+        "gpt-4o": (2.50, 10.00, 1.25, None),
     },
     "claude": {
-        "claude-sonnet-4-5": (3.00, 15.00), "claude-haiku-4-5": (1.00, 5.00),
-        "claude-opus-4-1": (15.00, 75.00),
+        "claude-sonnet-4-5": (3.00, 15.00, 0.30, 3.75),
+        "claude-haiku-4-5": (1.00, 5.00, 0.10, 1.25),
+        "claude-opus-4-1": (15.00, 75.00, 1.50, 18.75),
     },
-    "ollama": {"": (0.0, 0.0)},  # local: every model is free to run
+    "ollama": {"": (0.0, 0.0, None, None)},  # local: every model is free to run
 }  # fmt: skip
 
 #: The built-in providers, under the names chains use.
@@ -199,7 +246,7 @@ BUILTIN_SETTINGS: Final[Mapping[str, ProviderSettings]] = {
     "openai": ProviderSettings(
         "openai", "openai", "https://api.openai.com/v1", "gpt-4.1-mini",
         api_key_env="OPENAI_API_KEY", base_url_env="OPENAI_BASE_URL",
-        prices=_PRICES["openai"],
+        prices=_PRICES["openai"], max_tokens_field="max_completion_tokens",
     ),
     "claude": ProviderSettings(
         "claude", "anthropic", "https://api.anthropic.com", "claude-sonnet-4-5",
@@ -278,7 +325,10 @@ def _merge(name: str, entry: ProviderEntry, base: ProviderSettings | None) -> Pr
         if (v := getattr(entry, k)) is not None
     }
     if "prices" in given:  # added to (or replacing) the built-in prices, model by model
-        own = {m: (p.input, p.output) for m, p in given.pop("prices").items()}
+        own = {
+            m: (p.input, p.output, p.cache_read, p.cache_write)
+            for m, p in given.pop("prices").items()
+        }
         given["prices"] = {**(base.prices if base else {}), **own}
     if base is None:
         return ProviderSettings(name=name, **given)
@@ -294,6 +344,7 @@ def _merge(name: str, entry: ProviderEntry, base: ProviderSettings | None) -> Pr
         "max_in_flight": base.max_in_flight,
         "max_queue": base.max_queue,
         "async_transport": base.async_transport,
+        "max_tokens_field": base.max_tokens_field,
         "breaker": base.breaker,
         "retry_budget": base.retry_budget,
         "prices": base.prices,

@@ -1,24 +1,60 @@
 """Reading streamed replies: each wire protocol's stream, event by event, into text deltas,
-tool-call deltas and, at its proper end, the whole :class:`~engine.classify.Completion`.
+tool-call deltas, reasoning deltas and, at its proper end, the whole
+:class:`~engine.classify.Completion`.
 
-The parsers are sans-IO: the HTTP provider feeds them Server-Sent Events (OpenAI,
-Anthropic; parsed by ``httpx-sse``) or NDJSON lines (Ollama) and they return what the
-caller may see. A stream that ends without its protocol's end marker (``[DONE]``,
-``message_stop``, ``"done": true``) is ``truncated_response``; an error event is mapped
-like an HTTP error of the same kind; a line that is not JSON is ``malformed_response``.
+The parsers are sans-IO: the HTTP provider splits the body into events
+(:mod:`engine.providers.framing`) and feeds them here; the parsers return what the caller
+may see. One reply, one reading: a stream ends up read exactly as the same answer sent
+whole would be (the same text, tool calls, usage, finish reason and outcome; the checks
+of :func:`~engine.providers.wire.settle` close both).
+
+Where a stream ends is decided by the protocol's own completion signal:
+
+- OpenAI-compatible: ``data: [DONE]``; a stream that delivered every choice's
+  ``finish_reason`` is complete too (its usage, if sent, comes in the chunk after), even
+  when the server never sends ``[DONE]``;
+- Anthropic: ``message_stop``;
+- Ollama: the line with ``"done": true``.
+
+After the end marker nothing more is read (:attr:`StreamParser.ended`). A stream that
+stops before its completion signal is ``truncated_response``. An error event raises
+:class:`ErrorEvent`, which the provider maps like an HTTP error body of the same kind.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
 from ..classify import Completion
 from ..errors import AIResponseError, ProviderError
 from ..request import ToolCall
+from .framing import Framing
+from .wire import (
+    Usage,
+    anthropic_finish,
+    anthropic_usage,
+    content_parts,
+    ollama_finish,
+    openai_usage,
+    reasoning_of,
+    settle,
+)
 
-__all__ = ["STREAM_PARSERS", "StreamParser", "TextDelta", "ToolCallDelta"]
+__all__ = [
+    "STREAM_PARSERS",
+    "AnthropicStream",
+    "Delta",
+    "ErrorEvent",
+    "OllamaStream",
+    "OpenAIStream",
+    "ReasoningDelta",
+    "StreamParser",
+    "TextDelta",
+    "ToolCallDelta",
+    "deltas_of",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +66,8 @@ class TextDelta:
 
 @dataclass(frozen=True, slots=True)
 class ToolCallDelta:
-    """The next piece of tool call number ``index``: its id and name when they first
-    appear, then pieces of its JSON ``arguments``."""
+    """The next piece of tool call number ``index`` (0, 1, ... in the answer's order): its
+    id and name when they first appear, then pieces of its JSON ``arguments``."""
 
     index: int
     id: str | None = None
@@ -39,25 +75,34 @@ class ToolCallDelta:
     arguments: str = ""
 
 
-Delta = TextDelta | ToolCallDelta
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """The next piece of the model's shown reasoning (never part of the answer's text)."""
 
-# An error event's type -> the code an HTTP error of that kind would get.
-_ERROR_CODES: Final = {
-    "overloaded_error": "529",
-    "rate_limit_error": "429",
-    "rate_limit_exceeded": "429",
-    "api_error": "500",
-    "server_error": "500",
-    "insufficient_quota": "insufficient_quota",
-}
+    text: str
 
 
-_ANTHROPIC_FINISH: Final = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "tool_use": "tool_calls",
-}
+Delta = TextDelta | ToolCallDelta | ReasoningDelta
+
+
+class ErrorEvent(Exception):
+    """The stream sent an error event; ``payload`` is its JSON object."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        super().__init__("error event")
+        self.payload = payload
+
+
+def deltas_of(completion: Completion) -> list[Delta]:
+    """The deltas a stream of ``completion`` would have given: what a streamed request
+    answered all at once (plain JSON) hands over, so events and completion agree."""
+    out: list[Delta] = [ReasoningDelta(completion.reasoning)] if completion.reasoning else []
+    if completion.text:
+        out.append(TextDelta(completion.text))
+    out += [
+        ToolCallDelta(i, c.id, c.name, c.arguments) for i, c in enumerate(completion.tool_calls)
+    ]
+    return out
 
 
 @dataclass
@@ -65,16 +110,23 @@ class _Answer:
     """What the stream said so far."""
 
     texts: list[str] = field(default_factory=list)
+    thoughts: list[str] = field(default_factory=list)
     calls: dict[int, list[str]] = field(default_factory=dict)  # index -> [id, name, args...]
     model: str | None = None
-    tokens_in: int = 0
-    tokens_out: int = 0
+    usage: Usage = field(default_factory=Usage)
     finish: str | None = None
+    refusal: list[str] = field(default_factory=list)
 
     def text_delta(self, text: Any) -> list[Delta]:
         if isinstance(text, str) and text:
             self.texts.append(text)
             return [TextDelta(text)]
+        return []
+
+    def reasoning_delta(self, text: Any) -> list[Delta]:
+        if isinstance(text, str) and text:
+            self.thoughts.append(text)
+            return [ReasoningDelta(text)]
         return []
 
     def call_delta(self, index: int, call_id: Any, name: Any, arguments: Any) -> list[Delta]:
@@ -94,14 +146,28 @@ class _Answer:
             return []
         return [ToolCallDelta(index, new_id, new_name, args)]
 
-    def completion(self) -> Completion:
+    def completion(self, wire: str) -> Completion:
+        said = "".join(self.refusal)
+        if said:
+            raise AIResponseError(f"the model refused: {said[:200]}", code="refusal")
         calls = tuple(
             ToolCall(entry[0] or f"call_{index}", entry[1], "".join(entry[2:]) or "{}")
             for index, entry in sorted(self.calls.items())
         )
-        finish = "tool_calls" if calls and self.finish in (None, "stop") else self.finish
-        return Completion(
-            "".join(self.texts), self.model, self.tokens_in, self.tokens_out, None, calls, finish
+        return settle(
+            wire,
+            Completion(
+                "".join(self.texts),
+                self.model,
+                self.usage.tokens_in,
+                self.usage.tokens_out,
+                None,
+                calls,
+                self.finish,
+                "".join(self.thoughts),
+                self.usage.cache_read,
+                self.usage.cache_write,
+            ),
         )
 
 
@@ -119,27 +185,21 @@ def _json(data: str, wire: str) -> Any:
         ) from None
 
 
-def _error_event(wire: str, error: Any) -> ProviderError | AIResponseError:
-    kind, message = "", ""
-    if isinstance(error, dict):
-        kind = str(error.get("type") or error.get("code") or "")
-        message = str(error.get("message") or "")
-    elif isinstance(error, str):
-        message = error
-    code = _ERROR_CODES.get(kind, "stream_error")
-    return ProviderError(
-        f"{wire} stream error{f' {kind}' if kind else ''}: {message[:200]}", code=code
-    )
-
-
 class StreamParser(Protocol):
     """Turns one stream's events into deltas; :meth:`finish` gives the whole answer."""
 
     #: ``sse`` (Server-Sent Events) or ``ndjson`` (a JSON object per line).
-    framing: str
+    framing: Framing
+    #: The end marker was seen: nothing after it is read.
+    ended: bool
 
     def feed(self, event: str, data: str) -> list[Delta]:
         """One event (SSE event name, or "" for NDJSON) and its data."""
+        ...
+
+    @property
+    def complete(self) -> bool:
+        """Whether the protocol's completion signal has arrived (the answer is whole)."""
         ...
 
     def finish(self) -> Completion:
@@ -148,25 +208,38 @@ class StreamParser(Protocol):
 
 
 class _Base:
-    framing = "sse"
+    framing: Framing = "sse"
     wire = ""
 
     def __init__(self) -> None:
         self.answer = _Answer()
         self.ended = False
 
+    @property
+    def complete(self) -> bool:
+        return self.ended
+
     def finish(self) -> Completion:
-        if not self.ended:
+        if not self.complete:
             raise ProviderError(
                 f"{self.wire} stream ended before its end marker", code="truncated_response"
             )
-        return self.answer.completion()
+        return self.answer.completion(self.wire)
 
 
 class OpenAIStream(_Base):
     """``data: {chunk}`` lines, ``data: [DONE]`` at the end; usage in the last chunk."""
 
     wire = "openai"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._open: set[int] = set()  # choices seen without their finish_reason yet
+        self._finished = False
+
+    @property
+    def complete(self) -> bool:
+        return self.ended or (self._finished and not self._open)
 
     def feed(self, event: str, data: str) -> list[Delta]:
         if data.strip() == "[DONE]":
@@ -175,27 +248,28 @@ class OpenAIStream(_Base):
         chunk = _json(data, self.wire)
         if not isinstance(chunk, dict):
             raise ProviderError("openai stream chunk is not an object", code="malformed_response")
-        if "error" in chunk:
-            raise _error_event(self.wire, chunk["error"])
+        if "error" in chunk or event == "error":
+            raise ErrorEvent(chunk)
         answer = self.answer
         answer.model = chunk.get("model") if isinstance(chunk.get("model"), str) else answer.model
-        usage = chunk.get("usage")
-        if isinstance(usage, dict):
-            answer.tokens_in = _int(usage.get("prompt_tokens"))
-            answer.tokens_out = _int(usage.get("completion_tokens"))
+        if isinstance(chunk.get("usage"), dict):
+            answer.usage = openai_usage(chunk["usage"])
+        elif isinstance(chunk.get("x_groq"), dict) and isinstance(
+            chunk["x_groq"].get("usage"), dict
+        ):
+            answer.usage = openai_usage(chunk["x_groq"]["usage"])  # Groq's place for it
         out: list[Delta] = []
         for choice in chunk.get("choices") or []:
-            if not isinstance(choice, dict):
-                continue
+            if not isinstance(choice, dict) or _int(choice.get("index")) != 0:
+                continue  # n > 1 is not asked for: only the first choice is the answer
             delta = choice.get("delta") or {}
-            if choice.get("finish_reason"):
-                answer.finish = str(choice["finish_reason"])
-                if answer.finish == "content_filter":
-                    raise AIResponseError(
-                        "answer withheld by the content filter", code="content_filter"
-                    )
+            self._open.add(0)
             if isinstance(delta, dict):
-                out += answer.text_delta(delta.get("content"))
+                text, thought = content_parts(delta.get("content"), self.wire)
+                out += answer.reasoning_delta(thought or reasoning_of(delta))
+                out += answer.text_delta(text)
+                if isinstance(delta.get("refusal"), str):
+                    answer.refusal.append(delta["refusal"])
                 for call in delta.get("tool_calls") or []:
                     if isinstance(call, dict):
                         function = call.get("function") or {}
@@ -203,54 +277,79 @@ class OpenAIStream(_Base):
                             _int(call.get("index")), call.get("id"),
                             function.get("name"), function.get("arguments"),
                         )  # fmt: skip
+            if choice.get("finish_reason"):
+                answer.finish = str(choice["finish_reason"])
+                self._open.discard(0)
+                self._finished = True
+                if answer.finish == "content_filter":
+                    raise AIResponseError(
+                        "answer withheld by the content filter", code="content_filter"
+                    )
         return out
 
 
 class AnthropicStream(_Base):
-    """``message_start`` ... ``content_block_delta`` ... ``message_stop``; ``error`` events."""
+    """``message_start`` ... ``content_block_delta`` ... ``message_stop``; ``error`` events.
+
+    Only ``tool_use`` blocks are the application's tool calls (numbered 0, 1, ... in the
+    answer); ``server_tool_use``/``mcp_tool_use`` blocks and their results ran at
+    Anthropic and are not handed over. ``message_delta`` carries the cumulative usage."""
 
     wire = "anthropic"
 
     def __init__(self) -> None:
         super().__init__()
-        self._blocks: dict[int, str] = {}  # content block index -> "text" | "tool_use"
+        self._blocks: dict[int, str] = {}  # content block index -> its type
+        self._calls: dict[int, int] = {}  # tool_use block index -> tool call number
 
     def feed(self, event: str, data: str) -> list[Delta]:
         payload = _json(data, self.wire) if data.strip() else {}
-        kind = event or (payload.get("type") if isinstance(payload, dict) else "")
         if not isinstance(payload, dict):
             raise ProviderError(
                 "anthropic stream event is not an object", code="malformed_response"
             )
+        kind = event or payload.get("type") or ""
         answer = self.answer
         if kind == "error":
-            raise _error_event(self.wire, payload.get("error"))
+            raise ErrorEvent(payload)
         if kind == "message_start":
             message = payload.get("message") or {}
-            answer.model = message.get("model") if isinstance(message.get("model"), str) else None
-            answer.tokens_in = _int((message.get("usage") or {}).get("input_tokens"))
+            if isinstance(message, dict):
+                model = message.get("model")
+                answer.model = model if isinstance(model, str) else None
+                answer.usage = anthropic_usage(message.get("usage"))
         elif kind == "content_block_start":
             block = payload.get("content_block") or {}
             index = _int(payload.get("index"))
-            self._blocks[index] = str(block.get("type"))
-            if block.get("type") == "tool_use":
-                return answer.call_delta(index, block.get("id"), block.get("name"), None)
-            return answer.text_delta(block.get("text"))
+            block_type = str(block.get("type")) if isinstance(block, dict) else ""
+            self._blocks[index] = block_type
+            if block_type == "tool_use":
+                number = self._calls.setdefault(index, len(self._calls))
+                return answer.call_delta(number, block.get("id"), block.get("name"), None)
+            if block_type == "text":
+                return answer.text_delta(block.get("text"))
+            if block_type == "thinking":
+                return answer.reasoning_delta(block.get("thinking"))
         elif kind == "content_block_delta":
             delta = payload.get("delta") or {}
-            if delta.get("type") == "text_delta":
+            index = _int(payload.get("index"))
+            block_type = self._blocks.get(index, "")
+            kind_of_delta = delta.get("type") if isinstance(delta, dict) else None
+            if kind_of_delta == "text_delta" and block_type in ("text", ""):
                 return answer.text_delta(delta.get("text"))
-            if delta.get("type") == "input_json_delta":
-                index = _int(payload.get("index"))
-                return answer.call_delta(index, None, None, delta.get("partial_json") or "")
+            if kind_of_delta == "thinking_delta":
+                return answer.reasoning_delta(delta.get("thinking"))
+            if kind_of_delta == "input_json_delta" and block_type == "tool_use":
+                number = self._calls[index]
+                return answer.call_delta(number, None, None, delta.get("partial_json") or "")
         elif kind == "message_delta":
             delta = payload.get("delta") or {}
-            stop = delta.get("stop_reason")
+            stop = delta.get("stop_reason") if isinstance(delta, dict) else None
             if stop == "refusal":
                 raise AIResponseError("the model refused to answer", code="refusal")
             if isinstance(stop, str):
-                answer.finish = _ANTHROPIC_FINISH.get(stop, stop)
-            answer.tokens_out = _int((payload.get("usage") or {}).get("output_tokens"))
+                answer.finish = anthropic_finish(stop)
+            answer.usage = anthropic_usage(payload.get("usage"), answer.usage)
         elif kind == "message_stop":
             self.ended = True
         return []
@@ -259,7 +358,7 @@ class AnthropicStream(_Base):
 class OllamaStream(_Base):
     """One JSON object per line; the last has ``"done": true`` and the token counts."""
 
-    framing = "ndjson"
+    framing: Framing = "ndjson"
     wire = "ollama"
 
     def feed(self, event: str, data: str) -> list[Delta]:
@@ -269,12 +368,17 @@ class OllamaStream(_Base):
         if not isinstance(chunk, dict):
             raise ProviderError("ollama stream line is not an object", code="malformed_response")
         if "error" in chunk:
-            raise _error_event(self.wire, chunk["error"])
+            raise ErrorEvent(chunk)
         answer = self.answer
         answer.model = chunk.get("model") if isinstance(chunk.get("model"), str) else answer.model
         message = chunk.get("message") or {}
-        out = answer.text_delta(message.get("content")) if isinstance(message, dict) else []
+        out: list[Delta] = []
         if isinstance(message, dict):
+            content = message.get("content")
+            if content is not None and not isinstance(content, str):
+                raise ProviderError("ollama stream line has no text", code="malformed_response")
+            out += answer.reasoning_delta(reasoning_of(message))
+            out += answer.text_delta(content)
             for call in message.get("tool_calls") or []:
                 if not isinstance(call, dict):
                     continue
@@ -286,17 +390,16 @@ class OllamaStream(_Base):
                 )  # fmt: skip
         if chunk.get("done") is True:
             self.ended = True
-            answer.finish = str(chunk.get("done_reason") or "stop")
-            answer.tokens_in = _int(chunk.get("prompt_eval_count"))
-            answer.tokens_out = _int(chunk.get("eval_count"))
+            answer.finish = ollama_finish(bool(answer.calls), chunk.get("done_reason"))
+            answer.usage = Usage(
+                _int(chunk.get("prompt_eval_count")), _int(chunk.get("eval_count"))
+            )
         return out
 
 
 #: A fresh parser for each wire protocol's streams.
-STREAM_PARSERS: Final[dict[str, type[StreamParser]]] = {
+STREAM_PARSERS: dict[str, type[StreamParser]] = {
     "openai": OpenAIStream,
     "anthropic": AnthropicStream,
     "ollama": OllamaStream,
 }
-
-__all__ += ["AnthropicStream", "Delta", "OllamaStream", "OpenAIStream"]

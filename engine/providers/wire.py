@@ -25,6 +25,9 @@ class ErrorInfo:
     type: str = ""
     code: str = ""
     message: str = ""
+    #: An HTTP status the body itself names (an error event in a stream has no status line
+    #: of its own: Groq's carry ``status_code``, OpenRouter's a numeric ``code``); 0 if none.
+    status: int = 0
 
 
 class Wire(Protocol):
@@ -75,6 +78,99 @@ def _arguments(raw: Any) -> str:
     if isinstance(raw, str):
         return raw
     return json.dumps(raw if raw is not None else {})
+
+
+def content_parts(content: Any, wire: str) -> tuple[str, str]:
+    """(answer text, reasoning text) of a message's ``content``: a string, or an array of
+    parts (Mistral's ``thinking`` + ``text``, say). Text parts form the answer; reasoning
+    parts are kept apart; other parts (references, images) are not text."""
+    if content is None:
+        return "", ""
+    if isinstance(content, str):
+        return content, ""
+    if not isinstance(content, list):
+        raise _malformed(wire, "a text answer (content is neither text nor parts)")
+    texts: list[str] = []
+    thoughts: list[str] = []
+    for part in content:
+        if isinstance(part, str):
+            texts.append(part)
+        elif isinstance(part, dict):
+            kind = part.get("type")
+            if kind in ("text", "output_text") and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            elif kind in ("thinking", "reasoning"):
+                inner = part.get("thinking", part.get("reasoning", part.get("text")))
+                thoughts.append(inner if isinstance(inner, str) else content_parts(inner, wire)[0])
+    return "".join(texts), "".join(thoughts)
+
+
+def reasoning_of(message: Any) -> str:
+    """Reasoning an OpenAI-compatible message carries beside its content
+    (``reasoning_content``: DeepSeek, vLLM; ``reasoning``: OpenRouter, Groq; ``thinking``:
+    Ollama)."""
+    for key in ("reasoning_content", "reasoning", "thinking"):
+        value = message.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts as the provider reports them (cache tokens: of the prompt, read from
+    or written to the provider's prompt cache)."""
+
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+
+
+def openai_usage(usage: Any) -> Usage:
+    """``usage`` of an OpenAI-compatible reply (``prompt_tokens`` includes cached ones)."""
+    if not isinstance(usage, dict):
+        return Usage()
+    details = usage.get("prompt_tokens_details")
+    cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    return Usage(
+        _int(usage.get("prompt_tokens")),
+        _int(usage.get("completion_tokens")),
+        cached or _int(usage.get("prompt_cache_hit_tokens")),  # DeepSeek's name
+    )
+
+
+def anthropic_usage(usage: Any, base: Usage | None = None) -> Usage:
+    """``usage`` of an Anthropic message (``input_tokens`` excludes cached ones); fields
+    missing here keep ``base``'s (a stream's ``message_delta`` repeats only some)."""
+    base = base or Usage()
+    if not isinstance(usage, dict):
+        return base
+
+    def pick(key: str, old: int) -> int:
+        value = usage.get(key)
+        return _int(value) if isinstance(value, int) else old
+
+    return Usage(
+        pick("input_tokens", base.tokens_in),
+        pick("output_tokens", base.tokens_out),
+        pick("cache_read_input_tokens", base.cache_read),
+        pick("cache_creation_input_tokens", base.cache_write),
+    )
+
+
+def settle(wire: str, completion: Completion) -> Completion:
+    """The checks every reading of a reply ends with, streamed or not: a filtered answer is
+    ``content_filter``; an answer with neither text nor tool calls is not one."""
+    if completion.finish_reason == "content_filter":
+        raise AIResponseError("answer withheld by the content filter", code="content_filter")
+    if not completion.text.strip() and not completion.tool_calls:
+        why = f" (finish_reason {completion.finish_reason})" if completion.finish_reason else ""
+        raise ProviderError(
+            f"{wire} reply has no answer: no text and no tool calls{why}",
+            code="malformed_response",
+        )
+    return completion
 
 
 def _openai_messages(request: ChatRequest, *, ollama: bool = False) -> list[dict[str, Any]]:
@@ -155,23 +251,34 @@ class OpenAIWire:
             )  # fmt: skip
         except (KeyError, TypeError, AttributeError):
             raise _malformed(self.name, "tool_calls[].function.name") from None
-        if not isinstance(content, str) and not (content is None and calls):
-            raise _malformed(self.name, "a text answer")
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-        return Completion(
-            text=content or "",
-            model=_str(data.get("model")) or None,
-            tokens_in=_int(usage.get("prompt_tokens")),
-            tokens_out=_int(usage.get("completion_tokens")),
-            tool_calls=calls,
-            finish_reason=_str(finish) or None,
+        text, reasoning = content_parts(content, self.name)
+        usage = openai_usage(data.get("usage"))
+        return settle(
+            self.name,
+            Completion(
+                text=text,
+                model=_str(data.get("model")) or None,
+                tokens_in=usage.tokens_in,
+                tokens_out=usage.tokens_out,
+                tool_calls=calls,
+                finish_reason=_str(finish) or None,
+                reasoning=reasoning or reasoning_of(message),
+                cache_read_tokens=usage.cache_read,
+            ),
         )
 
     def error(self, data: Any) -> ErrorInfo:
+        if isinstance(data, list) and data and isinstance(data[0], dict):
+            data = data[0]  # Gemini's OpenAI endpoint wraps its error in a list
         inner = data.get("error") if isinstance(data, dict) else None
         if isinstance(inner, dict):
+            code = inner.get("code")
+            status = _int(inner.get("status_code")) or (_int(code) if _int(code) >= 400 else 0)
             return ErrorInfo(
-                _str(inner.get("type")), _str(inner.get("code")), _str(inner.get("message"))
+                _str(inner.get("type")),
+                _str(code) or (str(code) if _int(code) else ""),
+                _str(inner.get("message")),
+                status if 400 <= status < 600 else 0,
             )
         if isinstance(inner, str):
             return ErrorInfo(message=inner)
@@ -193,13 +300,13 @@ class AnthropicWire:
         return headers
 
     def body(self, request: ChatRequest, model: str) -> dict[str, Any]:
-        if request.response_format is not None:
-            raise _unsupported(self.name, "a response_format (JSON mode)")
         body: dict[str, Any] = {
             "model": model,
             "max_tokens": request.max_tokens or self.max_tokens,
             "messages": _anthropic_messages(request.messages),
         }
+        if request.response_format is not None:
+            body["output_config"] = _anthropic_output(request.response_format)
         # Anthropic has one system prompt, at the top: system messages are folded into it.
         systems = [request.system or ""] + [
             m.content or "" for m in request.messages if m.role == "system"
@@ -226,6 +333,9 @@ class AnthropicWire:
             blocks = data["content"]
             stop = data.get("stop_reason")
             texts = [b["text"] for b in blocks if b.get("type") == "text"]
+            thoughts = [b.get("thinking") for b in blocks if b.get("type") == "thinking"]
+            # Only tool_use blocks are the application's tools; server_tool_use and
+            # mcp_tool_use (and their results) were run by Anthropic.
             calls = tuple(
                 ToolCall(_str(b.get("id")) or f"call_{i}", b["name"], _arguments(b.get("input")))
                 for i, b in enumerate(blocks)
@@ -235,16 +345,22 @@ class AnthropicWire:
             raise _malformed(self.name, "content[].text") from None
         if stop == "refusal":
             raise AIResponseError("the model refused to answer", code="refusal")
-        if (not texts and not calls) or not all(isinstance(t, str) for t in texts):
+        if not all(isinstance(t, str) for t in texts):
             raise _malformed(self.name, "a text block")
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-        return Completion(
-            text="".join(texts),
-            model=_str(data.get("model")) or None,
-            tokens_in=_int(usage.get("input_tokens")),
-            tokens_out=_int(usage.get("output_tokens")),
-            tool_calls=calls,
-            finish_reason=_ANTHROPIC_FINISH.get(_str(stop), _str(stop) or None),
+        usage = anthropic_usage(data.get("usage"))
+        return settle(
+            self.name,
+            Completion(
+                text="".join(texts),
+                model=_str(data.get("model")) or None,
+                tokens_in=usage.tokens_in,
+                tokens_out=usage.tokens_out,
+                tool_calls=calls,
+                finish_reason=anthropic_finish(stop),
+                reasoning="".join(t for t in thoughts if isinstance(t, str)),
+                cache_read_tokens=usage.cache_read,
+                cache_write_tokens=usage.cache_write,
+            ),
         )
 
     def error(self, data: Any) -> ErrorInfo:
@@ -269,7 +385,12 @@ class OllamaWire:
             "messages": _openai_messages(request, ollama=True),
             "stream": False,
         }
-        if request.tools:
+        # Ollama has no tool_choice: "none" is honoured by not offering the tools, "auto" is
+        # what it does anyway; anything else cannot be said, and is not silently dropped.
+        choice = request.tool_choice
+        if choice is not None and choice not in ("auto", "none"):
+            raise _unsupported(self.name, f"tool_choice {choice!r} (Ollama has no tool_choice)")
+        if request.tools and choice != "none":
             body["tools"] = _openai_tools(request)
         if request.response_format is not None:
             schema = request.response_format.get("json_schema")
@@ -298,18 +419,21 @@ class OllamaWire:
             )  # fmt: skip
         except (KeyError, TypeError, AttributeError):
             raise _malformed(self.name, "message.content") from None
-        if not isinstance(content, str) and not calls:
+        if content is not None and not isinstance(content, str):
             raise _malformed(self.name, "a text answer")
         if data.get("done") is False:
             raise ProviderError("ollama reply ended before done", code="truncated_response")
-        finish = "tool_calls" if calls else _str(data.get("done_reason")) or None
-        return Completion(
-            text=content if isinstance(content, str) else "",
-            model=_str(data.get("model")) or None,
-            tokens_in=_int(data.get("prompt_eval_count")),
-            tokens_out=_int(data.get("eval_count")),
-            tool_calls=calls,
-            finish_reason=finish,
+        return settle(
+            self.name,
+            Completion(
+                text=content or "",
+                model=_str(data.get("model")) or None,
+                tokens_in=_int(data.get("prompt_eval_count")),
+                tokens_out=_int(data.get("eval_count")),
+                tool_calls=calls,
+                finish_reason=ollama_finish(bool(calls), data.get("done_reason")),
+                reasoning=reasoning_of(message),
+            ),
         )
 
     def error(self, data: Any) -> ErrorInfo:
@@ -321,8 +445,33 @@ _ANTHROPIC_FINISH: Final = {
     "end_turn": "stop",
     "stop_sequence": "stop",
     "max_tokens": "length",
+    "model_context_window_exceeded": "length",
     "tool_use": "tool_calls",
 }
+
+
+def anthropic_finish(stop: Any) -> str | None:
+    """An Anthropic ``stop_reason`` in OpenAI's words (``pause_turn`` and other new ones
+    pass through as they are)."""
+    return _ANTHROPIC_FINISH.get(_str(stop), _str(stop) or None)
+
+
+def ollama_finish(has_calls: bool, done_reason: Any) -> str | None:
+    """Ollama says ``stop`` even when the answer is tool calls: OpenAI's word is used."""
+    return "tool_calls" if has_calls else _str(done_reason) or None
+
+
+def _anthropic_output(response_format: Any) -> dict[str, Any]:
+    """OpenAI's ``response_format`` as the Messages API's structured output
+    (``output_config.format``): a JSON schema maps; JSON mode without a schema has no
+    counterpart and is ``unsupported_request``."""
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    spec = response_format.get("json_schema") if isinstance(response_format, dict) else None
+    if kind == "json_schema" and isinstance(spec, dict) and isinstance(spec.get("schema"), dict):
+        return {"format": {"type": "json_schema", "schema": dict(spec["schema"])}}
+    raise _unsupported(
+        "anthropic", f"response_format type {kind!r} (only json_schema with a schema maps)"
+    )
 
 
 def _anthropic_choice(choice: Any) -> dict[str, Any]:

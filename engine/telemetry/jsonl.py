@@ -56,6 +56,7 @@ def line_for(event: RequestFinished, include_text: bool = False) -> dict[str, An
         "provider": meta["provider"],
         "model": meta["model"],
         "latency_ms": meta["latency_ms"],
+        "duration_ms": meta.get("duration_ms", 0),
         "tokens_in": meta["tokens_in"],
         "tokens_out": meta["tokens_out"],
         "tokens_total": meta["tokens_total"],
@@ -119,6 +120,8 @@ def line_schema() -> dict[str, Any]:
             "provider": nullable_str,
             "model": nullable_str,
             "latency_ms": {"type": "integer"},
+            "duration_ms": {"type": "integer", "description": "The whole call (every attempt,"
+                            " backoff and wait); lines written before it was added lack it."},
             "tokens_in": {"type": "integer"},
             "tokens_out": {"type": "integer"},
             "tokens_total": {"type": "integer"},

@@ -24,6 +24,33 @@ from .stats import percentile, stats
 __all__ = ["html_report"]
 
 _BUCKETS = 12  # time buckets per chart
+_SERIES = 8  # providers (or chains) drawn one by one; the rest are summed as "other"
+
+
+def _label(text: str) -> str:
+    """Text shown as it is: matplotlib would read ``$...$`` as mathematics."""
+    return text.replace("$", r"\$")
+
+
+def _top(counts: dict[str, int]) -> tuple[list[str], set[str]]:
+    """The busiest names (drawn one by one) and the rest (drawn as "other")."""
+    ordered = sorted(counts, key=lambda n: (-counts[n], n))
+    return sorted(ordered[:_SERIES]), set(ordered[_SERIES:])
+
+
+def _time_axis(axes: Any, centers: Sequence[datetime]) -> None:
+    """Clock times people read ("14:05:30", "14:05", "11-28 14:05"), by the log's span."""
+    from matplotlib.dates import DateFormatter
+
+    span = (max(centers) - min(centers)).total_seconds() if centers else 0.0
+    pattern = "%H:%M:%S" if span < 600 else "%H:%M" if span < 86_400 else "%m-%d %H:%M"
+    axes.xaxis.set_major_formatter(DateFormatter(pattern, tz=UTC))  # type: ignore[no-untyped-call]
+    axes.set_xlabel("time (UTC)")
+
+
+def _legend(axes: Any) -> None:
+    """A legend beside the plot, one entry a line, whatever the number of series."""
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
 def _svg(figure: Any) -> str:
@@ -58,22 +85,31 @@ def html_report(lines: Sequence[dict[str, Any]], title: str = "torq-fallback rep
     charts: list[tuple[str, str]] = []
 
     # 1. latency percentiles per provider over time
+    tried: dict[str, int] = defaultdict(int)
+    for line in lines:
+        for attempt in line["attempts"]:
+            if attempt.get("status") != "skipped":
+                tried[str(attempt["provider"])] += 1
+    shown, others = _top(tried)
     latencies: dict[str, list[list[float]]] = defaultdict(lambda: [[] for _ in range(_BUCKETS)])
     for line, bucket in zip(lines, index, strict=True):
         for attempt in line["attempts"]:
             if attempt.get("status") != "skipped":
-                latencies[str(attempt["provider"])][bucket].append(
+                name = str(attempt["provider"])
+                latencies["other" if name in others else name][bucket].append(
                     float(attempt.get("latency_ms") or 0)
                 )
     figure, axes = plt.subplots(figsize=(9, 3.6))
-    for provider, buckets in sorted(latencies.items()):
+    for provider in [*shown, *(["other"] if others else [])]:
+        buckets = latencies[provider]
         for share, style in ((0.5, "-"), (0.95, "--"), (0.99, ":")):
             points = [(c, percentile(b, share)) for c, b in zip(centers, buckets, strict=True) if b]
             if points:
                 axes.plot([p[0] for p in points], [p[1] for p in points], style,
-                          label=f"{provider} p{int(share * 100)}")  # fmt: skip
+                          label=_label(f"{provider} p{int(share * 100)}"))  # fmt: skip
     axes.set_ylabel("attempt latency (ms)")
-    axes.legend(fontsize=7, ncol=3)
+    _legend(axes)
+    _time_axis(axes, centers)
     figure.autofmt_xdate()
     charts.append(("Latency percentiles per provider over time", _svg(figure)))
     plt.close(figure)
@@ -89,14 +125,16 @@ def html_report(lines: Sequence[dict[str, Any]], title: str = "torq-fallback rep
               * (report["providers"][p]["attempts"] - report["providers"][p]["skipped"]))
         for p in providers
     ]  # fmt: skip
-    axes.bar(providers, successes, label="success", color="#2e7d32")
+    names = [_label(p) for p in providers]
+    axes.bar(names, successes, label="success", color="#2e7d32")
     bottoms = successes[:]
     for code in codes:
         counts = [dict(report["providers"][p]["top_error_codes"]).get(code, 0) for p in providers]
-        axes.bar(providers, counts, bottom=bottoms, label=code)
+        axes.bar(names, counts, bottom=bottoms, label=_label(code))
         bottoms = [b + c for b, c in zip(bottoms, counts, strict=True)]
     axes.set_ylabel("attempts")
-    axes.legend(fontsize=7)
+    axes.tick_params(axis="x", labelrotation=30)
+    _legend(axes)
     charts.append(("Outcomes by error code, per provider", _svg(figure)))
     plt.close(figure)
 
@@ -107,10 +145,11 @@ def html_report(lines: Sequence[dict[str, Any]], title: str = "torq-fallback rep
         by_chain[str(line["chain"])][bucket].append(bool(line.get("fallback_used")))
     for chain, flags in sorted(by_chain.items()):
         rates = [(c, 100 * sum(b) / len(b)) for c, b in zip(centers, flags, strict=True) if b]
-        axes.plot([r[0] for r in rates], [r[1] for r in rates], "o-", label=chain)
+        axes.plot([r[0] for r in rates], [r[1] for r in rates], "o-", label=_label(chain))
     axes.set_ylabel("requests that fell back (%)")
     axes.set_ylim(0, 100)
-    axes.legend(fontsize=7)
+    _legend(axes)
+    _time_axis(axes, centers)
     figure.autofmt_xdate()
     charts.append(("Fallback rate per chain over time", _svg(figure)))
     plt.close(figure)
@@ -136,6 +175,7 @@ def html_report(lines: Sequence[dict[str, Any]], title: str = "torq-fallback rep
         "svg{max-width:100%;height:auto}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p>{len(lines)} requests</p>{sections}"
         "<h2>Chains</h2><table><tr><th>chain</th><th>requests</th><th>answered</th>"
-        "<th>fell back</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>tokens</th>"
+        "<th>fell back</th><th>p50 ms (whole request)</th><th>p95 ms</th><th>p99 ms</th>"
+        "<th>tokens</th>"
         f"<th>cost</th></tr>{''.join(rows)}</table></body></html>\n"
     )

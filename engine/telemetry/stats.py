@@ -8,7 +8,16 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["percentile", "stats", "stats_text"]
+__all__ = ["percentile", "request_ms", "stats", "stats_text"]
+
+
+def request_ms(line: dict[str, Any]) -> float:
+    """How long a logged request took, whole: ``duration_ms`` (every attempt, backoff and
+    wait), or, in lines written before it existed, ``latency_ms``."""
+    value = line.get("duration_ms")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return float(line.get("latency_ms") or 0)
 
 
 def percentile(values: Sequence[float], share: float) -> float | None:
@@ -39,7 +48,7 @@ def stats(lines: Sequence[dict[str, Any]]) -> dict[str, Any]:
         c["requests"] += 1
         c["succeeded"] += line.get("final_state") == "succeeded"
         c["fallbacks"] += bool(line.get("fallback_used"))
-        c["latencies"].append(float(line.get("latency_ms") or 0))
+        c["latencies"].append(request_ms(line))
         c["tokens_total"] += int(line.get("tokens_total") or 0)
         c["cost_usd"] += float(line.get("cost_usd_est") or 0)
         path = " -> ".join(str(a.get("state")) for a in line["attempts"])
