@@ -60,7 +60,7 @@ def test_the_python_examples_run(monkeypatch):
                 code = compile(
                     text, f"README.md:{line}", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
                 )
-                result = eval(code, namespace)  # noqa: S307 - the README's own examples
+                result = eval(code, namespace)  # the README's own examples
                 if asyncio.iscoroutine(result):
                     asyncio.run(result)
                 managers += [
