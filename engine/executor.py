@@ -22,6 +22,7 @@ from .meta import GenerationMeta, fallback_reason, iso_timestamp, snapshot
 from .providers.base import CallResult, acall, call
 from .providers.timeouts import StreamTimeouts
 from .request import ChatRequest
+from .request_check import check_request
 from .runtime import Runtime, backoff_bound, backoff_delay
 from .spec import ABORTED, FINAL_STATES, SUCCEEDED, Step
 from .telemetry.events import AttemptFinished, RequestFinished, RequestStarted, Sinks
@@ -82,7 +83,7 @@ _Decisions: TypeAlias = Generator[_Action, Any, Completion]
 # Codes that say nothing of the provider's health (the engine's own or the caller's doing).
 _NOT_HEALTH: Final = frozenset(
     {"provider_not_found", "not_configured", "unsupported_request", "overloaded",
-     "queue_timeout", "circuit_open"}
+     "queue_timeout", "circuit_open", "context_length_exceeded"}
 )  # fmt: skip
 
 
@@ -417,7 +418,9 @@ def _breaker_key(step: Step) -> str:
 
 
 def _as_request(prompt: str | ChatRequest) -> ChatRequest:
-    return ChatRequest.from_prompt(prompt) if isinstance(prompt, str) else prompt
+    # Checked once, before the first attempt: a caller's mistake raises here, and is never
+    # sent to (or counted against) any provider.
+    return ChatRequest.from_prompt(prompt) if isinstance(prompt, str) else check_request(prompt)
 
 
 def _record(

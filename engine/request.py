@@ -153,7 +153,10 @@ def _tool_call(raw: Any, where: str) -> ToolCall:
         raise _fail(where, "a tool call needs function.name")
     arguments = function.get("arguments", "{}")
     if not isinstance(arguments, str):
-        arguments = json.dumps(arguments)
+        try:
+            arguments = json.dumps(arguments, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise _fail(f"{where}.function.arguments", f"not JSON ({exc})") from None
     call_id = raw.get("id")
     if not isinstance(call_id, str) or not call_id:
         raise _fail(where, "a tool call needs an id")

@@ -289,7 +289,9 @@ class HTTPProvider:
             data["stream"] = True
             if self.wire.name == "openai":  # the token counts come in a last chunk
                 data["stream_options"] = {"include_usage": True}
-        return json.dumps(data).encode()
+        # Strict JSON: NaN and infinities are not JSON (the request was checked before its
+        # first attempt; this only guards providers used directly).
+        return json.dumps(data, allow_nan=False).encode()
 
     def _reader(self, response: httpx.Response) -> BodyReader:
         """A bounded reader for ``response``'s body (error bodies: only their start)."""
@@ -568,8 +570,10 @@ class HTTPProvider:
             try:
                 for delta in _read_events(parser, events, paced):
                     delivered = True
-                    paced.at = min(time.monotonic() + timeouts.idle, ends)
                     yield delta
+                    # Idle time is time waiting on the network: it starts when the caller
+                    # is back for more, not while it holds the chunk it was given.
+                    paced.at = min(time.monotonic() + timeouts.idle, ends)
             except (httpx.HTTPError, TimeoutError):
                 if not parser.complete:  # the completion signal came: the answer is whole
                     raise
@@ -625,8 +629,8 @@ class HTTPProvider:
             try:
                 async for delta in _aread_events(parser, events, aiter(paced)):
                     delivered = True
-                    paced.at = min(time.monotonic() + timeouts.idle, ends)
                     yield delta
+                    paced.at = min(time.monotonic() + timeouts.idle, ends)  # see stream()
             except (httpx.HTTPError, TimeoutError):
                 if not parser.complete:  # the completion signal came: the answer is whole
                     raise
