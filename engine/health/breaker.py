@@ -21,6 +21,7 @@ the request's fault, and the provider answered.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -31,9 +32,11 @@ from .policy import BreakerPolicy
 __all__ = [
     "BREAKER_STATES",
     "BREAKER_TRANSITIONS",
+    "MAX_OPENINGS",
     "Admission",
     "Health",
     "admit",
+    "cooldown_for",
     "peek",
     "record",
 ]
@@ -111,6 +114,26 @@ class Admission:
     state: str = "closed"
 
 
+#: Openings counted at most (the cooldown reached its maximum long before).
+MAX_OPENINGS: Final = 1_000_000
+
+
+def cooldown_for(policy: BreakerPolicy, openings: int) -> float:
+    """Seconds an opening lasts: ``cooldown * multiplier ** (openings - 1)``, capped at
+    ``cooldown_max``. Computed without ever forming a number past the cap, so any count of
+    openings and any multiplier give a finite answer."""
+    growth = max(openings - 1, 0)
+    if policy.cooldown >= policy.cooldown_max:
+        return policy.cooldown_max
+    if policy.cooldown_multiplier <= 1.0 or growth == 0:
+        return min(policy.cooldown, policy.cooldown_max)
+    # The exponent at which the cap is reached: past it, the cap is the answer.
+    limit = math.log(policy.cooldown_max / policy.cooldown) / math.log(policy.cooldown_multiplier)
+    if growth >= limit:
+        return policy.cooldown_max
+    return min(policy.cooldown * policy.cooldown_multiplier**growth, policy.cooldown_max)
+
+
 def _fire(health: Health, trigger: str) -> None:
     _machine().events[trigger].trigger(health)
 
@@ -121,13 +144,8 @@ def _open(
     if health.state != "open":
         _fire(health, "trip")
         if cooldown:
-            health.openings += 1
-    wait = 0.0
-    if cooldown:
-        wait = min(
-            policy.cooldown * policy.cooldown_multiplier ** max(health.openings - 1, 0),
-            policy.cooldown_max,
-        )
+            health.openings = min(health.openings + 1, MAX_OPENINGS)
+    wait = cooldown_for(policy, health.openings) if cooldown else 0.0
     health.open_until = max(health.open_until, now + wait, now + at_least)
     health.probes = 0
 

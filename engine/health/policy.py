@@ -30,7 +30,9 @@ class BreakerPolicy(_Strict):
     cooldown_multiplier: float = Field(
         default=2.0, ge=1, description="Each consecutive opening stays open this much longer."
     )
-    cooldown_max: float = Field(default=300.0, gt=0, description="Longest an opening lasts.")
+    # 30 s: a provider back from an outage gets traffic again within 30 s of recovering,
+    # while a dead one still costs at most one probe per 30 s.
+    cooldown_max: float = Field(default=30.0, gt=0, description="Longest an opening lasts.")
     half_open_probes: int = Field(
         default=1, ge=1, description="Requests let through at once to probe a recovering provider."
     )
