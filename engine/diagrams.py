@@ -96,8 +96,33 @@ def highlight_from_attempts(attempts: Sequence[Mapping[str, Any]]) -> Highlight:
     return Highlight(taken, end)
 
 
+def _visible(text: str) -> str:
+    """Text from a chain file as it reads: control and line-separator characters shown as
+    escapes (``\\n``), never acted on, so no name or description can end a statement of
+    the diagram's language and start another."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+def _dot_text(text: str) -> str:
+    """A line of a DOT label: visible, and a backslash is a backslash (DOT reads ``\\N``,
+    ``\\G``, ``\\l`` as escapes)."""
+    return _visible(text).replace("\\", "\\\\")
+
+
+#: Characters that mean something inside a Mermaid label, written as its entity codes.
+_MERMAID_CODES: Final = {c: f"#{ord(c)};" for c in '"#;<>&`{}[]|'}
+
+
+def _mermaid_text(text: str) -> str:
+    """A line of a Mermaid label: visible, with every character that could close the label
+    or start markup written as an entity code (``#34;``)."""
+    return "".join(_MERMAID_CODES.get(c, c) for c in _visible(text))
+
+
 def _title(chain: Chain) -> str:
-    about = f": {chain.description}" if chain.description else ""
+    about = f": {_visible(chain.description)}" if chain.description else ""
     cut = (
         "the next step answers from the start"
         if chain.on_midstream == "restart"
@@ -310,7 +335,7 @@ class _ChainDot(_GraphvizGraph):
                 tried, ok, p95 = machine.traffic.steps.get(name, (0, 0, None))
                 rate = f"{ok / tried:.0%} ok of {tried}" if tried else "no attempts"
                 lines.append(rate + (f", p95 {p95:g} ms" if p95 is not None else ""))
-            label = "\\n".join(lines)
+            label = "\\n".join(_dot_text(line) for line in lines)
             fill = "#e3f2fd" if name in visited else "white"
             container.node(name, label=label, shape="box", fillcolor=fill, **taken)
 
@@ -380,7 +405,7 @@ class _ChainMermaid(_MermaidGraph):
             "    direction LR",
         ]
         for step in chain.steps:
-            label = "<br/>".join(_step_lines(step, chain.source)).replace('"', "'")
+            label = "<br/>".join(_mermaid_text(line) for line in _step_lines(step, chain.source))
             lines.append(f'    state "{label}" as {ids[step.id]}')
         lines.append(f"    [*] --> {ids[chain.steps[0].id]}")
         _states, transitions = self._get_elements()
