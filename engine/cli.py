@@ -11,6 +11,7 @@ import contextlib
 import difflib
 import json
 import os
+import stat
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -246,16 +247,48 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Largest conversation file ``run --messages`` reads.
+MAX_MESSAGES_BYTES = 16 * 1024 * 1024
+
+
+def _read_messages(name: str) -> list[Any]:
+    """A conversation file: a regular file (not a FIFO, a device or a directory), at most
+    :data:`MAX_MESSAGES_BYTES`, strict JSON no deeper than the request limit, a list."""
+    from .request_check import strict_json
+
+    where = f"--messages {name}"
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ValueError(f"{where}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise ValueError(f"{where}: not a regular file")
+        raw = handle.read(MAX_MESSAGES_BYTES + 1)
+    if len(raw) > MAX_MESSAGES_BYTES:
+        raise ValueError(f"{where}: larger than {MAX_MESSAGES_BYTES} bytes")
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
+        strict_json(data, "messages")
+    except RecursionError:
+        raise ValueError(f"{where}: nested too deeply") from None
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    if not isinstance(data, list):
+        raise ValueError(f"{where}: expected a JSON list of messages, got {type(data).__name__}")
+    return data
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _run_messages(args: argparse.Namespace) -> list[Any] | None:
     """The conversation of ``run --messages FILE.json`` (plus the prompt, if given)."""
     if args.messages is None:
         return None
-    try:
-        data = json.loads(Path(args.messages).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SystemExit(f"torq-fallback run: --messages {args.messages}: {exc}") from None
-    if not isinstance(data, list):
-        raise SystemExit(f"torq-fallback run: --messages {args.messages}: expected a JSON list")
+    data = _read_messages(args.messages)
     if args.prompt:
         data.append({"role": "user", "content": args.prompt})
     return data
