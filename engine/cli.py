@@ -418,6 +418,8 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         raise ValueError(f"--since {args.since!r}: {exc}") from None
     report = stats(read.lines)
     report["skipped_lines"] = read.skipped
+    report["dropped_lines"] = read.dropped
+    report["files_cut_short"] = read.cut_files
     if args.html:
         from .diagrams import write_atomically
 
@@ -435,6 +437,13 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         print(stats_text(report))
         if read.skipped:
             print(f"({read.skipped} torn or unreadable line(s) skipped)")
+        if read.dropped:
+            print(
+                f"({read.dropped} request(s) not logged: the writer noted them as dropped, "
+                "its queue full or its file unwritable)"
+            )
+        for name in read.cut_files:
+            print(f"({name}: read only in part: corrupt, or larger than the reading limit)")
     return 0
 
 

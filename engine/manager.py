@@ -252,7 +252,10 @@ class LLMManager:
         def breakers() -> dict[str, str]:
             return {key: h.state for key, h in self.health.store.snapshot().items()}
 
-        self.add_sink(PrometheusSink(registry, breakers))
+        def log_dropped() -> float:
+            return float(self.telemetry.dropped) if self.telemetry is not None else 0.0
+
+        self.add_sink(PrometheusSink(registry, breakers, log_dropped=log_dropped))
 
     def _health_store(self) -> HealthStore:
         """config['health'], else TORQ_REDIS_URL, else providers.yaml's health, else local."""

@@ -6,6 +6,9 @@ lines is one ``write()`` on a file opened with ``O_APPEND``, so threads, event l
 processes appending to one file never interleave or tear each other's lines. When the
 queue is full the line is dropped and counted (``dropped``), never waited for.
 
+The log can never hurt a request: see :class:`JsonlSink` for what happens when the file
+cannot be opened or written.
+
 Rotation is by size: past ``max_bytes`` the file becomes ``.1`` (``.1`` becomes ``.2``, ...,
 ``backups`` kept) under an exclusive lock on ``PATH.lock``, and every writer notices the new
 file before its next batch. Lines are flushed on :meth:`close` and at interpreter exit;
@@ -19,11 +22,16 @@ none, and its messages are redacted at the source).
 from __future__ import annotations
 
 import atexit
+import contextlib
+import errno
 import fcntl
 import json
+import logging
 import os
 import queue
+import stat
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Any, Final
@@ -139,6 +147,11 @@ def line_schema() -> dict[str, Any]:
 
 
 _OPEN: weakref.WeakSet[JsonlSink] = weakref.WeakSet()
+_log = logging.getLogger("engine.telemetry")
+#: Seconds between tries to open the log again after it could not be written.
+RETRY_SECONDS: Final = 5.0
+#: Longest close() (and so interpreter exit) waits for queued lines to be written.
+CLOSE_SECONDS: Final = 5.0
 
 
 @atexit.register
@@ -148,7 +161,16 @@ def _flush_all() -> None:
 
 
 class JsonlSink:
-    """Appends one line per finished request to ``path`` (see the module docstring)."""
+    """Appends one line per finished request to ``path`` (see the module docstring).
+
+    The log never fails, blocks or hangs a request, the sink's construction, ``close()``
+    or interpreter exit: the file is opened by the writer thread, only if it is a regular
+    file (never through a symlink, never a FIFO, a device or a directory); a file that
+    cannot be opened or written (a read-only directory, a full disk, a file-size limit) is
+    warned about once, its lines are dropped and counted (``dropped``; the next line that
+    can be written is preceded by a ``{"dropped": N}`` line that ``stats`` reports), and it
+    is tried again every :data:`RETRY_SECONDS`.
+    """
 
     #: Only finished requests make lines: the engine builds no other event for this sink.
     events = (RequestFinished,)
@@ -166,18 +188,43 @@ class JsonlSink:
         self.max_bytes = max_bytes
         self.backups = backups
         self.include_text = include_text
+        #: Lines not written: the queue was full, or the file could not be written.
         self.dropped = 0
         self.written = 0
+        self._unreported = 0  # dropped lines not yet noted in the file
+        self._count_lock = threading.Lock()
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = self._open()
+        self._fd: int | None = None
+        self._retry_at = 0.0
+        self._warned: set[str] = set()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="torq-telemetry", daemon=True)
         self._thread.start()
         _OPEN.add(self)
 
-    def _open(self) -> int:
-        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    def _warn(self, kind: str, message: str) -> None:
+        if kind not in self._warned:  # once per kind of problem, not once per line
+            self._warned.add(kind)
+            _log.warning(
+                "request log %s: %s; its lines are dropped and counted", self.path, message
+            )
+
+    def _open(self) -> int | None:
+        """The log file, opened for appending, or None (warned) when it cannot be."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # O_NONBLOCK: opening a FIFO must not wait for a reader (it is refused below).
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+            fd = os.open(self.path, flags | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            reason = "is a symlink" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
+            self._warn(f"open:{exc.errno}", f"cannot be opened ({reason})")
+            return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            self._warn("not_regular", "is not a regular file")
+            return None
+        return fd
 
     def handle(self, event: Event) -> None:
         """Queue a finished request's line (other events are not logged); never blocks."""
@@ -186,7 +233,9 @@ class JsonlSink:
         try:
             self._queue.put_nowait(event)
         except queue.Full:
-            self.dropped += 1
+            with self._count_lock:  # the writer reads and lowers the count too
+                self.dropped += 1
+                self._unreported += 1
 
     def _run(self) -> None:
         while True:
@@ -199,63 +248,114 @@ class JsonlSink:
                     break
             events = [e for e in batch if e is not _STOP]
             if events:
-                self._write(events)
+                try:
+                    self._write(events)
+                except Exception as exc:  # the writer never dies: a line lost, counted
+                    self._lost(len(events), "write", f"cannot be written ({exc})")
             for _ in batch:
                 self._queue.task_done()
             if len(events) != len(batch):
                 return
 
+    def _lost(self, count: int, kind: str | None = None, message: str = "") -> None:
+        with self._count_lock:
+            self.dropped += count
+            self._unreported += count
+        if kind is not None:
+            self._warn(kind, message)
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        self._retry_at = time.monotonic() + RETRY_SECONDS
+
     def _write(self, events: list[RequestFinished]) -> None:
-        data = "".join(
-            json.dumps(line_for(e, self.include_text), separators=(",", ":"), default=str) + "\n"
+        if self._fd is None:
+            if time.monotonic() < self._retry_at:
+                self._lost(len(events))  # already warned
+                return
+            self._fd = self._open()
+            if self._fd is None:
+                self._lost(len(events))  # _open warned
+                return
+        lines = [
+            json.dumps(line_for(e, self.include_text), separators=(",", ":"), default=str)
             for e in events
-        ).encode()
+        ]
+        noted = self._unreported
+        if noted:  # lines lost before: say so in the file, for stats
+            note = {"v": SCHEMA_VERSION, "ts": events[0].field("timestamp"), "dropped": noted}
+            lines.insert(0, json.dumps(note, separators=(",", ":")))
+        data = ("\n".join(lines) + "\n").encode()
         self._follow_rotation()
-        os.write(self._fd, data)  # one write of whole lines: O_APPEND keeps them whole
+        try:
+            written = os.write(self._fd, data) if self._fd is not None else -1
+        except OSError as exc:
+            self._lost(len(events), f"write:{exc.errno}", exc.strerror or str(exc))
+            return
+        if written != len(data):  # a short write: the disk filled up mid-batch
+            self._lost(len(events), "short", "was written only in part (disk full?)")
+            return
+        with self._count_lock:
+            self._unreported -= noted
         self.written += len(events)
-        if os.fstat(self._fd).st_size > self.max_bytes:
+        if self._fd is not None and os.fstat(self._fd).st_size > self.max_bytes:
             self._rotate()
 
     def _follow_rotation(self) -> None:
         """Another process rotated the file: write to the new one."""
         try:
-            current = os.stat(self.path).st_ino
+            current = os.stat(self.path, follow_symlinks=False).st_ino
         except FileNotFoundError:
             current = -1
-        if current != os.fstat(self._fd).st_ino:
+        if self._fd is not None and current != os.fstat(self._fd).st_ino:
             os.close(self._fd)
             self._fd = self._open()
 
     def _rotate(self) -> None:
+        # Every step tolerates another process having done it first: rotation races between
+        # processes move files, never lose them.
         with open(str(self.path) + ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                if os.stat(self.path).st_size <= self.max_bytes:
-                    return  # another process rotated it meanwhile
+                try:
+                    if os.stat(self.path).st_size <= self.max_bytes:
+                        return  # another process rotated it meanwhile
+                except FileNotFoundError:
+                    return
                 for index in range(self.backups - 1, 0, -1):
-                    older = Path(f"{self.path}.{index}")
-                    if older.exists():
-                        older.replace(f"{self.path}.{index + 1}")
-                if self.backups > 0:
-                    self.path.replace(f"{self.path}.1")
-                else:
-                    self.path.unlink()
+                    with contextlib.suppress(FileNotFoundError):
+                        os.replace(f"{self.path}.{index}", f"{self.path}.{index + 1}")
+                with contextlib.suppress(FileNotFoundError):
+                    if self.backups > 0:
+                        os.replace(self.path, f"{self.path}.1")
+                    else:
+                        os.unlink(self.path)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
-        os.close(self._fd)
+        if self._fd is not None:
+            os.close(self._fd)
         self._fd = self._open()
 
-    def flush(self) -> None:
-        """Wait until every queued line is written."""
-        if not self._closed:
-            self._queue.join()
+    def flush(self, timeout: float = CLOSE_SECONDS) -> None:
+        """Wait (at most ``timeout`` seconds) until every queued line is written."""
+        if self._closed:
+            return
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def close(self) -> None:
-        """Write what is queued, stop the writer, close the file (idempotent)."""
+        """Write what is queued (waiting at most :data:`CLOSE_SECONDS`), stop the writer,
+        close the file (idempotent; never hangs)."""
         if self._closed:
             return
         self._closed = True
-        self._queue.put(_STOP)
-        self._thread.join(10)
-        os.close(self._fd)
+        with contextlib.suppress(queue.Full):
+            self._queue.put(_STOP, timeout=CLOSE_SECONDS)
+        self._thread.join(CLOSE_SECONDS)
+        if not self._thread.is_alive() and self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
         _OPEN.discard(self)

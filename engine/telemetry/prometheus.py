@@ -16,7 +16,8 @@ _STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 class PrometheusSink:
     """Metrics registered in ``registry`` (default: prometheus_client's global one).
-    ``breakers`` returns each breaker key's state, read when the gauge is collected."""
+    ``breakers`` returns each breaker key's state, and ``log_dropped`` the request log's
+    dropped lines, read when the gauges are collected."""
 
     events = (AttemptFinished, RequestFinished)
 
@@ -25,6 +26,7 @@ class PrometheusSink:
         registry: Any = None,
         breakers: Callable[[], dict[str, str]] | None = None,
         namespace: str = "torq",
+        log_dropped: Callable[[], float] | None = None,
     ) -> None:
         import prometheus_client as prom
 
@@ -47,6 +49,13 @@ class PrometheusSink:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
             **kwargs,
         )
+        if log_dropped is not None:
+            dropped = prom.Gauge(
+                "log_lines_dropped",
+                "Requests the JSONL log could not write (queue full, file unwritable).",
+                **kwargs,
+            )
+            dropped.set_function(log_dropped)
         self._breakers = breakers
         if breakers is not None:
             gauge = prom.Gauge(

@@ -114,10 +114,14 @@ def html_report(lines: Sequence[dict[str, Any]], title: str = "torq-fallback rep
     charts.append(("Latency percentiles per provider over time", _svg(figure)))
     plt.close(figure)
 
-    # 2. outcomes by error code, per provider
+    # 2. outcomes by error code, per provider (the busiest providers and codes)
     report = stats(lines)
-    codes = sorted({code for p in report["providers"].values() for code, _ in p["top_error_codes"]})
-    providers = sorted(report["providers"])
+    providers = sorted(shown) if shown else sorted(report["providers"])[:_SERIES]
+    code_counts: dict[str, int] = defaultdict(int)
+    for p in providers:
+        for code, n in report["providers"][p]["top_error_codes"]:
+            code_counts[code] += n
+    codes, _ = _top(code_counts)
     figure, axes = plt.subplots(figsize=(9, 3.6))
     bottoms = [0] * len(providers)
     successes = [
@@ -140,10 +144,17 @@ def html_report(lines: Sequence[dict[str, Any]], title: str = "torq-fallback rep
 
     # 3. fallback rate per chain over time
     figure, axes = plt.subplots(figsize=(9, 3.6))
+    requests: dict[str, int] = defaultdict(int)
+    for line in lines:
+        requests[str(line["chain"])] += 1
+    chains, other_chains = _top(requests)
     by_chain: dict[str, list[list[bool]]] = defaultdict(lambda: [[] for _ in range(_BUCKETS)])
     for line, bucket in zip(lines, index, strict=True):
-        by_chain[str(line["chain"])][bucket].append(bool(line.get("fallback_used")))
-    for chain, flags in sorted(by_chain.items()):
+        name = str(line["chain"])
+        by_chain["other" if name in other_chains else name][bucket].append(
+            bool(line.get("fallback_used"))
+        )
+    for chain, flags in [(c, by_chain[c]) for c in [*chains, *(["other"] if other_chains else [])]]:
         rates = [(c, 100 * sum(b) / len(b)) for c, b in zip(centers, flags, strict=True) if b]
         axes.plot([r[0] for r in rates], [r[1] for r in rates], "o-", label=_label(chain))
     axes.set_ylabel("requests that fell back (%)")

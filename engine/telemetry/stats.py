@@ -94,6 +94,13 @@ def stats(lines: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _name(value: str) -> str:
+    """A name from the log, printed as text: control characters shown as escapes."""
+    if value.isprintable():
+        return value
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in value)
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
@@ -109,21 +116,21 @@ def stats_text(report: dict[str, Any]) -> str:
     for name, c in report["chains"].items():
         lat = c["latency_ms"]
         lines.append(
-            f"  {name}: {c['requests']} requests, {_pct(c['success_rate'])} answered, "
+            f"  {_name(name)}: {c['requests']} requests, {_pct(c['success_rate'])} answered, "
             f"{_pct(c['fallback_rate'])} fell back; latency p50 {_ms(lat['p50'])}, "
             f"p95 {_ms(lat['p95'])}, p99 {_ms(lat['p99'])}; {c['tokens_total']} tokens, "
             f"${c['cost_usd']:.4f}"
         )
         for path, count in c["top_paths"]:
-            lines.append(f"      {count:>6}  {path}")
+            lines.append(f"      {count:>6}  {_name(path)}")
         for code, count in c["top_error_codes"]:
-            lines.append(f"      {count:>6}  {code}")
+            lines.append(f"      {count:>6}  {_name(code)}")
     lines.append("providers:")
     for name, p in report["providers"].items():
         lat = p["latency_ms"]
-        codes = ", ".join(f"{code} x{n}" for code, n in p["top_error_codes"]) or "no errors"
+        codes = ", ".join(f"{_name(code)} x{n}" for code, n in p["top_error_codes"]) or "no errors"
         lines.append(
-            f"  {name}: {p['attempts']} attempts ({p['skipped']} skipped), "
+            f"  {_name(name)}: {p['attempts']} attempts ({p['skipped']} skipped), "
             f"{_pct(p['success_rate'])} succeeded; latency p50 {_ms(lat['p50'])}, "
             f"p95 {_ms(lat['p95'])}, p99 {_ms(lat['p99'])}; {codes}"
         )
