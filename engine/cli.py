@@ -354,6 +354,13 @@ def _stream_to_stdout(
     return stream.meta, stream.text
 
 
+def _printable(text: str) -> str:
+    """A name as printed on a terminal: control characters shown as escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def _cmd_health(args: argparse.Namespace) -> int:
     import time
 
@@ -386,11 +393,13 @@ def _cmd_health(args: argparse.Namespace) -> int:
         print(json.dumps({"source": source, "providers": rows}, indent=2))
         return 0
     print(f"provider health ({source})")
-    width = max(len(r["provider"]) for r in rows)
+    shown = {r["provider"]: _printable(r["provider"]) for r in rows}
+    width = max(len(name) for name in shown.values())
     for r in rows:
         extra = f", half-open in {r['half_open_in_s']:g} s" if r["half_open_in_s"] else ""
+        name = shown[r["provider"]].ljust(width)
         print(
-            f"  {r['provider'].ljust(width)}  {r['state']:<9}  {r['consecutive_failures']} in a "
+            f"  {name}  {r['state']:<9}  {r['consecutive_failures']} in a "
             f"row, {r['failures']}/{r['calls']} failed in the window{extra}"
         )
     if source == "local":

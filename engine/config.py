@@ -44,6 +44,16 @@ class HealthBackend(BaseModel):
     retry_interval: float = Field(
         default=1.0, ge=0, description="Seconds between tries while Redis is unreachable."
     )
+    # 25 ms: far above a healthy Redis's reply (well under a millisecond on a LAN), and
+    # above what a busy process's own threads can add (the GIL switches every 5 ms), so
+    # only a Redis in trouble is taken for one.
+    timeout: float = Field(
+        default=0.025,
+        gt=0,
+        le=10,
+        description="Seconds one health command may take, whole (connect, send, every read); "
+        "past it the request goes on with local health.",
+    )
 
 
 class TelemetryConfig(BaseModel):

@@ -17,6 +17,7 @@ from typing import Any, Final, TypeAlias
 from .classify import Completion, Outcome, classify_exception, classify_result, coded
 from .errors import ChainAbortedError, ChainExhaustedError, StreamInterruptedError
 from .health import Admission, HealthConfig
+from .health.deadline import HEALTH_BUDGET
 from .machine import CompiledChain
 from .meta import GenerationMeta, fallback_reason, iso_timestamp, snapshot
 from .providers.base import CallResult, acall, call
@@ -71,10 +72,12 @@ class _Sleep:
 
 @dataclass(frozen=True, slots=True)
 class _Health:
-    """An operation on the health store (``peek``, ``admit``, ``record``, ``retry_allowed``)."""
+    """An operation on the health store (``peek``, ``admit``, ``record``, ``retry_allowed``);
+    ``left``: seconds left of the attempt, which no health command may outlast."""
 
     op: str
     args: tuple[Any, ...]
+    left: float | None = None
 
 
 _Action: TypeAlias = _Call | _Sleep | _Health
@@ -136,7 +139,11 @@ class FallbackExecutor:
             self.runtime.sleep(action.seconds)
             return None
         assert self.health is not None
-        return getattr(self.health.store, action.op)(*action.args)
+        token = HEALTH_BUDGET.set(action.left)
+        try:
+            return getattr(self.health.store, action.op)(*action.args)
+        finally:
+            HEALTH_BUDGET.reset(token)
 
     async def aperform(self, action: _Sleep | _Health) -> Any:
         """The async twin of :meth:`perform` (awaiting a store's async twin if it has one)."""
@@ -144,10 +151,14 @@ class FallbackExecutor:
             await self.runtime.asleep(action.seconds)
             return None
         assert self.health is not None
-        native = getattr(self.health.store, "a" + action.op, None)
-        if native is not None:
-            return await native(*action.args)
-        return getattr(self.health.store, action.op)(*action.args)
+        token = HEALTH_BUDGET.set(action.left)
+        try:
+            native = getattr(self.health.store, "a" + action.op, None)
+            if native is not None:
+                return await native(*action.args)
+            return getattr(self.health.store, action.op)(*action.args)
+        finally:
+            HEALTH_BUDGET.reset(token)
 
     def execute(
         self,
@@ -246,7 +257,9 @@ class FallbackExecutor:
                 breaker, retry_budget = health.policies(step.provider)  # once per attempt
             if health is not None and provider is not None:
                 # Health keeps wall-clock times: a shared store compares them across processes.
-                admission = yield _Health("admit", (key, breaker, rt.wall(), key == force_key))
+                admission = yield _Health(
+                    "admit", (key, breaker, rt.wall(), key == force_key), run.deadline - now
+                )
                 if key == force_key:
                     force_key = None
                 if (
@@ -261,11 +274,15 @@ class FallbackExecutor:
                     looked_all = True
                     keys = [_breaker_key(s) for s in chain.steps]
                     policies = [health.policies(s.provider)[0] for s in chain.steps]
-                    admissions = yield _Health("peek", (keys, policies, rt.wall()))
+                    admissions = yield _Health(
+                        "peek", (keys, policies, rt.wall()), run.deadline - now
+                    )
                     if not any(a.allowed for a in admissions):
                         nearest = keys[min(range(len(keys)), key=lambda i: admissions[i].retry_in)]
                         if nearest == key:
-                            admission = yield _Health("admit", (key, breaker, rt.wall(), True))
+                            admission = yield _Health(
+                                "admit", (key, breaker, rt.wall(), True), run.deadline - now
+                            )
                         else:
                             force_key = nearest
             if lookup_error is not None:
@@ -330,11 +347,13 @@ class FallbackExecutor:
                     key, breaker, retry_budget, rt.wall(), failed,
                     admission is not None and admission.probe, outcome.retry_after,
                     run.retries_used > 0,
-                ))  # fmt: skip
+                ), run.deadline - ended)  # fmt: skip
             budget_ok = True
             may_retry = outcome.transient and not is_cut and run.retries_used < step.retries
             if health is not None and may_retry:
-                budget_ok = yield _Health("retry_allowed", (key, retry_budget, rt.wall()))
+                budget_ok = yield _Health(
+                    "retry_allowed", (key, retry_budget, rt.wall()), run.deadline - ended
+                )
             state = compiled.fire(
                 run, trigger, transient=outcome.transient and not is_cut, bound=bound, now=ended,
                 budget=budget_ok,
@@ -412,9 +431,16 @@ class FallbackExecutor:
 _HEALTH_FAILURES: Final = frozenset({"retryable", "timeout"})
 
 
+def _key_part(text: str) -> str:
+    return text.replace("%", "%25").replace(":", "%3A")
+
+
 def _breaker_key(step: Step) -> str:
-    """A breaker per provider, and per model when the step names one."""
-    return f"{step.provider}:{step.model}" if step.model else step.provider
+    """A breaker per provider, and per model when the step names one: ``provider:model``,
+    with ``%`` and ``:`` inside either escaped, so that provider ``acme:gpt`` and provider
+    ``acme`` with model ``gpt`` never share one."""
+    provider = _key_part(step.provider)
+    return f"{provider}:{_key_part(step.model)}" if step.model else provider
 
 
 def _as_request(prompt: str | ChatRequest) -> ChatRequest:

@@ -278,6 +278,7 @@ class LLMManager:
             namespace=backend.namespace,
             cache_ttl=backend.cache_ttl,
             retry_interval=backend.retry_interval,
+            timeout=backend.timeout,
         )
 
     def _health_policies(self, name: str) -> tuple[BreakerPolicy, RetryBudgetPolicy]:

@@ -13,6 +13,13 @@ Reads come from a short local cache (``cache_ttl`` seconds, refreshed by every w
 attempt costs at most one round trip in the steady state. If Redis cannot be reached the
 store keeps serving from a local in-process store, says so once in the log, tries Redis
 again every ``retry_interval`` seconds, and says so once more when it is back.
+
+Redis never holds a request: every command has one deadline, whole (``timeout``, a few
+milliseconds: connecting, sending and every read of the reply; never more than what is left
+of the attempt;
+:mod:`engine.health.deadline`), past which the request goes on with local health. A record
+that is not a breaker record (garbage, the wrong shape, numbers out of range) or larger
+than :data:`MAX_RECORD_BYTES` (only that much is ever read) counts as absent, logged once.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +35,7 @@ from typing import Any, TypeVar
 
 from ..providers.clients import LoopClients
 from .breaker import Admission, Health, admit, note_request, peek, record, retry_allowed
+from .deadline import command_deadline, command_seconds, deadline_connection
 from .policy import BreakerPolicy, RetryBudgetPolicy
 from .store import LocalHealthStore
 
@@ -35,12 +44,21 @@ __all__ = ["RedisHealthStore"]
 _T = TypeVar("_T")
 _log = logging.getLogger("engine.health")
 _CAS_TRIES = 256  # each conflict means another writer succeeded: this ends
+#: Largest record read; a larger one (no real record comes near) counts as absent.
+MAX_RECORD_BYTES = 64 * 1024
+#: What a read of an oversized record gives, and what a write over one expects.
+_OVERSIZED = "!oversized"
 
-# KEYS[1]: the record; ARGV: the value read, the value to write ("" deletes), TTL in ms.
-# Returns {1, written} or {0, what is there now}.
+# KEYS[1]: the record; ARGV: the value read (or _OVERSIZED), the value to write, TTL in ms,
+# the size limit. Returns {1, written} or {0, what is there now (or _OVERSIZED)}.
 _CAS = """
 local current = redis.call('GET', KEYS[1]) or ''
-if current ~= ARGV[1] then return {0, current} end
+local limit = tonumber(ARGV[4])
+local matches = current == ARGV[1] or (ARGV[1] == '!oversized' and #current > limit)
+if not matches then
+  if #current > limit then return {0, '!oversized'} end
+  return {0, current}
+end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return {1, ARGV[2]}
 """
@@ -80,7 +98,7 @@ class RedisHealthStore:
         ttl: float = 3600.0,
         cache_ttl: float = 0.05,
         retry_interval: float = 1.0,
-        timeout: float = 0.25,
+        timeout: float = 0.025,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         import redis  # an optional dependency: pip install 'torq-fallback[redis]'
@@ -94,8 +112,11 @@ class RedisHealthStore:
         self._client = redis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
         )
+        pool = self._client.connection_pool
+        pool.connection_class = deadline_connection(pool.connection_class)
         self._cas = self._client.register_script(_CAS)
-        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError, TimeoutError)
+        self._bad_records: set[str] = set()
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, str]] = {}
         self._local = LocalHealthStore()
@@ -141,9 +162,26 @@ class RedisHealthStore:
         cached = self._cache.get(key)
         if cached is not None and not fresh and now - cached[0] <= self._cache_ttl:
             return cached[1]
-        raw = self._client.get(self._key(key)) or ""
-        self._cache[key] = (now, str(raw))
-        return str(raw)
+        # GETRANGE: never more than the limit (and a byte) crosses the wire, whatever is there.
+        with command_deadline(command_seconds(self._timeout)):
+            raw = _bounded(self._client.getrange(self._key(key), 0, MAX_RECORD_BYTES))
+        self._cache[key] = (now, raw)
+        return raw
+
+    def _health(self, key: str, raw: str) -> Health | None:
+        """The record ``raw`` holds; None when absent, not a record, or oversized (logged
+        once per key)."""
+        if not raw:
+            return None
+        health = None if raw == _OVERSIZED else _parse(raw)
+        if health is None and key not in self._bad_records:
+            self._bad_records.add(key)
+            _log.warning(
+                "health record %s in Redis is %s; it counts as absent (it will be replaced)",
+                _shown(key),
+                "larger than the limit" if raw == _OVERSIZED else "not a breaker record",
+            )
+        return health
 
     def _change(self, key: str, apply: Callable[[Health], _T], local: Callable[[], _T]) -> _T:
         """Apply ``apply`` to the record atomically (compare-and-set, retried on conflict)."""
@@ -152,18 +190,22 @@ class RedisHealthStore:
         try:
             raw = self._read(key, fresh=False)
             for _ in range(_CAS_TRIES):
-                health = Health.from_dict(json.loads(raw)) if raw else Health()
+                health = self._health(key, raw) or Health()
                 result = apply(health)
                 new = json.dumps(health.to_dict(), separators=(",", ":"))
                 if new == raw:
                     break
-                written, current = self._cas(keys=[self._key(key)], args=[raw, new, self._ttl_ms])
+                args: list[str | int] = [raw, new, self._ttl_ms, MAX_RECORD_BYTES]
+                with command_deadline(command_seconds(self._timeout)):
+                    written, current = self._cas(keys=[self._key(key)], args=args)
                 self._cache[key] = (self._clock(), str(current))
                 if int(written) == 1:
                     break
                 raw = str(current)  # someone else wrote first: apply ours to theirs
             else:
-                _log.warning("health record %s changed %d times under one update", key, _CAS_TRIES)
+                _log.warning(
+                    "health record %s changed %d times under one update", _shown(key), _CAS_TRIES
+                )
         except self._errors as exc:
             self._failed(exc)
             return local()
@@ -180,7 +222,8 @@ class RedisHealthStore:
         except self._errors as exc:
             self._failed(exc)
             return self._local.peek(keys, policies, now)
-        return _peeked(values, policies, now)
+        healths = [self._health(key, raw) for key, raw in zip(keys, values, strict=True)]
+        return [peek(h, policy, now) for h, policy in zip(healths, policies, strict=True)]
 
     def admit(self, key: str, policy: BreakerPolicy, now: float, force: bool) -> Admission:
         return self._change(
@@ -207,17 +250,21 @@ class RedisHealthStore:
         except self._errors as exc:
             self._failed(exc)
             return self._local.retry_allowed(key, budget, now)
-        health = Health.from_dict(json.loads(raw)) if raw else Health()
+        health = self._health(key, raw) or Health()
         return retry_allowed(health, now, budget.ratio, budget.min_per_second, budget.window)
 
     def snapshot(self) -> Mapping[str, Health]:
         try:
             found: dict[str, Health] = {}
             prefix = self._key("")
-            for name in self._client.scan_iter(match=prefix + "*", count=500):
-                raw = self._client.get(name)
-                if raw:
-                    found[str(name)[len(prefix) :]] = Health.from_dict(json.loads(raw))
+            # A deadline for the whole listing too: `health` and Prometheus read it.
+            with command_deadline(max(self._timeout * 100, 1.0)):
+                for name in self._client.scan_iter(match=prefix + "*", count=500):
+                    key = str(name)[len(prefix) :]
+                    raw = _bounded(self._client.getrange(name, 0, MAX_RECORD_BYTES))
+                    health = self._health(key, raw)
+                    if health is not None:
+                        found[key] = health
             return found
         except self._errors as exc:
             self._failed(exc)
@@ -229,9 +276,14 @@ class RedisHealthStore:
         self._aclients.close()
 
     async def aclose(self) -> None:
-        """Close the connection pools, awaiting the running loop's."""
+        """Close the connection pools, awaiting the running loop's (at most a second: a
+        frozen Redis does not hold a close)."""
         self._client.close()
-        await self._aclients.aclose()
+        try:
+            async with asyncio.timeout(1.0):
+                await self._aclients.aclose()
+        except TimeoutError:
+            _log.warning("the Redis health store did not close within a second")
 
     # -- async twins: the same operations through redis.asyncio ----------------------------
 
@@ -251,9 +303,10 @@ class RedisHealthStore:
         cached = self._cache.get(key)
         if cached is not None and now - cached[0] <= self._cache_ttl:
             return cached[1]
-        raw = await client.redis.get(self._key(key)) or ""
-        self._cache[key] = (now, str(raw))
-        return str(raw)
+        async with asyncio.timeout(command_seconds(self._timeout)):
+            raw = _bounded(await client.redis.getrange(self._key(key), 0, MAX_RECORD_BYTES))
+        self._cache[key] = (now, raw)
+        return raw
 
     async def _achange(
         self, key: str, apply: Callable[[Health], _T], local: Callable[[], _T]
@@ -262,8 +315,13 @@ class RedisHealthStore:
             return local()
         client = self._aclients.get()
         try:
-            async with client.lock(key):
+            # Waiting for this process's turn is bounded too (each command has its deadline).
+            async with asyncio.timeout(command_seconds(self._timeout) * 4):
+                await client.lock(key).acquire()
+            try:
                 return await self._achange_locked(client, key, apply)
+            finally:
+                client.lock(key).release()
         except self._errors as exc:
             self._failed(exc)
             return local()
@@ -273,14 +331,15 @@ class RedisHealthStore:
     ) -> _T:
         raw = await self._aread(client, key)
         for _ in range(_CAS_TRIES):
-            health = Health.from_dict(json.loads(raw)) if raw else Health()
+            health = self._health(key, raw) or Health()
             result = apply(health)
             new = json.dumps(health.to_dict(), separators=(",", ":"))
             if new == raw:
                 break
-            written, current = await client.cas(
-                keys=[self._key(key)], args=[raw, new, self._ttl_ms]
-            )
+            async with asyncio.timeout(command_seconds(self._timeout)):
+                written, current = await client.cas(
+                    keys=[self._key(key)], args=[raw, new, self._ttl_ms, MAX_RECORD_BYTES]
+                )
             self._cache[key] = (self._clock(), str(current))
             if int(written) == 1:
                 break
@@ -299,7 +358,8 @@ class RedisHealthStore:
         except self._errors as exc:
             self._failed(exc)
             return self._local.peek(keys, policies, now)
-        return _peeked(values, policies, now)
+        healths = [self._health(key, raw) for key, raw in zip(keys, values, strict=True)]
+        return [peek(h, policy, now) for h, policy in zip(healths, policies, strict=True)]
 
     async def aadmit(self, key: str, policy: BreakerPolicy, now: float, force: bool) -> Admission:
         return await self._achange(
@@ -326,17 +386,36 @@ class RedisHealthStore:
         except self._errors as exc:
             self._failed(exc)
             return self._local.retry_allowed(key, budget, now)
-        health = Health.from_dict(json.loads(raw)) if raw else Health()
+        health = self._health(key, raw) or Health()
         return retry_allowed(health, now, budget.ratio, budget.min_per_second, budget.window)
 
 
-def _peeked(
-    values: Sequence[str], policies: Sequence[BreakerPolicy], now: float
-) -> list[Admission]:
-    return [
-        peek(Health.from_dict(json.loads(raw)) if raw else None, policy, now)
-        for raw, policy in zip(values, policies, strict=True)
-    ]
+def _bounded(raw: Any) -> str:
+    """A record as read with GETRANGE 0..limit: itself, or the oversized marker."""
+    text = str(raw or "")
+    return _OVERSIZED if len(text) > MAX_RECORD_BYTES else text
+
+
+def _parse(raw: str) -> Health | None:
+    """The breaker record in ``raw``, or None when it is not one."""
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            return None
+        health = Health.from_dict(data)
+    except (ValueError, TypeError, AttributeError, OverflowError, RecursionError):
+        return None
+    numbers = (health.open_until, health.consecutive, health.openings, health.probes)
+    if health.state not in ("closed", "open", "half_open") or not all(
+        math.isfinite(n) and abs(n) < 1e15 for n in numbers
+    ):
+        return None
+    return health
+
+
+def _shown(key: str) -> str:
+    """A key as printed: control characters shown as escapes."""
+    return key if key.isprintable() else key.encode("unicode_escape").decode()
 
 
 def _recorder(
