@@ -38,6 +38,7 @@ from .spec import (
 
 __all__ = [
     "CHAIN_SUFFIXES",
+    "MAX_CHAIN_FILES",
     "NOT_CHAINS",
     "chain_files",
     "check_file",
@@ -49,6 +50,8 @@ __all__ = [
 ]
 
 CHAIN_SUFFIXES: Final = (".yaml", ".yml")
+#: Most chain files one chains directory may hold (a mode each: a handful in practice).
+MAX_CHAIN_FILES: Final = 256
 #: File stems in a chains directory that are not chains.
 NOT_CHAINS: Final = frozenset({"providers", "breaker"})
 
@@ -353,7 +356,13 @@ def load_chains(directory: str | os.PathLike[str]) -> dict[str, Chain]:
         raise ChainConfigError([Problem(str(folder), 0, 0, "", "chains directory does not exist")])
     chains: dict[str, Chain] = {}
     problems: list[Problem] = []
-    for file in chain_files([folder]):
+    files = chain_files([folder])
+    if len(files) > MAX_CHAIN_FILES:
+        raise ChainConfigError([Problem(
+            str(folder), 0, 0, "",
+            f"holds {len(files)} chain files; at most {MAX_CHAIN_FILES} are read",
+        )])  # fmt: skip
+    for file in files:
         chain, found = check_file(file)
         problems.extend(found)
         if chain is not None:
