@@ -157,15 +157,9 @@ _ROTATOR = textwrap.dedent(
 def test_several_processes_rotating_one_log_lose_no_line(tmp_path):
     path = tmp_path / "shared.jsonl"
     per_process = 400
-    workers = [
-        subprocess.Popen(
-            [PYTHON, "-c", _ROTATOR.format(root=str(ROOT)), str(path), str(per_process)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        for _ in range(3)
-    ]
+    command = [PYTHON, "-c", _ROTATOR.format(root=str(ROOT)), str(path), str(per_process)]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    workers = [subprocess.Popen(command, **pipes) for _ in range(3)]
     dropped = 0
     for worker in workers:
         out, err = worker.communicate(timeout=120)
