@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from closedloop import closed_loop
-from http_overhead import start_simulator
+from common import start_simulator
 
 from engine import LLMManager
 

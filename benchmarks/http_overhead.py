@@ -21,14 +21,13 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
+from common import start_simulator
 
 from engine import LLMManager
 
@@ -38,19 +37,6 @@ FALLBACK = (
     "ollama:\n  - answer\ncycle: true\n"
 )
 KEY = "bench-key"
-
-
-def start_simulator(script: str, folder: Path) -> tuple[subprocess.Popen[str], str]:
-    path = folder / f"script-{abs(hash(script))}.yaml"
-    path.write_text(script)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "simulator", "--script", str(path)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    base = proc.stdout.readline().rsplit(" ", 1)[1].strip()
-    return proc, base
 
 
 def raw_calls(

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import httpx
 from closedloop import closed_loop, summary
-from http_overhead import start_simulator
+from common import start_simulator
 
 from engine import LLMManager
 from engine.providers.bulkhead import DEFAULT_MAX_IN_FLIGHT

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from engine import LLMManager
-from engine.reload import ChainReloader
+from engine.chain.reload import ChainReloader
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
         started = time.perf_counter()
         manager = LLMManager(config={"chains_dir": str(folder)})
         startup = time.perf_counter() - started
-        reloader = ChainReloader(manager, interval=0.5)
+        reloader = ChainReloader(manager.chainset, interval=0.5)
         cpu = time.process_time()
         wall = time.perf_counter()
         for step in range(args.polls):

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
-from http_overhead import start_simulator
+from common import start_simulator
 from httpx_sse import EventSource
 
 from engine import LLMManager, TextDelta

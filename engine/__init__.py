@@ -10,8 +10,13 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from .classify import TAXONOMY, Completion, Outcome, Rule
-from .errors import (
+from engine.chain.loader import check_file, load_chain, load_chains
+from engine.chain.schema import chain_json_schema
+from engine.chain.spec import Chain, ChainSpec, Step
+from engine.core.executor import FallbackExecutor
+from engine.core.machine import CompiledChain, compile_chain
+from engine.core.runtime import Runtime
+from engine.errors import (
     AIResponseError,
     AITimeoutError,
     ChainAbortedError,
@@ -22,48 +27,44 @@ from .errors import (
     StreamInterruptedError,
     TorqError,
 )
-from .executor import FallbackExecutor
-from .loader import check_file, load_chain, load_chains, resolve_chains_dir
-from .machine import CompiledChain, compile_chain
-from .manager import BUILTIN_PROVIDERS, LLMManager
-from .meta import ExecutionMode, GenerationMeta
-from .providers.http import HTTPProvider
-from .providers.settings import BUILTIN_SETTINGS, ProviderSettings
-from .request import ChatRequest, Message, Tool, ToolCall
-from .runtime import Runtime
-from .spec import Chain, ChainSpec, Step, chain_json_schema
+from engine.manager.environment import resolve_chains_dir
+from engine.manager.llm import BUILTIN_PROVIDERS, LLMManager
+from engine.providers.http import HTTPProvider
+from engine.providers.settings import BUILTIN_SETTINGS, ProviderSettings
+from engine.types.completion import Completion
+from engine.types.deltas import ReasoningDelta, TextDelta, ToolCallDelta
+from engine.types.meta import ExecutionMode, GenerationMeta
+from engine.types.outcomes import TAXONOMY, Outcome, Rule
+from engine.types.request import ChatRequest, Message, Tool, ToolCall
 
 if TYPE_CHECKING:
-    from .diagrams import Highlight, dot_source, highlight_from_attempts, mermaid_source, render
-    from .simulator import Behaviour, Script, Simulator
-    from .streaming import (
-        AsyncChatStream,
-        ChatStream,
-        Reset,
-        StreamEvent,
-        TextDelta,
-        ToolCallDelta,
+    from engine.core.streaming import AsyncChatStream, ChatStream, Reset, StreamEvent
+    from engine.tools.diagrams import (
+        Highlight,
+        dot_source,
+        highlight_from_attempts,
+        mermaid_source,
+        render,
     )
+    from engine.tools.simulator import Behaviour, Script, Simulator
 
     __version__: str
 
 # Names whose modules a request never needs (diagrams load Graphviz and transitions'
 # extensions; the simulator a server): imported on first use, so `import engine` stays light.
 _LAZY = {
-    "Highlight": "diagrams",
-    "dot_source": "diagrams",
-    "highlight_from_attempts": "diagrams",
-    "mermaid_source": "diagrams",
-    "render": "diagrams",
-    "Behaviour": "simulator",
-    "Script": "simulator",
-    "Simulator": "simulator",
-    "AsyncChatStream": "streaming",
-    "ChatStream": "streaming",
-    "Reset": "streaming",
-    "StreamEvent": "streaming",
-    "TextDelta": "streaming",
-    "ToolCallDelta": "streaming",
+    "Highlight": "engine.tools.diagrams",
+    "dot_source": "engine.tools.diagrams",
+    "highlight_from_attempts": "engine.tools.diagrams",
+    "mermaid_source": "engine.tools.diagrams",
+    "render": "engine.tools.diagrams",
+    "Behaviour": "engine.tools.simulator",
+    "Script": "engine.tools.simulator",
+    "Simulator": "engine.tools.simulator",
+    "AsyncChatStream": "engine.core.streaming",
+    "ChatStream": "engine.core.streaming",
+    "Reset": "engine.core.streaming",
+    "StreamEvent": "engine.core.streaming",
 }
 
 
@@ -80,7 +81,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'engine' has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
+    value = getattr(import_module(module), name)
     globals()[name] = value
     return value
 
@@ -113,6 +114,7 @@ __all__ = [
     "Problem",
     "ProviderError",
     "ProviderSettings",
+    "ReasoningDelta",
     "Reset",
     "Rule",
     "Runtime",

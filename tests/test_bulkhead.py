@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import LLMManager
-from engine.simulator import Behaviour, Script, Simulator
+from engine.tools.simulator import Behaviour, Script, Simulator
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +194,7 @@ def test_the_limits_are_validated(tmp_path: Path):
 
 
 def test_explain_knows_the_bulkhead_codes():
-    from conftest import run_cli
+    from helpers import run_cli
 
     result = run_cli("explain", "direct", "--code", "queue_timeout")
     assert result.returncode == 0

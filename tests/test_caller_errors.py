@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from engine import LLMManager
-from engine.simulator import Behaviour, Script, Simulator, environment
+from engine.tools.simulator import Behaviour, Script, Simulator, environment
 
 HI = [{"role": "user", "content": "hi"}]
 

@@ -9,10 +9,10 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Scripted, assert_invariants
+from helpers import Scripted, assert_invariants
 
 from engine import Completion, LLMManager, Message, ToolCall
-from engine.simulator import Behaviour, Script, Simulator
+from engine.tools.simulator import Behaviour, Script, Simulator
 
 WIRES = {"deepseek": "openai", "openai": "openai", "claude": "anthropic", "ollama": "ollama"}
 WEATHER = {

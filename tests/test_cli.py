@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from conftest import CHAINS, PYTHON, ROOT, run_cli
+from helpers import CHAINS, PYTHON, ROOT, run_cli
 
 MALFORMED = Path(__file__).parent / "malformed"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import run_cli
+from helpers import run_cli
 
 
 def _cases(tmp_path):

@@ -12,10 +12,10 @@ import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from engine import load_chain
-from engine.diagrams import dot_source, mermaid_source
+from engine.tools.diagrams import dot_source, mermaid_source
 
 INJECTIONS = [
     'x\n    click s0 href "javascript:alert(1)"\n    s9: hacked',

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import CHAINS, ROOT
+from helpers import CHAINS, ROOT
 from ruamel.yaml import YAML
 
 from engine import Chain, load_chain
-from engine.diagrams import (
+from engine.chain.loader import load_chains
+from engine.chain.schema import chain_json_schema, schema_text
+from engine.tools.diagrams import (
     COLOURS,
     Highlight,
     dot_source,
@@ -24,8 +26,6 @@ from engine.diagrams import (
     render,
     render_all,
 )
-from engine.loader import load_chains
-from engine.spec import chain_json_schema, schema_text
 
 DEFAULTS = sorted(load_chains(CHAINS).items())
 CUSTOM = """
@@ -215,9 +215,9 @@ def test_mermaid_parses_in_the_real_mermaid(tmp_path, custom):
     import shutil
     import subprocess
 
-    from conftest import ROOT
+    from helpers import ROOT
 
-    from engine.diagrams import highlight_from_attempts, mermaid_source, render_breaker
+    from engine.tools.diagrams import highlight_from_attempts, mermaid_source, render_breaker
 
     check = ROOT / "tests" / "mermaid"
     if shutil.which("node") is None or not (check / "node_modules" / "mermaid").is_dir():

@@ -7,7 +7,7 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
-from conftest import AsyncScripted, FakeClock, Scripted, Takes, chains_dir
+from helpers import AsyncScripted, FakeClock, Scripted, Takes, chains_dir
 
 from engine import (
     AIResponseError,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 
-from conftest import Scripted, Takes, assert_invariants, chains_dir
+from helpers import Scripted, Takes, assert_invariants, chains_dir
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -173,7 +173,7 @@ def test_breaker_policies_are_validated(tmp_path):
 
 
 def test_explain_circuit_open():
-    from conftest import run_cli
+    from helpers import run_cli
 
     result = run_cli("explain", "direct", "--code", "circuit_open")
     assert (
@@ -185,7 +185,7 @@ def test_explain_circuit_open():
 def test_simulate_shows_a_breaker_open_skip_probe_and_close():
     import json
 
-    from conftest import run_cli
+    from helpers import run_cli
 
     outcomes = "deepseek=" + "|".join(["retryable:503"] * 5 + ["success"])
     result = run_cli(

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import ROOT, FakeClock, Scripted, chains_dir
+from helpers import ROOT, FakeClock, Scripted, chains_dir
 
 from engine import LLMManager, ProviderError
 from engine.health import BreakerPolicy, RetryBudgetPolicy
@@ -132,7 +132,7 @@ def test_requests_go_on_when_redis_dies_and_share_again_when_it_returns(
 
 
 def test_the_health_command_reads_shared_state(redis_server, tmp_path):
-    from conftest import run_cli
+    from helpers import run_cli
 
     folder = chains_dir(tmp_path, {"direct": "steps: [deepseek, openai]\n"})
     run_worker(folder, redis_server.url, 5)  # opens deepseek's breaker in Redis
@@ -147,8 +147,8 @@ def test_the_health_command_reads_shared_state(redis_server, tmp_path):
 
 
 def test_the_breaker_diagram_is_drawn_from_the_machine_definition():
-    from engine.diagrams import render_breaker
     from engine.health import BREAKER_TRANSITIONS
+    from engine.tools.diagrams import render_breaker
 
     dot = render_breaker("dot").decode()
     for _, source, dest in BREAKER_TRANSITIONS:

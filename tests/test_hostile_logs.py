@@ -9,7 +9,7 @@ import json
 import subprocess
 import textwrap
 
-from conftest import PYTHON, ROOT, run_cli
+from helpers import PYTHON, ROOT, run_cli
 
 GOOD = {
     "v": 1, "ts": "2026-01-01T12:00:00.000+00:00", "request_id": "r", "chain": "direct",

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import closed_port
+from helpers import closed_port
 
 from engine import LLMManager, Runtime
-from engine.simulator import Behaviour, Script, Simulator
+from engine.tools.simulator import Behaviour, Script, Simulator
 
 WIRES = ("deepseek", "openai", "claude", "ollama")
 TIMEOUT = 0.3  # per attempt, for the timeout rows (the only real waits in this file)

@@ -14,7 +14,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import PYTHON, ROOT, Scripted, run_cli
+from helpers import PYTHON, ROOT, Scripted, run_cli
 
 from engine import LLMManager
 from engine.telemetry.read import read_log

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import zipfile
 
-from conftest import PYTHON, ROOT
+from helpers import PYTHON, ROOT
 
 
 def test_wheel_carries_the_default_chains_and_they_load(tmp_path):
@@ -25,7 +25,7 @@ def test_wheel_carries_the_default_chains_and_they_load(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     probe = (
-        "import engine, engine.loader as l; m = engine.LLMManager();"
+        "import engine, engine.chain.loader as l; m = engine.LLMManager();"
         "print(l.default_chains_dir()); print(sorted(m.chains))"
     )
     result = subprocess.run(

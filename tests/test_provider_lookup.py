@@ -3,7 +3,7 @@ raises is that attempt's recorded failure, never an error from inside the engine
 
 from __future__ import annotations
 
-from conftest import Scripted
+from helpers import Scripted
 
 from engine import LLMManager
 

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from replay import Case, ReplayServer, load_cases
 
-from engine.classify import classify_exception, classify_result
+from engine.core.classify import classify_exception, classify_result
 from engine.providers.http import HTTPProvider
 from engine.providers.settings import BUILTIN_SETTINGS, resolve
-from engine.providers.streamwire import ReasoningDelta, TextDelta, ToolCallDelta
-from engine.providers.timeouts import StreamTimeouts
-from engine.request import ChatRequest
+from engine.types.deltas import ReasoningDelta, TextDelta, ToolCallDelta
+from engine.types.request import ChatRequest
+from engine.types.timeouts import StreamTimeouts
 
 CASES = load_cases()
 PROVIDERS = {"openai": ["openai", "deepseek"], "anthropic": ["claude"], "ollama": ["ollama"]}

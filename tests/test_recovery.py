@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import itertools
 
-from conftest import FakeClock, chains_dir
+from helpers import FakeClock, chains_dir
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import LLMManager
 from engine.health.breaker import MAX_OPENINGS, Health, admit, cooldown_for, record
 from engine.health.policy import BreakerPolicy
-from engine.simulator import Behaviour, Script, Simulator, environment
+from engine.tools.simulator import Behaviour, Script, Simulator, environment
 
 
 @settings(max_examples=300, deadline=None)

@@ -16,7 +16,7 @@ import threading
 import time
 
 import pytest
-from conftest import PYTHON, ROOT, Scripted, chains_dir
+from helpers import PYTHON, ROOT, Scripted, chains_dir
 
 from engine import LLMManager, ProviderError
 from engine.health import BreakerPolicy, RetryBudgetPolicy

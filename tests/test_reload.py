@@ -10,7 +10,7 @@ import os
 import time
 
 import pytest
-from conftest import Scripted, chains_dir
+from helpers import Scripted, chains_dir
 
 from engine import LLMManager
 

@@ -11,10 +11,10 @@ import threading
 import time
 
 import pytest
-from conftest import Scripted, chains_dir
+from helpers import Scripted, chains_dir
 
 from engine import ChainConfigError, LLMManager
-from engine.reload import ChainReloader
+from engine.chain.reload import ChainReloader
 
 
 def providers(n: int = 100_000):
@@ -56,7 +56,7 @@ def test_a_removed_chains_directory_keeps_every_chain(tmp_path):
 
 def test_a_change_is_applied_only_once_it_has_settled(tmp_path):
     manager = _manager(tmp_path, {"direct": "steps: [deepseek]\n"})
-    reloader = ChainReloader(manager, interval=1.0, settle=0.25)
+    reloader = ChainReloader(manager.chainset, interval=1.0, settle=0.25)
     path = manager.chains_dir / "direct.yaml"
     path.write_text("steps: [ollama]\n")
     assert reloader.poll(now=100.0) is False  # changed: wait for it to settle

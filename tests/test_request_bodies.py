@@ -12,7 +12,7 @@ import pytest
 from engine import ProviderError
 from engine.providers.http import HTTPProvider
 from engine.providers.settings import BUILTIN_SETTINGS, ProviderSettings, resolve
-from engine.request import ChatRequest, Tool
+from engine.types.request import ChatRequest, Tool
 
 WEATHER = Tool("get_weather", "Weather in a city", {"type": "object", "properties": {}})
 SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}}

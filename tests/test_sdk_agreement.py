@@ -11,7 +11,7 @@ from replay import Case, ReplayServer, load_cases
 
 from engine.providers.http import HTTPProvider
 from engine.providers.settings import BUILTIN_SETTINGS, resolve
-from engine.request import ChatRequest
+from engine.types.request import ChatRequest
 
 openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic")

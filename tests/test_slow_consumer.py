@@ -9,7 +9,7 @@ import time
 import pytest
 
 from engine import LLMManager, TextDelta
-from engine.simulator import Behaviour, Script, Simulator, environment
+from engine.tools.simulator import Behaviour, Script, Simulator, environment
 
 CHAIN = "on_midstream: fail\nsteps:\n  - {provider: deepseek, idle_timeout: 0.3, timeout: 10}\n"
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Scripted, assert_invariants
+from helpers import Scripted, assert_invariants
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +23,7 @@ from engine import (
     TextDelta,
     ToolCallDelta,
 )
-from engine.simulator import Behaviour, Script, Simulator
+from engine.tools.simulator import Behaviour, Script, Simulator
 
 PROVIDERS = ("deepseek", "claude", "ollama")  # one of each wire format
 HI = [{"role": "user", "content": "hi"}]
@@ -259,7 +259,7 @@ def test_a_plain_provider_streams_its_whole_answer_as_one_chunk(sim, make):
 
 
 def test_stream_timeouts_are_validated_and_shown(tmp_path: Path):
-    from conftest import run_cli
+    from helpers import run_cli
 
     from engine import check_file
 
@@ -322,7 +322,7 @@ def test_streamed_and_plain_calls_take_the_same_path_until_the_first_chunk(sim, 
 
 
 def test_cli_run_streams_with_a_system_prompt_and_a_conversation_file(tmp_path: Path):
-    from conftest import run_cli
+    from helpers import run_cli
 
     history = tmp_path / "history.json"
     history.write_text(json.dumps([
@@ -344,7 +344,7 @@ def test_cli_run_streams_with_a_system_prompt_and_a_conversation_file(tmp_path: 
 
 
 def test_cli_run_reports_a_cut_stream_as_a_failure():
-    from conftest import run_cli
+    from helpers import run_cli
 
     script = {"deepseek": [Behaviour("answer", text="abcdefgh", chunks=4, cut_after=2)]}
     with Simulator(script) as sim:
@@ -355,7 +355,7 @@ def test_cli_run_reports_a_cut_stream_as_a_failure():
 
 
 def test_simulate_accepts_stream_cuts():
-    from conftest import run_cli
+    from helpers import run_cli
 
     result = run_cli(
         "simulate", "direct", "--outcomes", "deepseek=retryable:429,openai=cut:3", "--json"

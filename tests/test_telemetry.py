@@ -18,12 +18,12 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import ROOT, Scripted, chains_dir, run_cli
+from helpers import ROOT, Scripted, chains_dir, run_cli
 
 from engine import LLMManager, ProviderError
-from engine.simulator import Behaviour, Script, Simulator
 from engine.telemetry.jsonl import line_schema
 from engine.telemetry.read import read_log
+from engine.tools.simulator import Behaviour, Script, Simulator
 
 
 def lines_of(path: Path) -> list[dict]:

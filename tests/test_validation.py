@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import CHAINS, chains_dir
+from helpers import CHAINS, chains_dir
 
 from engine import ChainConfigError, LLMManager, check_file, load_chain
-from engine.loader import load_chains
+from engine.chain.loader import load_chains
 
 MALFORMED = sorted((Path(__file__).parent / "malformed").glob("*.yaml"))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 
-from conftest import FakeClock, Scripted, Takes, chains_dir, run_cli
+from helpers import FakeClock, Scripted, Takes, chains_dir, run_cli
 
 from engine import ExecutionMode, GenerationMeta, LLMManager, ProviderError
 from engine.telemetry.stats import stats

@@ -235,7 +235,7 @@ def test_threads_racing_on_a_new_provider_leave_no_connection_open_after_close()
     import threading
     import time
 
-    from engine.simulator import Behaviour, Script, Simulator
+    from engine.tools.simulator import Behaviour, Script, Simulator
 
     with Simulator(Script({"openai": [Behaviour("answer", delay=0.02)]}, cycle=True)) as sim:
         settings = BUILTIN_SETTINGS["openai"]

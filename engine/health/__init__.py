@@ -3,9 +3,9 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .breaker import BREAKER_STATES, BREAKER_TRANSITIONS, Admission, Health
-from .policy import BreakerPolicy, RetryBudgetPolicy
-from .store import HealthStore, LocalHealthStore
+from engine.health.breaker import BREAKER_STATES, BREAKER_TRANSITIONS, Admission, Health
+from engine.health.policy import BreakerPolicy, RetryBudgetPolicy
+from engine.health.store import HealthStore, LocalHealthStore
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from transitions import Machine
 
-from .policy import BreakerPolicy
+from engine.health.policy import BreakerPolicy
 
 __all__ = [
     "BREAKER_STATES",

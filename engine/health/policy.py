@@ -3,9 +3,11 @@ provider in providers.yaml (``breaker:``, ``retry_budget:``) and validated like 
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["BreakerPolicy", "RetryBudgetPolicy"]
+__all__ = ["BreakerPolicy", "HealthBackend", "RetryBudgetPolicy"]
 
 
 class _Strict(BaseModel):
@@ -47,3 +49,29 @@ class RetryBudgetPolicy(_Strict):
         default=1.0, ge=0, description="Retries allowed per second whatever the traffic."
     )
     window: float = Field(default=10.0, gt=0, description="Seconds of traffic counted.")
+
+
+class HealthBackend(BaseModel):
+    """Where provider health (breakers, retry budgets) lives."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    backend: Literal["local", "redis", "off"] = Field(
+        default="local", description="off: no breakers and no retry budget at all."
+    )
+    url: str | None = Field(default=None, min_length=1, description="redis://host:port/db")
+    namespace: str = Field(default="torq:health", min_length=1)
+    cache_ttl: float = Field(default=0.05, ge=0, description="Seconds a read may be reused.")
+    retry_interval: float = Field(
+        default=1.0, ge=0, description="Seconds between tries while Redis is unreachable."
+    )
+    # 25 ms: far above a healthy Redis's reply (well under a millisecond on a LAN), and
+    # above what a busy process's own threads can add (the GIL switches every 5 ms), so
+    # only a Redis in trouble is taken for one.
+    timeout: float = Field(
+        default=0.025,
+        gt=0,
+        le=10,
+        description="Seconds one health command may take, whole (connect, send, every read); "
+        "past it the request goes on with local health.",
+    )

@@ -12,8 +12,16 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from .breaker import Admission, Health, admit, note_request, peek, record, retry_allowed
-from .policy import BreakerPolicy, RetryBudgetPolicy
+from engine.health.breaker import (
+    Admission,
+    Health,
+    admit,
+    note_request,
+    peek,
+    record,
+    retry_allowed,
+)
+from engine.health.policy import BreakerPolicy, RetryBudgetPolicy
 
 __all__ = ["HealthStore", "LocalHealthStore"]
 

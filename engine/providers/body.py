@@ -12,7 +12,7 @@ from __future__ import annotations
 import zlib
 from typing import Final
 
-from ..errors import ProviderError
+from engine.errors import ProviderError
 
 __all__ = ["ACCEPT_ENCODING", "DEFAULT_MAX_RESPONSE_BYTES", "ERROR_BODY_BYTES", "BodyReader"]
 

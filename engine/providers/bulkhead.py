@@ -20,7 +20,7 @@ import threading
 from collections import deque
 from typing import Final
 
-from ..errors import AITimeoutError, ProviderError
+from engine.errors import AITimeoutError, ProviderError
 
 __all__ = ["DEFAULT_MAX_IN_FLIGHT", "DEFAULT_MAX_QUEUE", "Bulkhead"]
 

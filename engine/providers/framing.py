@@ -23,7 +23,7 @@ import codecs
 import re
 from typing import Final, Literal
 
-from ..errors import ProviderError
+from engine.errors import ProviderError
 
 __all__ = ["Event", "EventReader", "Framing"]
 

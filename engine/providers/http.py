@@ -19,171 +19,43 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import json
-import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 
-from ..classify import Completion
-from ..errors import AIResponseError, ProviderError
-from ..request import ChatRequest
-from .body import ACCEPT_ENCODING, ERROR_BODY_BYTES, BodyReader
-from .bulkhead import Bulkhead
-from .clients import LoopClients
-from .framing import EventReader
-from .mapping import attempt_timeout, error_for_event, error_for_status, error_for_transport
-from .network import deadline, sync_transport
-from .secrets import excerpt, install_log_filter
-from .settings import Resolved
-from .streamwire import STREAM_PARSERS, Delta, ErrorEvent, StreamParser, deltas_of
-from .timeouts import StreamTimeouts, stream_timeout
-from .wire import WIRES
+from engine.errors import AIResponseError, ProviderError
+from engine.providers import http_stream, replies
+from engine.providers.body import ACCEPT_ENCODING, ERROR_BODY_BYTES, BodyReader
+from engine.providers.bulkhead import Bulkhead
+from engine.providers.mapping import (
+    attempt_timeout,
+    error_for_status,
+    error_for_transport,
+)
+from engine.providers.network import deadline, sync_transport, tls_context
+from engine.providers.replies import (
+    _in_memory,
+    _is_event_body,
+)
+from engine.providers.secrets import excerpt, install_log_filter
+from engine.providers.settings import Resolved
+from engine.providers.streamwire import ErrorEvent
+from engine.providers.wire import WIRES
+from engine.support.loops import LoopClients
+from engine.types.completion import Completion
+from engine.types.deltas import Delta
+from engine.types.request import ChatRequest
+from engine.types.timeouts import StreamTimeouts
 
 __all__ = ["HTTPProvider"]
 
 
-@functools.cache
-def _tls() -> ssl.SSLContext:
-    # Building a TLS context (loading the CA bundle) costs ~20 ms; every client shares one.
-    # httpx's own helper keeps its defaults (certifi, SSL_CERT_FILE / SSL_CERT_DIR).
-    return httpx.create_ssl_context()
-
-
-def _in_memory(response: httpx.Response) -> bool:
-    return response.is_stream_consumed
-
-
-def _is_stream(response: httpx.Response, wire: str) -> bool:
-    kind = response.headers.get("content-type", "")
-    return "ndjson" in kind if wire == "ollama" else "text/event-stream" in kind
-
-
-def _is_event_body(headers: httpx.Headers) -> bool:
-    """Whether a whole reply is a stream of events (a server that streams although it was
-    not asked to): it is then read by the stream parser, to the same answer."""
-    kind = headers.get("content-type", "")
-    return "text/event-stream" in kind or "ndjson" in kind
-
-
-def _parser(wire: str) -> StreamParser:
-    return STREAM_PARSERS[wire]()
-
-
-def _feed_events(parser: StreamParser, events: EventReader, data: bytes) -> Iterator[Delta]:
-    """The deltas of the next piece of a stream's body, up to its end marker."""
-    for event, payload in events.feed(data):
-        yield from parser.feed(event, payload)
-        if parser.ended:
-            return
-
-
-def _close_events(parser: StreamParser, events: EventReader) -> Iterator[Delta]:
-    """The deltas of what was pending when the body ended."""
-    for event, payload in events.close():
-        yield from parser.feed(event, payload)
-        if parser.ended:
-            return
-
-
-def _read_events(
-    parser: StreamParser, events: EventReader, chunks: Iterable[bytes]
-) -> Iterator[Delta]:
-    """The deltas of a stream's body, read up to its end marker and never past it."""
-    for data in chunks:
-        yield from _feed_events(parser, events, data)
-        if parser.ended:
-            return
-    yield from _close_events(parser, events)
-
-
-async def _aread_events(
-    parser: StreamParser, events: EventReader, chunks: AsyncIterator[bytes]
-) -> AsyncIterator[Delta]:
-    """The async twin of :func:`_read_events`."""
-    async for data in chunks:
-        for delta in _feed_events(parser, events, data):
-            yield delta
-        if parser.ended:
-            return
-    for delta in _close_events(parser, events):
-        yield delta
-
-
-def _with_model(completion: Completion, model: str | None) -> Completion:
-    return completion if completion.model else dataclasses.replace(completion, model=model)
-
-
-class _Paced(httpx.SyncByteStream):
-    """A reply's decoded bytes, each raw read bounded by ``at`` (moved as deltas arrive)."""
-
-    def __init__(self, response: httpx.Response, reader: BodyReader, at: float) -> None:
-        self.response, self.reader, self.at = response, reader, at
-
-    def __iter__(self) -> Iterator[bytes]:
-        if _in_memory(self.response):
-            yield self.reader.take(self.response.content)
-            return
-        raw = self.response.iter_raw()
-        while True:
-            with deadline(self.at):
-                chunk = next(raw, None)
-            if chunk is None:
-                return
-            data = self.reader.take(chunk)
-            if data:
-                yield data
-
-
-class _APaced(httpx.AsyncByteStream):
-    """The async twin of :class:`_Paced`."""
-
-    def __init__(self, response: httpx.Response, reader: BodyReader, at: float) -> None:
-        self.response, self.reader, self.at = response, reader, at
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        if _in_memory(self.response):
-            yield self.reader.take(self.response.content)
-            return
-        raw = self.response.aiter_raw()
-        while True:
-            async with asyncio.timeout(max(self.at - time.monotonic(), 0)):
-                chunk = await anext(raw, None)
-            if chunk is None:
-                return
-            data = self.reader.take(chunk)
-            if data:
-                yield data
-
-
-class _EventBody:
-    """A whole reply that is a stream of events, read as it arrives and only up to its end
-    marker (a server may hold the connection open after it)."""
-
-    def __init__(self, wire: str, provider: str) -> None:
-        self.parser = _parser(wire)
-        self.events = EventReader(self.parser.framing, provider)
-
-    def feed(self, data: bytes) -> bool:
-        """Read the next decoded bytes; true once the end marker was read."""
-        for _ in _feed_events(self.parser, self.events, data):
-            pass
-        return self.parser.ended
-
-    def close(self) -> Completion:
-        """The answer (the body ended, or its end marker was read)."""
-        if not self.parser.ended:
-            for _ in _close_events(self.parser, self.events):
-                pass
-        return self.parser.finish()
-
-
 class HTTPProvider:
     """An LLM provider over HTTP. ``generate_response`` is sync, ``agenerate_response``
-    async; both return a :class:`~engine.classify.Completion` or raise an outcome error.
+    async; both return a :class:`~engine.types.completion.Completion` or raise an outcome error.
 
     ``transport`` / ``async_transport`` replace httpx's network layer (for
     ``httpx.MockTransport`` in wire-format tests).
@@ -302,48 +174,13 @@ class HTTPProvider:
             return BodyReader(limit, encoding, self.name, truncate=True)
         return BodyReader(self.max_response_bytes, encoding, self.name)
 
-    def _owned(self, exc: BaseException, status: int | None) -> BaseException:
-        """An outcome raised while reading a reply, named after this provider and carrying
-        the reply's status (error events mapped as the same error sent as a reply)."""
-        if isinstance(exc, ErrorEvent):
-            return error_for_event(exc.payload, self.wire, self.name, self._secrets, status)
-        if isinstance(exc, ProviderError | AIResponseError):
-            if exc.provider is None:
-                return type(exc)(
-                    f"{self.name}: {exc}", code=exc.code, provider=self.name, http_status=status
-                )
-            exc.http_status = status
-        return exc
-
-    def _event_body(self, response: httpx.Response) -> _EventBody | None:
-        """A reader for a successful reply that is a stream of events, else None."""
-        if response.status_code >= 300 or not _is_event_body(response.headers):
-            return None
-        return _EventBody(self.wire.name, self.name)
-
-    def _read_event_body(
-        self, status: int, body: _EventBody | bytes, model: str | None
-    ) -> Completion:
-        try:
-            if isinstance(body, bytes):
-                whole = _EventBody(self.wire.name, self.name)
-                whole.feed(body)
-                body = whole
-            completion = body.close()
-        except (ErrorEvent, ProviderError, AIResponseError) as exc:
-            owned = self._owned(exc, status)
-            if owned is exc:
-                raise
-            raise owned from None
-        return self._priced(_with_model(completion, model or self.model))
-
     def _finish(
         self, status: int, headers: httpx.Headers, body: bytes, model: str | None
     ) -> Completion:
         if status >= 300:
             raise error_for_status(status, headers, body, self.wire, self.name, self._secrets)
         if _is_event_body(headers):
-            return self._read_event_body(status, body, model)
+            return replies.read_event_body(self, status, body, model)
         try:
             data = json.loads(body)
         except (ValueError, RecursionError) as exc:
@@ -388,8 +225,8 @@ class HTTPProvider:
         with self._lock:  # threads sharing a provider must share one client (one pool)
             if self._client is None:
                 self._client = httpx.Client(
-                    transport=self._transport or sync_transport(self._limits, _tls()),
-                    verify=_tls(),
+                    transport=self._transport or sync_transport(self._limits, tls_context()),
+                    verify=tls_context(),
                     headers=self._headers,
                     follow_redirects=False,
                 )
@@ -417,7 +254,7 @@ class HTTPProvider:
                 phase = "body"
                 try:
                     reader = self._reader(response)
-                    events = self._event_body(response)
+                    events = replies.event_body(self, response)
                     chunks = [response.content] if _in_memory(response) else response.iter_raw()
                     for chunk in chunks:
                         if events is not None:
@@ -437,11 +274,11 @@ class HTTPProvider:
             exc.http_status = response.status_code
             raise
         except (ErrorEvent, AIResponseError) as exc:
-            raise self._owned(exc, response.status_code) from None
+            raise replies.owned(self, exc, response.status_code) from None
         finally:
             self.bulkhead.release()
         if events is not None:
-            return self._read_event_body(response.status_code, events, model)
+            return replies.read_event_body(self, response.status_code, events, model)
         return self._finish(response.status_code, response.headers, reader.finish(), model)
 
     # -- async -----------------------------------------------------------------------------
@@ -453,11 +290,13 @@ class HTTPProvider:
         if self._async_transport is not None:
             return self._async_transport
         if self._resolved.settings.async_transport == "aiohttp":
-            from .aio import AiohttpTransport  # aiohttp loads only when async calls start
+            from engine.providers.aio import (
+                AiohttpTransport,  # aiohttp loads only when async calls start
+            )
 
-            return AiohttpTransport(self._limits, _tls())
+            return AiohttpTransport(self._limits, tls_context())
         return httpx.AsyncHTTPTransport(
-            retries=0, limits=self._limits, verify=_tls(), trust_env=True
+            retries=0, limits=self._limits, verify=tls_context(), trust_env=True
         )
 
     async def agenerate_response(
@@ -486,7 +325,7 @@ class HTTPProvider:
                 phase = "body"
                 try:
                     reader = self._reader(response)
-                    events = self._event_body(response)
+                    events = replies.event_body(self, response)
                     if _in_memory(response):
                         if events is not None:
                             events.feed(reader.take(response.content))
@@ -511,141 +350,36 @@ class HTTPProvider:
             exc.http_status = response.status_code
             raise
         except (ErrorEvent, AIResponseError) as exc:
-            raise self._owned(exc, response.status_code) from None
+            raise replies.owned(self, exc, response.status_code) from None
         finally:
             self.bulkhead.release()
         if events is not None:
-            return self._read_event_body(response.status_code, events, model)
+            return replies.read_event_body(self, response.status_code, events, model)
         return self._finish(response.status_code, response.headers, reader.finish(), model)
 
     # -- streaming -------------------------------------------------------------------------
 
-    def _stream_failure(
-        self, exc: BaseException, delivered: bool, timeouts: StreamTimeouts, phase: str
-    ) -> Exception:
-        """The outcome error of a stream that broke (a timeout is named by the gap it hit)."""
-        if isinstance(exc, TimeoutError | httpx.TimeoutException) and not isinstance(
-            exc, httpx.ConnectTimeout | httpx.PoolTimeout
-        ):
-            return stream_timeout(self.name, timeouts, delivered)
-        if isinstance(exc, httpx.HTTPError):
-            return error_for_transport(exc, self.name, phase, self._secrets)
-        return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+    # -- streaming -------------------------------------------------------------------------
 
     def stream(
         self, *, request: ChatRequest, timeouts: StreamTimeouts, model: str | None = None
     ) -> Iterator[Delta | Completion]:
-        """Stream the answer to ``request`` synchronously: text and tool-call deltas as they
-        arrive, then the whole :class:`Completion`. Every socket read is bounded: by the
-        first-token deadline until the first delta, then by the idle timeout (and always by
-        the stream's whole deadline). Closing the iterator closes the connection."""
-        started = time.monotonic()
-        first_by = started + timeouts.first_token
-        ends = started + timeouts.total
-        client = self._sync_client()
-        body = self._body(request, model, stream=True)
-        self._check_configured()
-        self.bulkhead.acquire(timeouts.first_token)
-        phase, delivered = "wait", False
-        response: httpx.Response | None = None
-        try:
-            out = self._request(body, first_by - time.monotonic())
-            with deadline(first_by):
-                response = client.send(out, stream=True)
-            phase = "body"
-            reader = self._reader(response)
-            if response.status_code >= 300 or not _is_stream(response, self.wire.name):
-                with deadline(ends):
-                    for chunk in response.iter_raw():
-                        reader.feed(chunk)
-                        if reader.full:
-                            break
-                whole = self._finish(response.status_code, response.headers, reader.finish(), model)
-                yield from deltas_of(whole)  # a server that answered all at once
-                yield whole
-                return
-            paced = _Paced(response, reader, first_by)
-            parser = _parser(self.wire.name)
-            events = EventReader(parser.framing, self.name)
-            try:
-                for delta in _read_events(parser, events, paced):
-                    delivered = True
-                    yield delta
-                    # Idle time is time waiting on the network: it starts when the caller
-                    # is back for more, not while it holds the chunk it was given.
-                    paced.at = min(time.monotonic() + timeouts.idle, ends)
-            except (httpx.HTTPError, TimeoutError):
-                if not parser.complete:  # the completion signal came: the answer is whole
-                    raise
-            yield self._priced(_with_model(parser.finish(), model or self.model))
-        except (httpx.HTTPError, TimeoutError) as exc:
-            raise self._stream_failure(exc, delivered, timeouts, phase) from exc
-        except (ErrorEvent, ProviderError, AIResponseError) as exc:
-            owned = self._owned(exc, response.status_code if response is not None else None)
-            if owned is exc:
-                raise
-            raise owned from None
-        finally:
-            if response is not None:
-                response.close()
-            self.bulkhead.release()
+        """Stream the answer to ``request`` synchronously: text, tool-call and reasoning
+        deltas as they arrive, then the whole :class:`Completion`. Every socket read is
+        bounded (first token, then idle, and the whole deadline); closing the iterator
+        closes the connection."""
+        yield from http_stream.stream(self, request=request, timeouts=timeouts, model=model)
 
     async def astream(
         self, *, request: ChatRequest, timeouts: StreamTimeouts, model: str | None = None
     ) -> AsyncIterator[Delta | Completion]:
         """The async twin of :meth:`stream`."""
-        started = time.monotonic()
-        first_by = started + timeouts.first_token
-        ends = started + timeouts.total
-        transport = self._aclients.get()
-        body = self._body(request, model, stream=True)
-        self._check_configured()
-        await self.bulkhead.aacquire(timeouts.first_token)
-        phase, delivered = "wait", False
-        response: httpx.Response | None = None
+        events = http_stream.astream(self, request=request, timeouts=timeouts, model=model)
         try:
-            out = self._request(body, first_by - time.monotonic())
-            async with asyncio.timeout(max(first_by - time.monotonic(), 0)):
-                response = await transport.handle_async_request(out)
-            phase = "body"
-            reader = self._reader(response)
-            if response.status_code >= 300 or not _is_stream(response, self.wire.name):
-                async with asyncio.timeout(max(ends - time.monotonic(), 0)):
-                    if _in_memory(response):
-                        reader.feed(response.content)
-                    else:
-                        async for chunk in response.aiter_raw():
-                            reader.feed(chunk)
-                            if reader.full:
-                                break
-                whole = self._finish(response.status_code, response.headers, reader.finish(), model)
-                for delta in deltas_of(whole):
-                    yield delta
-                yield whole
-                return
-            paced = _APaced(response, reader, first_by)
-            parser = _parser(self.wire.name)
-            events = EventReader(parser.framing, self.name)
-            try:
-                async for delta in _aread_events(parser, events, aiter(paced)):
-                    delivered = True
-                    yield delta
-                    paced.at = min(time.monotonic() + timeouts.idle, ends)  # see stream()
-            except (httpx.HTTPError, TimeoutError):
-                if not parser.complete:  # the completion signal came: the answer is whole
-                    raise
-            yield self._priced(_with_model(parser.finish(), model or self.model))
-        except (httpx.HTTPError, TimeoutError) as exc:
-            raise self._stream_failure(exc, delivered, timeouts, phase) from exc
-        except (ErrorEvent, ProviderError, AIResponseError) as exc:
-            owned = self._owned(exc, response.status_code if response is not None else None)
-            if owned is exc:
-                raise
-            raise owned from None
-        finally:
-            if response is not None:
-                await response.aclose()
-            self.bulkhead.release()
+            async for item in events:
+                yield item
+        finally:  # a caller that stops early closes the connection now, not at collection
+            await events.aclose()
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -18,9 +18,9 @@ from typing import Final
 
 import httpx
 
-from ..errors import AIResponseError, AITimeoutError, ProviderError
-from .secrets import excerpt, redact
-from .wire import ErrorInfo, Wire
+from engine.errors import AIResponseError, AITimeoutError, ProviderError
+from engine.providers.secrets import excerpt, redact
+from engine.providers.wire import ErrorInfo, Wire
 
 OutcomeError = ProviderError | AITimeoutError | AIResponseError
 

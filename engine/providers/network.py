@@ -13,6 +13,7 @@ Async attempts need none of this: ``asyncio.timeout`` bounds them as a whole.
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import ssl
 import time
@@ -24,7 +25,11 @@ import httpcore
 import httpx
 from httpcore._backends.sync import SyncStream
 
-__all__ = ["deadline", "sync_transport"]
+__all__ = [
+    "deadline",
+    "sync_transport",
+    "tls_context",
+]
 
 _DEADLINE: ContextVar[float | None] = ContextVar("torq_fallback_deadline", default=None)
 _SocketOption = (
@@ -122,3 +127,10 @@ def sync_transport(limits: httpx.Limits, ssl_context: ssl.SSLContext) -> httpx.H
     )
     transport._pool = pool
     return transport
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    # Building a TLS context (loading the CA bundle) costs ~20 ms; every client shares one.
+    # httpx's own helper keeps its defaults (certifi, SSL_CERT_FILE / SSL_CERT_DIR).
+    return httpx.create_ssl_context()

@@ -1,6 +1,6 @@
 """Reading streamed replies: each wire protocol's stream, event by event, into text deltas,
 tool-call deltas, reasoning deltas and, at its proper end, the whole
-:class:`~engine.classify.Completion`.
+:class:`~engine.types.completion.Completion`.
 
 The parsers are sans-IO: the HTTP provider splits the body into events
 (:mod:`engine.providers.framing`) and feeds them here; the parsers return what the caller
@@ -27,11 +27,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..classify import Completion
-from ..errors import AIResponseError, ProviderError
-from ..request import ToolCall
-from .framing import Framing
-from .wire import (
+from engine.errors import AIResponseError, ProviderError
+from engine.providers.framing import Framing
+from engine.providers.reading import (
     Usage,
     anthropic_finish,
     anthropic_usage,
@@ -41,6 +39,9 @@ from .wire import (
     reasoning_of,
     settle,
 )
+from engine.types.completion import Completion
+from engine.types.deltas import Delta, ReasoningDelta, TextDelta, ToolCallDelta
+from engine.types.request import ToolCall
 
 __all__ = [
     "STREAM_PARSERS",
@@ -55,34 +56,6 @@ __all__ = [
     "ToolCallDelta",
     "deltas_of",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class TextDelta:
-    """The next piece of the answer's text."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCallDelta:
-    """The next piece of tool call number ``index`` (0, 1, ... in the answer's order): its
-    id and name when they first appear, then pieces of its JSON ``arguments``."""
-
-    index: int
-    id: str | None = None
-    name: str | None = None
-    arguments: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ReasoningDelta:
-    """The next piece of the model's shown reasoning (never part of the answer's text)."""
-
-    text: str
-
-
-Delta = TextDelta | ToolCallDelta | ReasoningDelta
 
 
 class ErrorEvent(Exception):

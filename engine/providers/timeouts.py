@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from ..errors import AITimeoutError
+from engine.errors import AITimeoutError
+from engine.types.timeouts import StreamTimeouts
 
 __all__ = ["StreamTimeouts", "stream_timeout"]
-
-
-@dataclass(frozen=True, slots=True)
-class StreamTimeouts:
-    """Seconds a streamed attempt may take: until its first delta (``first_token``),
-    between two deltas (``idle``), and in all (``total``, what is left of the chain)."""
-
-    first_token: float
-    idle: float
-    total: float
 
 
 def stream_timeout(provider: str, timeouts: StreamTimeouts, delivered: bool) -> AITimeoutError:

@@ -1,7 +1,7 @@
 """The three wire protocols: how a request is written and how a reply is read.
 
 Each protocol knows its path, headers and JSON body, how to turn a successful body into a
-:class:`~engine.classify.Completion`, and where its error bodies keep the error's type, code
+:class:`~engine.types.completion.Completion`, and where its error bodies keep the error's type, code
 and message. What those mean for the chain is decided in :mod:`engine.providers.mapping`.
 """
 
@@ -11,9 +11,29 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from ..classify import Completion
-from ..errors import AIResponseError, ProviderError
-from ..request import ChatRequest, Message, ToolCall
+from engine.errors import AIResponseError, ProviderError
+from engine.providers.messages import (
+    _anthropic_choice,
+    _anthropic_messages,
+    _anthropic_output,
+    _openai_messages,
+    _openai_tools,
+    _unsupported,
+)
+from engine.providers.reading import (
+    _int,
+    _malformed,
+    _str,
+    anthropic_finish,
+    anthropic_usage,
+    content_parts,
+    ollama_finish,
+    openai_usage,
+    reasoning_of,
+    settle,
+)
+from engine.types.completion import Completion
+from engine.types.request import ChatRequest, ToolCall
 
 __all__ = ["WIRES", "ErrorInfo", "Wire"]
 
@@ -55,154 +75,11 @@ class Wire(Protocol):
         ...
 
 
-def _malformed(wire: str, what: str) -> ProviderError:
-    return ProviderError(f"{wire} reply is missing {what}", code="malformed_response")
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _unsupported(wire: str, what: str) -> ProviderError:
-    return ProviderError(
-        f"the {wire} wire protocol cannot express {what}", code="unsupported_request"
-    )
-
-
 def _arguments(raw: Any) -> str:
     """Tool-call arguments as a JSON string, whatever the wire sent (string or object)."""
     if isinstance(raw, str):
         return raw
     return json.dumps(raw if raw is not None else {})
-
-
-def content_parts(content: Any, wire: str) -> tuple[str, str]:
-    """(answer text, reasoning text) of a message's ``content``: a string, or an array of
-    parts (Mistral's ``thinking`` + ``text``, say). Text parts form the answer; reasoning
-    parts are kept apart; other parts (references, images) are not text."""
-    if content is None:
-        return "", ""
-    if isinstance(content, str):
-        return content, ""
-    if not isinstance(content, list):
-        raise _malformed(wire, "a text answer (content is neither text nor parts)")
-    texts: list[str] = []
-    thoughts: list[str] = []
-    for part in content:
-        if isinstance(part, str):
-            texts.append(part)
-        elif isinstance(part, dict):
-            kind = part.get("type")
-            if kind in ("text", "output_text") and isinstance(part.get("text"), str):
-                texts.append(part["text"])
-            elif kind in ("thinking", "reasoning"):
-                inner = part.get("thinking", part.get("reasoning", part.get("text")))
-                thoughts.append(inner if isinstance(inner, str) else content_parts(inner, wire)[0])
-    return "".join(texts), "".join(thoughts)
-
-
-def reasoning_of(message: Any) -> str:
-    """Reasoning an OpenAI-compatible message carries beside its content
-    (``reasoning_content``: DeepSeek, vLLM; ``reasoning``: OpenRouter, Groq; ``thinking``:
-    Ollama)."""
-    for key in ("reasoning_content", "reasoning", "thinking"):
-        value = message.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return ""
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Token counts as the provider reports them (cache tokens: of the prompt, read from
-    or written to the provider's prompt cache)."""
-
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cache_read: int = 0
-    cache_write: int = 0
-
-
-def openai_usage(usage: Any) -> Usage:
-    """``usage`` of an OpenAI-compatible reply (``prompt_tokens`` includes cached ones)."""
-    if not isinstance(usage, dict):
-        return Usage()
-    details = usage.get("prompt_tokens_details")
-    cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
-    return Usage(
-        _int(usage.get("prompt_tokens")),
-        _int(usage.get("completion_tokens")),
-        cached or _int(usage.get("prompt_cache_hit_tokens")),  # DeepSeek's name
-    )
-
-
-def anthropic_usage(usage: Any, base: Usage | None = None) -> Usage:
-    """``usage`` of an Anthropic message (``input_tokens`` excludes cached ones); fields
-    missing here keep ``base``'s (a stream's ``message_delta`` repeats only some)."""
-    base = base or Usage()
-    if not isinstance(usage, dict):
-        return base
-
-    def pick(key: str, old: int) -> int:
-        value = usage.get(key)
-        return _int(value) if isinstance(value, int) else old
-
-    return Usage(
-        pick("input_tokens", base.tokens_in),
-        pick("output_tokens", base.tokens_out),
-        pick("cache_read_input_tokens", base.cache_read),
-        pick("cache_creation_input_tokens", base.cache_write),
-    )
-
-
-def settle(wire: str, completion: Completion) -> Completion:
-    """The checks every reading of a reply ends with, streamed or not: a filtered answer is
-    ``content_filter``; an answer with neither text nor tool calls is not one."""
-    if completion.finish_reason == "content_filter":
-        raise AIResponseError("answer withheld by the content filter", code="content_filter")
-    if not completion.text.strip() and not completion.tool_calls:
-        why = f" (finish_reason {completion.finish_reason})" if completion.finish_reason else ""
-        raise ProviderError(
-            f"{wire} reply has no answer: no text and no tool calls{why}",
-            code="malformed_response",
-        )
-    return completion
-
-
-def _openai_messages(request: ChatRequest, *, ollama: bool = False) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    if request.system:
-        out.append({"role": "system", "content": request.system})
-    for message in request.messages:
-        item: dict[str, Any] = {"role": message.role, "content": message.content or ""}
-        if message.tool_calls:
-            item["tool_calls"] = [
-                {"function": {"name": c.name, "arguments": json.loads(c.arguments or "{}")}}
-                if ollama
-                else {"id": c.id, "type": "function",
-                      "function": {"name": c.name, "arguments": c.arguments}}
-                for c in message.tool_calls
-            ]  # fmt: skip
-        if message.role == "tool":
-            if ollama:
-                if message.name:
-                    item["tool_name"] = message.name
-            else:
-                item["tool_call_id"] = message.tool_call_id
-        out.append(item)
-    return out
-
-
-def _openai_tools(request: ChatRequest) -> list[dict[str, Any]]:
-    return [
-        {"type": "function", "function": {
-            "name": t.name, "description": t.description, "parameters": dict(t.parameters)}}
-        for t in request.tools
-    ]  # fmt: skip
 
 
 class OpenAIWire:
@@ -439,86 +316,6 @@ class OllamaWire:
     def error(self, data: Any) -> ErrorInfo:
         inner = data.get("error") if isinstance(data, dict) else None
         return ErrorInfo(message=inner) if isinstance(inner, str) else ErrorInfo()
-
-
-_ANTHROPIC_FINISH: Final = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-}
-
-
-def anthropic_finish(stop: Any) -> str | None:
-    """An Anthropic ``stop_reason`` in OpenAI's words (``pause_turn`` and other new ones
-    pass through as they are)."""
-    return _ANTHROPIC_FINISH.get(_str(stop), _str(stop) or None)
-
-
-def ollama_finish(has_calls: bool, done_reason: Any) -> str | None:
-    """Ollama says ``stop`` even when the answer is tool calls: OpenAI's word is used."""
-    return "tool_calls" if has_calls else _str(done_reason) or None
-
-
-def _anthropic_output(response_format: Any) -> dict[str, Any]:
-    """OpenAI's ``response_format`` as the Messages API's structured output
-    (``output_config.format``): a JSON schema maps; JSON mode without a schema has no
-    counterpart and is ``unsupported_request``."""
-    kind = response_format.get("type") if isinstance(response_format, dict) else None
-    spec = response_format.get("json_schema") if isinstance(response_format, dict) else None
-    if kind == "json_schema" and isinstance(spec, dict) and isinstance(spec.get("schema"), dict):
-        return {"format": {"type": "json_schema", "schema": dict(spec["schema"])}}
-    raise _unsupported(
-        "anthropic", f"response_format type {kind!r} (only json_schema with a schema maps)"
-    )
-
-
-def _anthropic_choice(choice: Any) -> dict[str, Any]:
-    if choice == "auto":
-        return {"type": "auto"}
-    if choice == "required":
-        return {"type": "any"}
-    if choice == "none":
-        return {"type": "none"}
-    if isinstance(choice, dict):
-        function = choice.get("function", choice)
-        if isinstance(function, dict) and isinstance(function.get("name"), str):
-            return {"type": "tool", "name": function["name"]}
-    raise _unsupported("anthropic", f"tool_choice {choice!r}")
-
-
-def _anthropic_messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
-    """OpenAI-shaped messages as Anthropic content blocks: an assistant's tool calls become
-    ``tool_use`` blocks, tool results ``tool_result`` blocks in one user message."""
-    out: list[dict[str, Any]] = []
-    for message in messages:
-        if message.role == "system":
-            continue  # folded into the top-level system prompt
-        if message.role == "tool":
-            block = {
-                "type": "tool_result",
-                "tool_use_id": message.tool_call_id,
-                "content": message.content or "",
-            }
-            if out and out[-1]["role"] == "user" and isinstance(out[-1]["content"], list):
-                out[-1]["content"].append(block)
-            else:
-                out.append({"role": "user", "content": [block]})
-            continue
-        if message.role == "assistant" and message.tool_calls:
-            blocks: list[dict[str, Any]] = []
-            if message.content:
-                blocks.append({"type": "text", "text": message.content})
-            blocks.extend(
-                {"type": "tool_use", "id": c.id, "name": c.name,
-                 "input": json.loads(c.arguments or "{}")}
-                for c in message.tool_calls
-            )  # fmt: skip
-            out.append({"role": "assistant", "content": blocks})
-            continue
-        out.append({"role": message.role, "content": message.content or ""})
-    return out
 
 
 #: Wire protocols by the ``kind`` a provider declares.

@@ -52,7 +52,7 @@ class RequestFinished:
     chain: str
     mode: str
     final_state: str
-    #: :func:`engine.meta.snapshot` of the metadata; read fields with ``field(name)``.
+    #: :func:`engine.types.meta.snapshot` of the metadata; read fields with ``field(name)``.
     meta: Mapping[str, Any]
     wall: float
     #: What was asked and the answer's text, for sinks configured to keep them.
@@ -61,7 +61,7 @@ class RequestFinished:
 
     def field(self, name: str) -> Any:
         """A metadata field (``timestamp``, ``provider_attempts``, ...)."""
-        from ..meta import field_value
+        from engine.types.meta import field_value
 
         return field_value(dict(self.meta), name)
 

@@ -36,7 +36,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Final
 
-from .events import Event, RequestFinished
+from engine.telemetry.events import Event, RequestFinished
 
 __all__ = ["SCHEMA_VERSION", "JsonlSink", "line_for", "line_schema"]
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from .events import Event, RequestFinished
+from engine.telemetry.events import Event, RequestFinished
 
 __all__ = ["OpenTelemetrySink"]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .events import AttemptFinished, Event, RequestFinished
+from engine.telemetry.events import AttemptFinished, Event, RequestFinished
 
 __all__ = ["PrometheusSink"]
 

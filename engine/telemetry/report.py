@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from .stats import percentile, stats
+from engine.telemetry.stats import percentile, stats
 
 __all__ = ["html_report"]
 

@@ -1,0 +1,394 @@
+"""The chain file format (pydantic models) and its resolution into a runnable :class:`Chain`.
+
+This module knows nothing of YAML or of files: :mod:`engine.chain.loader` turns a file into the
+plain data validated here and turns the locations of problems into file:line:column.
+
+Format, in short (the default chains under ``chains/`` explain it in comments)::
+
+    description: Fast answers.           # optional
+    deadline: 120                        # seconds for the whole chain
+    on_midstream: fail                   # a stream cut mid-way: fail or restart
+    when_all_open: probe_nearest         # every breaker open: probe_nearest or fail_fast
+    defaults: {timeout: 30, retries: 0}  # for every step (also first_token_timeout,
+                                         # idle_timeout, params: {temperature: ...})
+    error_codes: {"404": non_retryable}  # change what a given error code does
+    steps:
+      - deepseek                         # a provider name is a whole step
+      - id: openai_fast                  # or spell the step out
+        provider: openai
+        model: gpt-4o-mini
+        timeout: 20
+        retries: 2                       # same-step retries, transient outcomes only
+        goto: {timeout: claude}          # where a category goes instead of the next step
+      - claude
+
+A whole file may also be just the list of steps.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+)
+
+from engine.types.outcomes import FAILURE_CATEGORIES, Category
+
+__all__ = [
+    "FINAL_STATES",
+    "KEYWORD_TARGETS",
+    "MAX_STEPS",
+    "Chain",
+    "ChainSpec",
+    "Defaults",
+    "Goto",
+    "Loc",
+    "Params",
+    "Step",
+    "StepSpec",
+    "build_chain",
+    "with_order",
+    "with_timeout",
+]
+
+FailureCategory = Literal["retryable", "timeout", "non_retryable"]
+MidstreamPolicy = Literal["fail", "restart"]
+WhenAllOpen = Literal["probe_nearest", "fail_fast"]
+
+#: Final states of every chain's machine.
+SUCCEEDED, EXHAUSTED, ABORTED = "succeeded", "exhausted", "aborted"
+FINAL_STATES: Final = (SUCCEEDED, EXHAUSTED, ABORTED)
+#: What a ``goto`` may say besides a step id.
+KEYWORD_TARGETS: Final = ("next", "abort", "exhausted")
+_KEYWORD_DEST: Final = {"abort": ABORTED, "exhausted": EXHAUSTED}
+_RESERVED_IDS: Final = frozenset(FINAL_STATES) | frozenset(KEYWORD_TARGETS) | {"success"}
+_ID_PATTERN: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
+#: Most steps a chain may have.
+MAX_STEPS: Final = 100
+#: Most step ids listed in one message.
+_IDS_SHOWN: Final = 8
+
+#: Built-in values for anything neither a step nor the chain's ``defaults`` sets.
+BUILTIN_DEFAULTS: Final[Mapping[str, Any]] = {
+    "timeout": 30.0,
+    "retries": 0,
+    "retry_timeouts": False,
+    "backoff_base": 0.5,
+    "backoff_max": 10.0,
+}
+BUILTIN_GOTO: Final[Mapping[str, str]] = {
+    "retryable": "next",
+    "timeout": "next",
+    "non_retryable": "abort",
+}
+
+Loc = tuple[str | int, ...]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
+
+
+class Goto(_Strict):
+    """Where each failure category leads from a step: a later step's id, or a keyword."""
+
+    retryable: str | None = Field(
+        default=None,
+        description="After a retryable failure: next, abort, exhausted or a later step id.",
+    )
+    timeout: str | None = Field(
+        default=None, description="After a timeout: next, abort, exhausted or a later step id."
+    )
+    non_retryable: str | None = Field(
+        default=None,
+        description="After a non-retryable failure: next, abort, exhausted or a step id.",
+    )
+
+
+class Params(_Strict):
+    """Request parameters a step (or ``defaults``) sets; a call's own parameters win."""
+
+    temperature: float | None = Field(default=None, ge=0, le=2, description="Sampling temperature.")
+    max_tokens: int | None = Field(default=None, ge=1, description="Longest answer, in tokens.")
+    top_p: float | None = Field(default=None, ge=0, le=1, description="Nucleus sampling.")
+    stop: list[str] | None = Field(default=None, description="Sequences that end the answer.")
+
+
+class _StepSettings(_Strict):
+    timeout: float | None = Field(default=None, gt=0, description="Per-attempt timeout in seconds.")
+    retries: int | None = Field(
+        default=None,
+        ge=0,
+        description="Extra attempts on the same step, for transient outcomes only.",
+    )
+    retry_timeouts: bool | None = Field(
+        default=None, description="Whether timeouts count as transient (retried on the same step)."
+    )
+    first_token_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="Streaming: seconds until the first token (default: the step's timeout).",
+    )
+    idle_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="Streaming: longest gap between two chunks (default: the step's timeout).",
+    )
+    backoff_base: float | None = Field(
+        default=None,
+        ge=0,
+        description="Seconds; retry n waits up to backoff_base * 2**n (full jitter).",
+    )
+    backoff_max: float | None = Field(
+        default=None,
+        ge=0,
+        description="Longest wait before a retry, Retry-After included, in seconds.",
+    )
+    goto: Goto | None = Field(default=None, description="Where each failure category leads.")
+    params: Params | None = Field(
+        default=None, description="Request parameters (temperature, max_tokens, top_p, stop)."
+    )
+
+
+class Defaults(_StepSettings):
+    """Settings every step inherits unless it sets its own."""
+
+
+class StepSpec(_StepSettings):
+    """One step of a chain, spelled out."""
+
+    id: str | None = Field(
+        default=None, description="Unique step id; defaults to the provider name."
+    )
+    provider: str = Field(min_length=1, description="Provider name, e.g. deepseek or openai.")
+    model: str | None = Field(
+        default=None, min_length=1, description="Model to ask this provider for."
+    )
+
+
+def _step_kind(value: Any) -> str:
+    return "name" if isinstance(value, str) else "step"
+
+
+StepEntry = Annotated[
+    Annotated[str, Tag("name")] | Annotated[StepSpec, Tag("step")],
+    Discriminator(_step_kind),
+]
+#: Union tags pydantic puts into error locations; dropped when locating problems.
+UNION_TAGS: Final = frozenset({"name", "step"})
+
+
+class ChainSpec(_Strict):
+    """A chain file, as written."""
+
+    description: str = Field(default="", description="What this chain is for, shown in diagrams.")
+    deadline: float = Field(default=120.0, gt=0, description="Seconds for the whole chain.")
+    on_midstream: MidstreamPolicy = Field(
+        default="fail",
+        description="A stream cut after its first chunk: fail (raise, marked truncated) or "
+        "restart (the next step answers from the beginning, after a reset event).",
+    )
+    when_all_open: WhenAllOpen = Field(
+        default="probe_nearest",
+        description="Every provider's breaker open: probe the one closest to recovery "
+        "(probe_nearest) or fail without a call (fail_fast).",
+    )
+    defaults: Defaults = Field(default_factory=Defaults)
+    error_codes: dict[str, FailureCategory] = Field(
+        default_factory=dict,
+        description="Error code -> category, overriding the built-in taxonomy for this chain.",
+    )
+    steps: list[StepEntry] = Field(
+        min_length=1, max_length=MAX_STEPS, description="The providers to try, in order."
+    )
+
+    @field_validator("error_codes", mode="before")
+    @classmethod
+    def _codes_as_strings(cls, value: Any) -> Any:
+        # YAML reads `429: non_retryable` with an int key; codes are strings everywhere.
+        if isinstance(value, dict):
+            return {str(k) if isinstance(k, int) else k: v for k, v in value.items()}
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A resolved step: every setting known, every route a machine state."""
+
+    id: str
+    provider: str
+    model: str | None
+    timeout: float
+    retries: int
+    retry_timeouts: bool
+    backoff_base: float
+    backoff_max: float
+    #: failure category -> destination state (a step id or a final state)
+    routes: Mapping[str, str]
+    #: request parameters set by the step or the chain's defaults (the call's own win)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    #: streaming: seconds until the first token, and the longest gap between chunks
+    first_token_timeout: float | None = None
+    idle_timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A validated chain, ready to compile. ``spec`` is what it was built from."""
+
+    name: str
+    source: str
+    spec: ChainSpec
+    steps: tuple[Step, ...]
+    error_codes: Mapping[str, Category]
+    by_id: Mapping[str, Step] = field(repr=False)
+
+    @property
+    def description(self) -> str:
+        """The chain's description (may be empty)."""
+        return self.spec.description
+
+    @property
+    def deadline(self) -> float:
+        """Seconds the whole chain may take."""
+        return self.spec.deadline
+
+    @property
+    def when_all_open(self) -> str:
+        """Every breaker open: ``probe_nearest`` or ``fail_fast``."""
+        return self.spec.when_all_open
+
+    @property
+    def on_midstream(self) -> str:
+        """What a stream cut after its first chunk does: ``fail`` or ``restart``."""
+        return self.spec.on_midstream
+
+    @property
+    def max_attempts(self) -> int:
+        """Upper bound on attempts in one run: every step once plus all of its retries."""
+        return sum(1 + step.retries for step in self.steps)
+
+
+def _as_step(entry: str | StepSpec) -> StepSpec:
+    return StepSpec(provider=entry) if isinstance(entry, str) else entry
+
+
+def _step_id(entry: str | StepSpec) -> str:
+    step = _as_step(entry)
+    return step.id if step.id is not None else step.provider
+
+
+def _target(spec: ChainSpec, step: StepSpec, category: str) -> str:
+    for goto in (step.goto, spec.defaults.goto):
+        if goto is not None and getattr(goto, category) is not None:
+            return str(getattr(goto, category))
+    return BUILTIN_GOTO[category]
+
+
+def _setting(spec: ChainSpec, step: StepSpec, name: str) -> Any:
+    value = getattr(step, name)
+    if value is None:
+        value = getattr(spec.defaults, name)
+    return BUILTIN_DEFAULTS[name] if value is None else value
+
+
+def _optional(spec: ChainSpec, step: StepSpec, name: str) -> float | None:
+    value = getattr(step, name)
+    if value is None:
+        value = getattr(spec.defaults, name)
+    return None if value is None else float(value)
+
+
+def _params(spec: ChainSpec, step: StepSpec) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for params in (spec.defaults.params, step.params):
+        if params is not None:
+            merged.update(params.model_dump(exclude_none=True))
+    return merged
+
+
+def build_chain(spec: ChainSpec, name: str, source: str) -> Chain:
+    """Resolve a spec that :func:`~engine.chain.rules.check_chain` found sound into a
+    :class:`Chain`."""
+    entries = [_as_step(entry) for entry in spec.steps]
+    ids = [_step_id(entry) for entry in entries]
+    steps: list[Step] = []
+    for index, entry in enumerate(entries):
+        routes: dict[str, str] = {}
+        for category in FAILURE_CATEGORIES:
+            target = _target(spec, entry, category)
+            if target == "next":
+                routes[category] = ids[index + 1] if index + 1 < len(ids) else EXHAUSTED
+            else:
+                routes[category] = _KEYWORD_DEST.get(target, target)
+        steps.append(
+            Step(
+                id=ids[index],
+                provider=entry.provider,
+                model=entry.model,
+                timeout=float(_setting(spec, entry, "timeout")),
+                retries=int(_setting(spec, entry, "retries")),
+                retry_timeouts=bool(_setting(spec, entry, "retry_timeouts")),
+                backoff_base=float(_setting(spec, entry, "backoff_base")),
+                backoff_max=float(_setting(spec, entry, "backoff_max")),
+                routes=routes,
+                params=_params(spec, entry),
+                first_token_timeout=_optional(spec, entry, "first_token_timeout"),
+                idle_timeout=_optional(spec, entry, "idle_timeout"),
+            )
+        )
+    return Chain(
+        name=name,
+        source=source,
+        spec=spec,
+        steps=tuple(steps),
+        error_codes=dict(spec.error_codes),
+        by_id={step.id: step for step in steps},
+    )
+
+
+def with_order(chain: Chain, providers: Sequence[str]) -> ChainSpec:
+    """A spec whose steps are ``providers`` in that order, replacing the chain's order.
+
+    Each provider keeps the settings (model, timeout, retries, backoff) of the chain's first
+    step for it; routes fall back to the chain's defaults, since the jumps written for the
+    old order may not fit the new one.
+    """
+    templates: dict[str, StepSpec] = {}
+    for entry in chain.spec.steps:
+        step = _as_step(entry)
+        templates.setdefault(step.provider, step)
+    steps: list[str | StepSpec] = []
+    for provider in providers:
+        template = templates.get(provider)
+        if template is None:
+            steps.append(provider)
+        else:
+            steps.append(template.model_copy(update={"id": None, "goto": None}))
+    return chain.spec.model_copy(update={"steps": steps})
+
+
+def with_timeout(spec: ChainSpec, timeout: float) -> ChainSpec:
+    """A spec where every step's per-attempt timeout is ``timeout`` seconds."""
+    steps = [_as_step(entry).model_copy(update={"timeout": timeout}) for entry in spec.steps]
+    return spec.model_copy(update={"steps": steps})
+
+
+def validate_spec(data: Any) -> ChainSpec:
+    """Validate plain data as a chain spec (raises pydantic's ``ValidationError``)."""
+    if isinstance(data, list):
+        data = {"steps": data}
+    return ChainSpec.model_validate(data)
+
+
+__all__ += ["UNION_TAGS", "ValidationError", "validate_spec"]

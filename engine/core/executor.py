@@ -1,0 +1,393 @@
+"""Runs one request through a compiled chain.
+
+The decisions live in one generator, :meth:`FallbackExecutor._decide`: it looks the step's
+provider up, asks its shell to perform a :class:`Call` or a :class:`Sleep`, classifies
+what comes back, records the attempt and fires the machine. The sync shell
+(:meth:`~FallbackExecutor.execute`) and the async shell (:meth:`~FallbackExecutor.aexecute`)
+only perform those two actions, so both follow exactly the same path for the same outcomes.
+This is the only retry layer: providers must not retry on their own.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from engine.chain.spec import FINAL_STATES, SUCCEEDED
+from engine.core.actions import (
+    Call,
+    Decisions,
+    HealthOp,
+    ProviderLookup,
+    Sleep,
+    StreamDone,
+    as_request,
+    breaker_key,
+    model_of,
+)
+from engine.core.classify import classify_exception, classify_result, coded
+from engine.core.machine import CompiledChain
+from engine.core.records import attempt_record, failure, interrupted
+from engine.core.runtime import Runtime, backoff_bound, backoff_delay
+from engine.errors import ChainAbortedError, ChainExhaustedError
+from engine.health import Admission, HealthConfig
+from engine.health.deadline import HEALTH_BUDGET
+from engine.providers.base import CallResult, acall, call
+from engine.telemetry.events import AttemptFinished, RequestFinished, RequestStarted, Sinks
+from engine.types.completion import Completion
+from engine.types.meta import GenerationMeta, fallback_reason, snapshot
+from engine.types.outcomes import Outcome
+from engine.types.request import ChatRequest
+from engine.types.timeouts import StreamTimeouts
+
+__all__ = ["MIN_ATTEMPT_SECONDS", "FallbackExecutor", "ProviderLookup", "as_request"]
+
+#: An attempt starts only with at least this much time left before the deadline.
+MIN_ATTEMPT_SECONDS: Final = 0.001
+_NO_TIME: Final = Outcome(
+    "timeout", "timeout", "deadline_exceeded", False, "no time left to start an attempt"
+)
+
+
+# Codes that say nothing of the provider's health (the engine's own or the caller's doing).
+_NOT_HEALTH: Final = frozenset(
+    {"provider_not_found", "not_configured", "unsupported_request", "overloaded",
+     "queue_timeout", "circuit_open", "context_length_exceeded"}
+)  # fmt: skip
+
+
+class FallbackExecutor:
+    """Executes chains, looking each provider up through ``lookup`` when its attempt starts.
+
+    ``runtime`` supplies clock, sleep and randomness (inject a fake one in tests);
+    ``health`` the breakers' store and policies (None: no breakers, no retry budget).
+    """
+
+    def __init__(
+        self,
+        lookup: ProviderLookup,
+        runtime: Runtime | None = None,
+        health: HealthConfig | None = None,
+        sinks: Sinks | None = None,
+    ) -> None:
+        self.lookup = lookup
+        self.runtime = runtime or Runtime()
+        self.health = health
+        #: Telemetry sinks (events are built only when there is one).
+        self.sinks = sinks if sinks is not None else Sinks()
+
+    def _finished(
+        self,
+        chain: str,
+        state: str,
+        meta: GenerationMeta,
+        request: ChatRequest,
+        answer: str | None,
+    ) -> None:
+        # A shallow snapshot, not to_dict(): deep-copying the record per request would cost
+        # more than everything else the engine does; sinks format it off the request path.
+        self.sinks.emit(
+            RequestFinished(
+                chain, meta.mode.value, state, snapshot(meta), self.runtime.wall(), request, answer
+            )
+        )
+
+    def perform(self, action: Sleep | HealthOp) -> Any:
+        """Perform an action other than a provider call (every shell shares this)."""
+        if isinstance(action, Sleep):
+            self.runtime.sleep(action.seconds)
+            return None
+        assert self.health is not None
+        token = HEALTH_BUDGET.set(action.left)
+        try:
+            return getattr(self.health.store, action.op)(*action.args)
+        finally:
+            HEALTH_BUDGET.reset(token)
+
+    async def aperform(self, action: Sleep | HealthOp) -> Any:
+        """The async twin of :meth:`perform` (awaiting a store's async twin if it has one)."""
+        if isinstance(action, Sleep):
+            await self.runtime.asleep(action.seconds)
+            return None
+        assert self.health is not None
+        token = HEALTH_BUDGET.set(action.left)
+        try:
+            native = getattr(self.health.store, "a" + action.op, None)
+            if native is not None:
+                return await native(*action.args)
+            return getattr(self.health.store, action.op)(*action.args)
+        finally:
+            HEALTH_BUDGET.reset(token)
+
+    def execute(
+        self,
+        chain: CompiledChain,
+        prompt: str | ChatRequest,
+        meta: GenerationMeta,
+        timeout: float,
+    ) -> Completion:
+        """Run ``chain`` synchronously for a prompt or a :class:`ChatRequest`; fill
+        ``meta``; return the answer.
+
+        Raises :class:`ChainExhaustedError` or :class:`ChainAbortedError` (``meta`` is
+        filled either way). ``timeout`` caps the whole run, with the chain's deadline.
+        """
+        decisions = self._decide(chain, as_request(prompt), meta, timeout)
+        result: CallResult | None = None
+        try:
+            while True:
+                action = decisions.send(result)
+                if isinstance(action, Call):
+                    result = call(action.provider, action.request, action.timeout, action.model)
+                else:
+                    result = self.perform(action)
+        except StopIteration as done:
+            answer: Completion = done.value
+            return answer
+
+    async def aexecute(
+        self,
+        chain: CompiledChain,
+        prompt: str | ChatRequest,
+        meta: GenerationMeta,
+        timeout: float,
+    ) -> Completion:
+        """The async twin of :meth:`execute`: same decisions, awaited I/O."""
+        decisions = self._decide(chain, as_request(prompt), meta, timeout)
+        result: CallResult | None = None
+        try:
+            while True:
+                action = decisions.send(result)
+                if isinstance(action, Call):
+                    result = await acall(
+                        action.provider, action.request, action.timeout, action.model
+                    )
+                else:
+                    result = await self.aperform(action)
+        except StopIteration as done:
+            answer: Completion = done.value
+            return answer
+
+    def _decide(
+        self,
+        compiled: CompiledChain,
+        request: ChatRequest,
+        meta: GenerationMeta,
+        timeout: float,
+        stream: bool = False,
+    ) -> Decisions:
+        rt = self.runtime
+        chain = compiled.chain
+        overrides = chain.error_codes
+        started = rt.monotonic()
+        budget = min(chain.deadline, timeout)
+        run = compiled.start(started + budget)
+        attempts: list[dict[str, Any]] = []
+        meta.provider_attempts = attempts  # filled in as the attempts end
+        last: Outcome | None = None
+        state = run.state
+        out_of_time = False
+        cut: StreamDone | None = None  # the last stream cut after its first chunk
+        if self.sinks.started:
+            self.sinks.emit(RequestStarted(chain.name, meta.mode.value, rt.wall()))
+        health = self.health
+        force_key: str | None = None
+        looked_all = False  # whether every breaker of the chain was looked at already
+        while True:
+            step = chain.by_id[state]
+            now = rt.monotonic()
+            if run.deadline - now < MIN_ATTEMPT_SECONDS:  # no attempt starts without time
+                state = compiled.fire(run, "deadline_exceeded", transient=False, bound=0, now=now)
+                out_of_time = True
+                if not attempts:  # the record still shows what happened, and where
+                    attempts.append(
+                        attempt_record(step, step.model, _NO_TIME, 0.0, rt.wall(), 0, state)
+                    )
+                    last = _NO_TIME
+                break
+            stamp = rt.wall()
+            lookup_error: Exception | None = None
+            try:
+                provider = self.lookup(step.provider)  # once per attempt
+            except Exception as exc:
+                provider, lookup_error = None, exc
+            streamed: StreamDone | None = None
+            admission: Admission | None = None
+            key = breaker_key(step)
+            if health is not None:
+                breaker, retry_budget = health.policies(step.provider)  # once per attempt
+            if health is not None and provider is not None:
+                # Health keeps wall-clock times: a shared store compares them across processes.
+                admission = yield HealthOp(
+                    "admit", (key, breaker, rt.wall(), key == force_key), run.deadline - now
+                )
+                if key == force_key:
+                    force_key = None
+                if (
+                    not admission.allowed
+                    and not looked_all
+                    and not any(a["status"] != "skipped" for a in attempts)
+                    and chain.when_all_open == "probe_nearest"
+                ):
+                    # Nothing tried yet and this one is open: if every breaker of the chain
+                    # is open, probe the provider closest to recovery rather than fail
+                    # without trying. (Only on this rare path are the others looked at.)
+                    looked_all = True
+                    keys = [breaker_key(s) for s in chain.steps]
+                    policies = [health.policies(s.provider)[0] for s in chain.steps]
+                    admissions = yield HealthOp(
+                        "peek", (keys, policies, rt.wall()), run.deadline - now
+                    )
+                    if not any(a.allowed for a in admissions):
+                        nearest = keys[min(range(len(keys)), key=lambda i: admissions[i].retry_in)]
+                        if nearest == key:
+                            admission = yield HealthOp(
+                                "admit", (key, breaker, rt.wall(), True), run.deadline - now
+                            )
+                        else:
+                            force_key = nearest
+            if lookup_error is not None:
+                outcome = classify_exception(lookup_error, overrides)
+                model = step.model
+            elif provider is None:
+                outcome = coded(
+                    "provider_not_found",
+                    f"no provider named '{step.provider}' is registered",
+                    overrides,
+                )
+                model = step.model
+            elif admission is not None and not admission.allowed:
+                outcome = coded(
+                    "circuit_open",
+                    f"{step.provider}'s breaker is {admission.state.replace('_', '-')}; "
+                    f"no call made (a probe in {admission.retry_in:.3g}s)",
+                    overrides,
+                )
+                model = step.model
+            else:
+                model = model_of(provider, step)
+                asked = request.with_params(step.params) if step.params else request
+                left = run.deadline - now
+                timeouts = None
+                if stream:
+                    timeouts = StreamTimeouts(
+                        first_token=min(step.first_token_timeout or step.timeout, left),
+                        idle=step.idle_timeout or step.timeout,
+                        total=left,
+                    )
+                result = yield Call(
+                    provider, asked, min(step.timeout, left), model, timeouts, cut is not None
+                )
+                assert result is not None
+                if isinstance(result, StreamDone):
+                    streamed = result
+                    ok, value = result.ok, result.value
+                else:
+                    ok, value = result
+                outcome = (
+                    classify_result(value, model, overrides)
+                    if ok
+                    else classify_exception(value, overrides)
+                )
+            ended = rt.monotonic()
+            # A stream that broke after handing over its first chunk is a cut: the chain's
+            # on_midstream policy decides, not the category (the caller has seen text).
+            is_cut = streamed is not None and not streamed.ok and streamed.chunks > 0
+            trigger: str = "cut" if is_cut else outcome.category
+            bound = 0.0
+            if outcome.transient and not is_cut:
+                bound = backoff_bound(
+                    run.retries_used, step.backoff_base, step.backoff_max, outcome.retry_after
+                )
+            skipped = admission is not None and not admission.allowed
+            if health is not None and provider is not None and not skipped:
+                # Recorded before the retry budget is asked, so that this attempt counts.
+                code = outcome.error_code
+                failed = None if code in _NOT_HEALTH else outcome.category in _HEALTH_FAILURES
+                yield HealthOp("record", (
+                    key, breaker, retry_budget, rt.wall(), failed,
+                    admission is not None and admission.probe, outcome.retry_after,
+                    run.retries_used > 0,
+                ), run.deadline - ended)  # fmt: skip
+            budget_ok = True
+            may_retry = outcome.transient and not is_cut and run.retries_used < step.retries
+            if health is not None and may_retry:
+                budget_ok = yield HealthOp(
+                    "retry_allowed", (key, retry_budget, rt.wall()), run.deadline - ended
+                )
+            state = compiled.fire(
+                run, trigger, transient=outcome.transient and not is_cut, bound=bound, now=ended,
+                budget=budget_ok,
+            )  # fmt: skip
+            retrying = state == step.id
+            record = attempt_record(
+                step, model, outcome, ended - now, stamp, run.retries_used, state
+            )
+            if skipped:
+                assert admission is not None
+                record["status"] = "skipped"
+                record["latency_ms"] = 0
+                record["retry_in_ms"] = round(admission.retry_in * 1000)
+            if not budget_ok and not retrying:
+                record["retry_refused"] = "retry_budget_exhausted"
+            if streamed is not None:
+                record["category"] = trigger
+                record["ttft_ms"] = None if streamed.ttft is None else round(streamed.ttft * 1000)
+                record["chunks"] = streamed.chunks
+                record["truncated"] = is_cut
+            attempts.append(record)
+            if is_cut:
+                cut = streamed
+            if self.sinks.attempts:
+                self.sinks.emit(AttemptFinished(chain.name, meta.mode.value, record))
+            last = outcome
+            if retrying:
+                delay = backoff_delay(
+                    run.retries_used, step.backoff_base, step.backoff_max, outcome.retry_after,
+                    rt.random,
+                )  # fmt: skip
+                run.retries_used += 1
+                if delay > 0:
+                    yield Sleep(delay)
+            else:
+                run.retries_used = 0
+            if state in FINAL_STATES:
+                break
+
+        elapsed_ms = round((rt.monotonic() - started) * 1000)
+        meta.duration_ms = elapsed_ms
+        meta.fallback_used = len(attempts) > 1
+        meta.fallback_reason = fallback_reason(attempts)
+        assert last is not None
+        completion = last.completion
+        if state == SUCCEEDED and completion is not None:
+            winner = attempts[-1]
+            meta.provider = winner["provider"]
+            meta.model = winner["model"]
+            meta.latency_ms = winner["latency_ms"]
+            meta.tokens_in = completion.tokens_in
+            meta.tokens_out = completion.tokens_out
+            meta.tokens_total = completion.tokens_total
+            meta.cost_usd_est = completion.cost_usd
+            meta.error = None
+            meta.error_category = None
+            if self.sinks.finished:
+                self._finished(chain.name, state, meta, request, completion.text)
+            return completion
+        meta.latency_ms = elapsed_ms
+        if self.sinks.finished:
+            self._finished(chain.name, state, meta, request, None)
+        if cut is not None and attempts[-1].get("truncated") and not out_of_time:
+            meta.truncated = True
+            error: ChainExhaustedError | ChainAbortedError = interrupted(
+                chain.name, attempts, last, cut.text
+            )
+            meta.error = str(error)
+            meta.error_category = error.error_category
+            raise error
+        error = failure(chain.name, state, attempts, last, budget, out_of_time)
+        meta.error = str(error)
+        meta.error_category = error.error_category
+        raise error
+
+
+_HEALTH_FAILURES: Final = frozenset({"retryable", "timeout"})

@@ -1,0 +1,157 @@
+"""A chain compiled into a ``transitions`` state machine: the only place that decides where
+an outcome leads.
+
+States are the chain's steps plus the final states ``succeeded``, ``exhausted`` and
+``aborted``. Triggers are outcome categories (``success``, ``retryable``, ``timeout``,
+``non_retryable``) plus ``deadline_exceeded``. A step that may retry has a self-loop, tried
+first, guarded by ``can_retry``: the outcome is transient, retries are left, and the
+longest the wait could be (``bound``, not the jittered draw) fits under ``backoff_max`` and
+before the deadline. Otherwise the category's route is taken.
+
+The machine is built once per chain (``model=None``); each request moves a small
+:class:`Run` through it, so nothing is built per request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from transitions import Machine
+
+from engine.chain.spec import EXHAUSTED, FINAL_STATES, SUCCEEDED, Chain, Step
+
+__all__ = ["TRIGGERS", "CompiledChain", "Edge", "Run", "compile_chain", "edges"]
+
+#: Every trigger a chain machine knows. ``cut``: a stream broke after its first chunk.
+TRIGGERS: Final = ("success", "retryable", "timeout", "non_retryable", "deadline_exceeded", "cut")
+_RETRIABLE_TRIGGERS: Final = ("retryable", "timeout")
+
+# At INFO every trigger costs several times more; leave it alone if the application chose.
+_transitions_logger = logging.getLogger("transitions")
+if _transitions_logger.level == logging.NOTSET:
+    _transitions_logger.setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """One transition of a chain's machine, as data (also what diagrams draw).
+
+    ``kind`` is ``retry`` for a guarded self-loop, ``route`` for a category's route,
+    ``success``, ``deadline``, or ``cut`` (a stream cut mid-way: to ``exhausted`` when the
+    chain's ``on_midstream`` is ``fail``, along the step's retryable route for ``restart``).
+    """
+
+    trigger: str
+    source: str
+    dest: str
+    kind: str
+
+
+class Run:
+    """The per-request model moved through a compiled machine."""
+
+    __slots__ = ("deadline", "retries_used", "state")
+
+    def __init__(self, state: str, deadline: float) -> None:
+        self.state = state
+        self.deadline = deadline
+        self.retries_used = 0
+
+
+def edges(chain: Chain) -> list[Edge]:
+    """The transitions of ``chain``'s machine, in the order they are tried."""
+    out: list[Edge] = []
+    for step in chain.steps:
+        out.append(Edge("success", step.id, SUCCEEDED, "success"))
+        for trigger in ("retryable", "timeout", "non_retryable"):
+            if _may_retry(step, trigger):
+                out.append(Edge(trigger, step.id, step.id, "retry"))
+            out.append(Edge(trigger, step.id, step.routes[trigger], "route"))
+        out.append(Edge("deadline_exceeded", step.id, EXHAUSTED, "deadline"))
+        cut_to = step.routes["retryable"] if chain.on_midstream == "restart" else EXHAUSTED
+        out.append(Edge("cut", step.id, cut_to, "cut"))
+    return out
+
+
+def _may_retry(step: Step, trigger: str) -> bool:
+    if step.retries <= 0 or trigger not in _RETRIABLE_TRIGGERS:
+        return False
+    return trigger != "timeout" or step.retry_timeouts
+
+
+def _retry_guard(step: Step) -> Callable[[Any], bool]:
+    def can_retry(event: Any) -> bool:
+        run: Run = event.model
+        data = event.kwargs
+        return bool(
+            data["transient"]
+            and data.get("budget", True)
+            and run.retries_used < step.retries
+            and data["bound"] <= step.backoff_max
+            and data["now"] + data["bound"] < run.deadline
+        )
+
+    return can_retry
+
+
+class CompiledChain:
+    """A chain with its machine, built once and shared by every request."""
+
+    def __init__(self, chain: Chain) -> None:
+        self.chain = chain
+        self.initial = chain.steps[0].id
+        self.edges: Sequence[Edge] = tuple(edges(chain))
+        guards = {step.id: _retry_guard(step) for step in chain.steps}
+        transitions = [
+            {
+                "trigger": e.trigger,
+                "source": e.source,
+                "dest": e.dest,
+                **({"conditions": [guards[e.source]]} if e.kind == "retry" else {}),
+            }
+            for e in self.edges
+        ]
+        states = [step.id for step in chain.steps] + [
+            {"name": name, "final": True} for name in FINAL_STATES
+        ]
+        self.machine = Machine(
+            model=None,
+            states=states,
+            transitions=transitions,
+            initial=self.initial,
+            auto_transitions=False,
+            send_event=True,
+        )
+        self._events = {name: self.machine.events[name] for name in TRIGGERS}
+
+    def start(self, deadline: float) -> Run:
+        """A fresh run at the chain's first step."""
+        return Run(self.initial, deadline)
+
+    def fire(
+        self,
+        run: Run,
+        trigger: str,
+        *,
+        transient: bool,
+        bound: float,
+        now: float,
+        budget: bool = True,
+    ) -> str:
+        """Move ``run`` by ``trigger``; return the state it is in afterwards. ``bound`` is the
+        longest a retry's wait could be (see :func:`~engine.core.runtime.backoff_bound`);
+        ``budget`` whether the provider's retry budget allows one more retry."""
+        moved = self._events[trigger].trigger(
+            run, transient=transient, bound=bound, now=now, budget=budget
+        )
+        if not moved:  # every trigger has an unguarded route, so this is a bug, not input
+            raise RuntimeError(f"no transition for {trigger!r} from {run.state!r}")
+        return run.state
+
+
+def compile_chain(chain: Chain) -> CompiledChain:
+    """Compile ``chain`` into its state machine."""
+    return CompiledChain(chain)

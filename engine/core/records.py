@@ -1,0 +1,104 @@
+"""The record of one attempt (a dict with the metadata contract's keys), and the errors a
+failed call raises, in words that say what happened where."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.chain.spec import ABORTED, Step
+from engine.errors import ChainAbortedError, ChainExhaustedError, StreamInterruptedError
+from engine.types.meta import iso_timestamp
+from engine.types.outcomes import Outcome
+
+__all__ = ["attempt_record", "describe", "failure", "interrupted", "reason_of", "who"]
+
+
+def attempt_record(
+    step: Step,
+    model: str | None,
+    outcome: Outcome,
+    seconds: float,
+    stamp: float,
+    retry: int,
+    next_state: str,
+) -> dict[str, Any]:
+    completion = outcome.completion
+    return {
+        "provider": step.provider,
+        "model": (completion.model if completion is not None else None) or model,
+        "status": "success" if outcome.category == "success" else "failed",
+        "error_category": outcome.error_category,
+        "error_code": outcome.error_code,
+        "latency_ms": round(seconds * 1000),
+        "timestamp": iso_timestamp(stamp),
+        "tokens_in": completion.tokens_in if completion else 0,
+        "tokens_out": completion.tokens_out if completion else 0,
+        "tokens_total": completion.tokens_total if completion else 0,
+        "cost_usd_est": completion.cost_usd if completion else None,
+        "category": outcome.category,
+        "state": step.id,
+        "retry": retry,
+        "retry_after_ms": None
+        if outcome.retry_after is None
+        else round(outcome.retry_after * 1000),
+        "message": outcome.message,
+        "http_status": outcome.http_status,
+        "next": next_state,
+    }
+
+
+def reason_of(attempt: dict[str, Any]) -> str:
+    reason = str(attempt["error_category"] or attempt["category"])
+    return f"{reason}:{attempt['error_code']}" if attempt["error_code"] else reason
+
+
+def describe(attempt: dict[str, Any]) -> str:
+    detail = f" ({attempt['message']})" if attempt["message"] else ""
+    return f"{attempt['state']} -> {reason_of(attempt)}{detail}"
+
+
+def who(name: str) -> str:
+    """How messages name what ran: a chain, or the one provider of the single path."""
+    if name.startswith("provider:"):
+        return f"provider '{name.removeprefix('provider:')}'"
+    return f"chain '{name}'"
+
+
+def interrupted(
+    name: str, attempts: list[dict[str, Any]], last: Outcome, partial: str
+) -> StreamInterruptedError:
+    stop = attempts[-1]
+    message = (
+        f"{who(name)}: the stream from {stop['state']} was cut after {stop['chunks']} "
+        f"chunk{'s' if stop['chunks'] != 1 else ''} by {reason_of(stop)}; the answer is incomplete"
+    )
+    return StreamInterruptedError(message, last.error_code, attempts, partial, last.exception)
+
+
+def failure(
+    name: str,
+    state: str,
+    attempts: list[dict[str, Any]],
+    last: Outcome,
+    deadline: float,
+    out_of_time: bool,
+) -> ChainExhaustedError | ChainAbortedError:
+    summary = "; ".join(describe(a) for a in attempts)
+    cause = last.exception
+    count = f"{len(attempts)} attempt{'s' if len(attempts) != 1 else ''}"
+    if state == ABORTED:
+        stop = attempts[-1]
+        detail = f": {stop['message']}" if stop["message"] else ""
+        message = (
+            f"{who(name)} stopped at {stop['state']} by {reason_of(stop)}{detail}; "
+            "the same request would fail on every provider"
+        )
+        return ChainAbortedError(message, last.error_code, attempts, cause)
+    if out_of_time:
+        message = f"{who(name)} ran out of time ({deadline:g}s) after {count}: {summary}"
+        return ChainExhaustedError(message, "deadline_exceeded", attempts, cause)
+    if name.startswith("provider:"):
+        message = f"{who(name)} failed after {count}: {summary}"
+    else:
+        message = f"all providers failed for {who(name)} after {count}: {summary}"
+    return ChainExhaustedError(message, last.error_code, attempts, cause)

@@ -1,0 +1,115 @@
+"""What one call of :class:`~engine.manager.LLMManager` asks, checked once: the options that
+``chat``, ``achat``, ``stream`` and ``astream`` share, and the friendly texts a failed call
+answers with."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+from engine.errors import AITimeoutError, ChainAbortedError, ProviderError
+from engine.manager.config import check_mode, check_provider, check_timeout
+from engine.types.completion import Completion
+from engine.types.meta import ExecutionMode, GenerationMeta
+
+__all__ = ["CallOptions", "ChatOptions", "apology", "chat_result", "prompt_call"]
+
+
+class ChatOptions(TypedDict, total=False):
+    """The keyword options of ``chat``, ``achat``, ``stream`` and ``astream`` (declared
+    once, here). The sampling parameters go to the provider; the rest steer the call."""
+
+    system: str | None
+    mode: ExecutionMode | str
+    provider: str | None
+    tools: Any
+    timeout: float
+    use_fallback: bool
+    tool_choice: Any
+    response_format: Any
+    tags: Mapping[str, str] | None
+    temperature: float
+    max_tokens: int
+    top_p: float
+    stop: str | Sequence[str]
+
+
+_STEERING = frozenset(
+    {"system", "mode", "provider", "tools", "timeout", "use_fallback", "tool_choice",
+     "response_format", "tags"}
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    """A chat call's options besides its messages (see :meth:`LLMManager.chat`)."""
+
+    system: str | None = None
+    mode: ExecutionMode | str = ExecutionMode.DIRECT
+    provider: str | None = None
+    tools: Any = None
+    timeout: float = 60
+    use_fallback: bool = True
+    tool_choice: Any = None
+    response_format: Any = None
+    tags: Mapping[str, str] | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any]) -> CallOptions:
+        """A call's keyword options: the steering ones by name, the rest as parameters
+        (checked by name later: an unknown one is a ``TypeError`` naming it)."""
+        steering = {k: v for k, v in options.items() if k in _STEERING}
+        params = {k: v for k, v in options.items() if k not in _STEERING}
+        return cls(**steering, params=params)
+
+    def checked(self) -> tuple[str | None, ExecutionMode, float, bool]:
+        """(provider, mode, seconds, use_fallback), each checked where it entered."""
+        provider = check_provider(self.provider)
+        mode = check_mode(self.mode)
+        seconds = check_timeout(self.timeout)
+        if not isinstance(self.use_fallback, bool):
+            raise TypeError(f"use_fallback must be a bool, got {type(self.use_fallback).__name__}")
+        return provider, mode, seconds, self.use_fallback
+
+
+def apology(error: Exception) -> str:
+    """What a failed call answers: the user-facing texts of TORQ Console."""
+    if isinstance(error, AITimeoutError):
+        return "I apologize, but your request timed out. Please try a simpler query or try again."
+    if isinstance(error, ProviderError):
+        return (
+            f"I apologize, but the AI service is currently unavailable: {error}. Please try again."
+        )
+    if isinstance(error, ChainAbortedError):  # trying again would be refused again
+        return f"I apologize, but I encountered an error: {error}."
+    return f"I apologize, but I encountered an error: {error}. Please try again."
+
+
+def chat_result(
+    answer: Completion | None, error: Exception | None, meta: GenerationMeta
+) -> tuple[Completion, GenerationMeta]:
+    """What a chat call returns: the answer (its tools noted in ``meta.tools_used``), or
+    the apology as a completion whose ``finish_reason`` is ``"error"``."""
+    if answer is None:
+        assert error is not None
+        return Completion(apology(error), finish_reason="error"), meta
+    meta.tools_used = [call.name for call in answer.tool_calls]
+    return answer, meta
+
+
+def prompt_call(
+    prompt: Any, provider: Any, mode: Any, tools: Any, timeout: Any, use_fallback: Any
+) -> tuple[str | None, ExecutionMode, float, GenerationMeta]:
+    """A ``generate_response`` call's arguments, checked: (provider, mode, seconds, meta).
+    ``tools`` is the seed's list of tool names, recorded in the metadata."""
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+    options = CallOptions(mode=mode, provider=provider, timeout=timeout, use_fallback=use_fallback)
+    name, checked, seconds, _ = options.checked()
+    if tools is not None and (
+        not isinstance(tools, list | tuple) or not all(isinstance(t, str) for t in tools)
+    ):
+        raise TypeError("tools must be a list of tool names (str) or None")
+    return name, checked, seconds, GenerationMeta(mode=checked, tools_used=list(tools or []))

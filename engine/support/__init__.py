@@ -1,0 +1,1 @@
+"""Infrastructure helpers every layer may use (no engine knowledge)."""

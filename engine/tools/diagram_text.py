@@ -1,0 +1,240 @@
+"""What a chain's diagram says, whatever its format: the title, each step's lines, each edge's
+label and colour, the legend, the path a run took and the traffic a log saw; every name from
+a chain file kept text (never markup) for DOT and Mermaid."""
+
+from __future__ import annotations
+
+import functools
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from engine.chain.spec import ABORTED, EXHAUSTED, FINAL_STATES, SUCCEEDED, Chain, Step
+from engine.core.machine import Edge, edges
+from engine.errors import TorqError
+
+__all__ = ["COLOURS", "LEGEND_NOTES", "Highlight", "Traffic", "highlight_from_attempts"]
+
+
+#: Edge colour per category (the legend shows the same).
+COLOURS: Final[Mapping[str, str]] = {
+    "success": "#2e7d32",
+    "retryable": "#ef6c00",
+    "timeout": "#6a1b9a",
+    "non_retryable": "#c62828",
+}
+
+
+_FINAL_STYLE: Final = {
+    SUCCEEDED: {"shape": "doublecircle", "color": "#2e7d32", "fillcolor": "#e8f5e9"},
+    EXHAUSTED: {"shape": "doubleoctagon", "color": "#616161", "fillcolor": "#f5f5f5"},
+    ABORTED: {"shape": "octagon", "color": "#c62828", "fillcolor": "#ffebee"},
+}
+
+
+_TAKEN: Final = "#1565c0"
+
+
+@dataclass(frozen=True)
+class Highlight:
+    """One run's path: the edges taken (source, category, dest), in order, and where it ended."""
+
+    taken: tuple[tuple[str, str, str], ...]
+    end: str
+
+    @property
+    def states(self) -> set[str]:
+        """Every state the run was in."""
+        visited = {src for src, _, _ in self.taken} | {dst for _, _, dst in self.taken}
+        return visited | {self.end}
+
+
+def highlight_from_attempts(attempts: Sequence[Mapping[str, Any]]) -> Highlight:
+    """The path recorded in ``meta.provider_attempts``."""
+    taken = tuple((str(a["state"]), str(a["category"]), str(a["next"])) for a in attempts)
+    end = taken[-1][2] if taken else ""
+    if end not in FINAL_STATES:  # the deadline ended the run before the next attempt
+        end = EXHAUSTED
+    return Highlight(taken, end)
+
+
+def _visible(text: str) -> str:
+    """Text from a chain file as it reads: control and line-separator characters shown as
+    escapes (``\\n``), never acted on, so no name or description can end a statement of
+    the diagram's language and start another."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+def _dot_text(text: str) -> str:
+    """A line of a DOT label: visible, and a backslash is a backslash (DOT reads ``\\N``,
+    ``\\G``, ``\\l`` as escapes)."""
+    return _visible(text).replace("\\", "\\\\")
+
+
+#: Characters that mean something inside a Mermaid label, written as its entity codes.
+_MERMAID_CODES: Final = {c: f"#{ord(c)};" for c in '"#;<>&`{}[]|'}
+
+
+def _mermaid_text(text: str) -> str:
+    """A line of a Mermaid label: visible, with every character that could close the label
+    or start markup written as an entity code (``#34;``)."""
+    return "".join(_MERMAID_CODES.get(c, c) for c in _visible(text))
+
+
+def _title(chain: Chain) -> str:
+    about = f": {_visible(chain.description)}" if chain.description else ""
+    cut = (
+        "the next step answers from the start"
+        if chain.on_midstream == "restart"
+        else "the stream fails, marked truncated"
+    )
+    return (
+        f"chain '{chain.name}'{about}\n"
+        f"deadline {chain.deadline:g} s for the whole chain "
+        f"(when it passes, any step goes to exhausted); a stream cut mid-way: {cut}"
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _default_models(folder: str) -> dict[str, str]:
+    """Each provider's default model: the built-ins, with the chain's providers.yaml."""
+    from engine.providers.settings import BUILTIN_SETTINGS, load_providers_file
+
+    try:
+        settings = load_providers_file(Path(folder)) if folder else dict(BUILTIN_SETTINGS)
+    except TorqError:
+        settings = dict(BUILTIN_SETTINGS)
+    return {name: s.model for name, s in settings.items()}
+
+
+def _step_lines(step: Step, source: str = "") -> list[str]:
+    lines = [step.id]
+    if step.provider != step.id:
+        lines.append(f"provider: {step.provider}")
+    folder = str(Path(source).parent) if source and Path(source).is_file() else ""
+    default = _default_models(folder).get(step.provider)
+    model = step.model or (f"{default} (its default)" if default else "the provider's default")
+    lines.append(f"model: {model}")
+    retries = f"retries: {step.retries}"
+    if step.retries:
+        retries += " (timeouts too)" if step.retry_timeouts else " (not timeouts)"
+    lines.append(f"timeout: {step.timeout:g} s, {retries}")
+    if step.first_token_timeout is not None or step.idle_timeout is not None:
+        first = step.first_token_timeout or step.timeout
+        idle = step.idle_timeout or step.timeout
+        lines.append(f"stream: first token ≤{first:g} s, gaps ≤{idle:g} s")
+    return lines
+
+
+def _edge_label(edge: Edge, step: Step) -> str:
+    if edge.kind == "retry":
+        return f"{edge.trigger}: retry (≤{step.retries}, transient, wait ≤{step.backoff_max:g} s)"
+    return edge.trigger
+
+
+@dataclass(frozen=True)
+class _Drawn:
+    """One edge as both renderers draw it."""
+
+    source: str
+    dest: str
+    trigger: str
+    retry: bool
+    label: str
+    taken: bool
+
+
+def _drawn_edges(
+    transitions: Sequence[Mapping[str, Any]], chain: Chain, highlight: Highlight | None
+) -> list[_Drawn]:
+    """transitions' markup of the render machine, labelled, with the run's attempts marked."""
+    taken = _taken_index(highlight)
+    out = []
+    for t in transitions:
+        src, dst, trigger = t["source"], t["dest"], t["trigger"]
+        retry = src == dst
+        label = _edge_label(
+            Edge(trigger, src, dst, "retry" if retry else "route"), chain.by_id[src]
+        )
+        numbers = taken.get((src, trigger, dst))
+        if numbers:
+            label += "  [" + ", ".join(f"#{n}" for n in numbers) + "]"
+        out.append(_Drawn(src, dst, trigger, retry, label, bool(numbers)))
+    return out
+
+
+def _drawn(chain: Chain) -> list[Edge]:
+    # The deadline and a mid-stream cut apply to every step alike: the title says where they
+    # lead instead of an edge from every step.
+    return [e for e in edges(chain) if e.kind not in ("deadline", "cut")]
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What a request log says went through a chain: how often each edge was taken, and
+    each step's attempts, successes and p95 latency (``render --traffic``)."""
+
+    edges: Mapping[tuple[str, str, str], int]
+    steps: Mapping[str, tuple[int, int, float | None]]
+    requests: int
+
+    @classmethod
+    def from_lines(cls, chain: str, lines: Sequence[Mapping[str, Any]]) -> Traffic:
+        """The traffic of ``chain`` in JSONL log lines."""
+        from engine.telemetry.stats import percentile
+
+        edge_counts: dict[tuple[str, str, str], int] = {}
+        attempts: dict[str, list[float]] = {}
+        successes: dict[str, int] = {}
+        requests = 0
+        for line in lines:
+            if line.get("chain") != chain:
+                continue
+            requests += 1
+            for a in line["attempts"]:
+                key = (str(a.get("state")), str(a.get("category")), str(a.get("next")))
+                edge_counts[key] = edge_counts.get(key, 0) + 1
+                step = str(a.get("state"))
+                attempts.setdefault(step, []).append(float(a.get("latency_ms") or 0))
+                successes[step] = successes.get(step, 0) + (a.get("status") == "success")
+        steps = {
+            step: (len(values), successes.get(step, 0), percentile(values, 0.95))
+            for step, values in attempts.items()
+        }
+        return cls(edge_counts, steps, requests)
+
+
+def _taken_index(highlight: Highlight | None) -> dict[tuple[str, str, str], list[int]]:
+    index: dict[tuple[str, str, str], list[int]] = {}
+    for number, key in enumerate(highlight.taken if highlight else (), 1):
+        index.setdefault(key, []).append(number)
+    return index
+
+
+#: What else an edge of a category carries, besides the usual failures (legend notes).
+LEGEND_NOTES: Final[Mapping[str, str]] = {
+    "retryable": "also overloaded: the provider's line (max_queue) is full; and "
+    "circuit_open: its breaker is open, the step is skipped without a call",
+    "timeout": "also queue_timeout: no free slot (max_in_flight) in time",
+}
+
+
+def _legend_html(path: bool = False) -> str:
+    rows = "".join(
+        f'<tr><td align="left"><font color="{colour}">━━ {html.escape(name)}'
+        + (f" <i>({html.escape(LEGEND_NOTES[name])})</i>" if name in LEGEND_NOTES else "")
+        + "</font></td></tr>"
+        for name, colour in COLOURS.items()
+    )
+    return (
+        '<<table border="0" cellborder="0" cellspacing="2">'
+        '<tr><td align="left"><b>legend</b></td></tr>'
+        f"{rows}"
+        '<tr><td align="left">╌╌ retry on the same step</td></tr>'
+        + ('<tr><td align="left"><b>━━</b> path taken (#attempt)</td></tr>' if path else "")
+        + "</table>>"
+    )

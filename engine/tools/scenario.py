@@ -1,0 +1,356 @@
+"""Dry runs of chains: what a chain does with given outcomes (``simulate``) and where one
+outcome leads from each step (``explain``), with no provider and no network.
+
+Outcomes are written ``category[:code]`` per provider, several in a row separated by
+``|`` (for retries): ``"deepseek=retryable:429|success,openai=timeout"``. A provider with
+no outcome left answers. Time is virtual: a timeout takes the attempt's whole timeout, every
+other outcome takes no time, and retry waits pass instantly, so runs are deterministic.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from engine.chain.loader import read_yaml
+from engine.core.classify import classify_exception, rule_for
+from engine.core.executor import FallbackExecutor
+from engine.core.machine import CompiledChain
+from engine.core.runtime import Runtime
+from engine.core.streaming import ChatStream
+from engine.errors import (
+    AIResponseError,
+    AITimeoutError,
+    ChainAbortedError,
+    ChainConfigError,
+    ChainExhaustedError,
+    Problem,
+    ProviderError,
+)
+from engine.health import (
+    BreakerPolicy,
+    Health,
+    HealthConfig,
+    LocalHealthStore,
+    RetryBudgetPolicy,
+    default_policies,
+)
+from engine.types.completion import Completion
+from engine.types.deltas import TextDelta
+from engine.types.meta import ExecutionMode, GenerationMeta, iso_timestamp
+from engine.types.outcomes import CATEGORIES, TAXONOMY
+from engine.types.request import ChatRequest
+from engine.types.timeouts import StreamTimeouts
+
+__all__ = ["Scenario", "explain", "load_scenario", "parse_outcomes", "simulate"]
+
+_OUTCOME: Final = re.compile(r"^(success|retryable|timeout|non_retryable|cut)(?::([^\s|,]+))?$")
+_EPOCH: Final = 1_767_225_600.0  # 2026-01-01T00:00:00Z: simulated records carry fixed times
+_EXCEPTION: Final = {
+    "retryable": ProviderError,
+    "timeout": AITimeoutError,
+    "non_retryable": AIResponseError,
+}
+
+
+@dataclass
+class Scenario:
+    """A mode, a prompt, and the outcomes each provider gives, in order."""
+
+    mode: ExecutionMode
+    outcomes: dict[str, list[str]] = field(default_factory=dict)
+    prompt: str = "simulated prompt"
+
+
+def parse_outcomes(text: str) -> dict[str, list[str]]:
+    """``"deepseek=retryable:429|success,openai=timeout"`` -> outcomes per provider."""
+    outcomes: dict[str, list[str]] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, sequence = part.partition("=")
+        if not sep or not name.strip() or not sequence.strip():
+            raise ValueError(f"--outcomes: {part!r} is not PROVIDER=CATEGORY[:CODE][|...]")
+        items = [item.strip() for item in sequence.split("|")]
+        for item in items:
+            _check_outcome(item, f"--outcomes {name.strip()}")
+        outcomes.setdefault(name.strip(), []).extend(items)
+    if not outcomes:
+        raise ValueError("--outcomes is empty; e.g. deepseek=retryable:429,openai=success")
+    return outcomes
+
+
+def _check_outcome(item: str, where: str) -> None:
+    match = _OUTCOME.match(item)
+    if match is None:
+        close = difflib.get_close_matches(item.split(":")[0], CATEGORIES, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ValueError(
+            f"{where}: {item!r} is not CATEGORY[:CODE]{hint}; categories: {', '.join(CATEGORIES)}"
+        )
+    if match.group(1) == "success" and match.group(2):
+        raise ValueError(f"{where}: {item!r}: a success has no code")
+    if match.group(1) == "cut" and not (match.group(2) or "").isdigit():
+        raise ValueError(f"{where}: {item!r}: write cut:N, N the chunks delivered before the cut")
+
+
+def load_scenario(path: str | os.PathLike[str]) -> Scenario:
+    """Read a scenario file::
+
+    mode: direct
+    prompt: What is 2+2?          # optional
+    outcomes:
+      deepseek: [retryable:429, success]
+      openai: timeout
+    """
+    file = Path(path)
+    data, values, _, problems = read_yaml(file, list_prefix=())
+    source = str(file)
+
+    def problem(loc: tuple[str, ...], message: str) -> Problem:
+        line, column = values.get(loc, values.get((), (0, 0)))
+        return Problem(source, line, column, ".".join(loc), message)
+
+    if not problems and not isinstance(data, dict):
+        problems.append(problem((), "expected a mapping with mode and outcomes"))
+    if problems:
+        raise ChainConfigError(problems)
+    assert isinstance(data, dict)
+    unknown = sorted(set(data) - {"mode", "prompt", "outcomes"})
+    for key in unknown:
+        problems.append(problem((key,), f"unknown key '{key}'; allowed: mode, prompt, outcomes"))
+    try:
+        mode = ExecutionMode(str(data.get("mode", "")))
+    except ValueError:
+        modes = ", ".join(m.value for m in ExecutionMode)
+        problems.append(problem(("mode",), f"mode must be one of {modes}"))
+        mode = ExecutionMode.DIRECT
+    outcomes: dict[str, list[str]] = {}
+    raw = data.get("outcomes")
+    if not isinstance(raw, dict) or not raw:
+        problems.append(problem(("outcomes",), "outcomes must map providers to outcomes"))
+        raw = {}
+    for name, items in raw.items():
+        seq = items if isinstance(items, list) else [items]
+        for item in seq:
+            try:
+                _check_outcome(str(item), f"outcomes.{name}")
+            except ValueError as exc:
+                problems.append(problem(("outcomes", str(name)), str(exc)))
+        outcomes[str(name)] = [str(item) for item in seq]
+    if problems:
+        raise ChainConfigError(problems)
+    return Scenario(mode, outcomes, str(data.get("prompt", "simulated prompt")))
+
+
+class _VirtualTime:
+    """Time that passes only when the simulation says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def runtime(self) -> Runtime:
+        async def asleep(seconds: float) -> None:
+            self.now += seconds
+
+        def sleep(seconds: float) -> None:
+            self.now += seconds
+
+        return Runtime(
+            monotonic=lambda: self.now,
+            wall=lambda: _EPOCH + self.now,
+            sleep=sleep,
+            asleep=asleep,
+            random=lambda: 0.5,
+        )
+
+
+class _Scripted:
+    """A provider that plays its outcomes, then answers."""
+
+    def __init__(self, name: str, outcomes: Sequence[str], clock: _VirtualTime) -> None:
+        self.name = name
+        self.outcomes = list(outcomes)
+        self.clock = clock
+
+    def generate_response(self, *, prompt: str, timeout: float, model: str | None = None) -> str:
+        outcome = self.outcomes.pop(0) if self.outcomes else "success"
+        category, _, code = outcome.partition(":")
+        if category == "success":
+            return f"(simulated answer from {self.name})"
+        if category == "cut":  # a cut needs a stream; without one it is a cut-short reply
+            category, code = "retryable", "truncated_response"
+        if category == "timeout":
+            self.clock.now += timeout
+        raise _EXCEPTION[category](f"simulated {outcome}", code=code or None, provider=self.name)
+
+    def stream(
+        self, *, request: ChatRequest, timeouts: StreamTimeouts, model: str | None = None
+    ) -> Iterator[TextDelta | Completion]:
+        """The streamed outcome: ``cut:N`` hands over N chunks, then the stream breaks."""
+        outcome = self.outcomes[0] if self.outcomes else "success"
+        category, _, code = outcome.partition(":")
+        if category == "cut":
+            self.outcomes.pop(0)
+            for index in range(int(code)):
+                yield TextDelta(f"(chunk {index + 1} from {self.name}) ")
+            raise ProviderError(
+                f"simulated cut after {code} chunks", code="truncated_response", provider=self.name
+            )
+        text = self.generate_response(prompt="", timeout=timeouts.first_token, model=model)
+        yield TextDelta(text)
+        yield Completion(text)
+
+
+def _check_against_chain(compiled: CompiledChain, outcomes: Mapping[str, list[str]]) -> None:
+    chain = compiled.chain
+    providers = sorted({step.provider for step in chain.steps})
+    for name, items in outcomes.items():
+        if name not in providers:
+            close = difflib.get_close_matches(name, providers, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(
+                f"provider '{name}' is not in chain '{chain.name}'{hint}; "
+                f"its providers: {', '.join(providers)}"
+            )
+        for item in items:
+            category, _, code = item.partition(":")
+            if category in ("success", "cut"):
+                continue
+            exc = _EXCEPTION[category]("", code=code or None)
+            got = classify_exception(exc, chain.error_codes).category
+            if got != category:
+                raise ValueError(
+                    f"{name}={item}: code {code} is {got} in chain '{chain.name}' (the "
+                    f"taxonomy, or the chain's error_codes); write {got}:{code}"
+                )
+
+
+def simulate(
+    compiled: CompiledChain,
+    outcomes: Mapping[str, list[str]],
+    prompt: str,
+    mode: ExecutionMode,
+    *,
+    requests: int = 1,
+    every: float = 0.0,
+    health: Mapping[str, str] | None = None,
+    policies: Callable[[str], tuple[BreakerPolicy, RetryBudgetPolicy]] | None = None,
+    known: Callable[[str], bool] | None = None,
+) -> list[tuple[str | None, GenerationMeta]]:
+    """Run ``compiled`` ``requests`` times with scripted outcomes (consumed across the
+    requests), ``every`` virtual seconds apart, with breakers and retry budgets as the
+    engine runs them (``health`` sets starting breaker states: ``open`` or ``half_open``);
+    return each answer (None if the chain failed) and its metadata. Deterministic."""
+    _check_against_chain(compiled, outcomes)
+    clock = _VirtualTime()
+    # A provider nobody declared is provider_not_found here as in a real call.
+    providers = {
+        step.provider: _Scripted(step.provider, outcomes.get(step.provider, []), clock)
+        for step in compiled.chain.steps
+        if known is None or known(step.provider)
+    }
+    store = LocalHealthStore()
+    lookup = policies or default_policies
+    for name, state in (health or {}).items():
+        breaker = lookup(name)[0]
+        start = Health(state=state, openings=1 if state == "open" else 0)
+        if state == "open":
+            start.open_until = _EPOCH + breaker.cooldown
+        store.set(name, start)
+    executor = FallbackExecutor(providers.get, clock.runtime(), HealthConfig(store, lookup))
+    streamed = any(item.startswith("cut") for items in outcomes.values() for item in items)
+    results: list[tuple[str | None, GenerationMeta]] = []
+    for index in range(requests):
+        if index:
+            clock.now += every
+        meta = GenerationMeta(
+            mode=mode, request_id=f"simulated-{index + 1}",
+            timestamp=iso_timestamp(_EPOCH + clock.now),
+        )  # fmt: skip
+        try:
+            if streamed:  # a cut only exists in a stream: simulate one
+                stream = ChatStream(executor, compiled, prompt, meta, compiled.chain.deadline)
+                for _ in stream:
+                    pass
+                results.append((stream.text, meta))
+                continue
+            answer = executor.execute(compiled, prompt, meta, compiled.chain.deadline)
+        except (ChainExhaustedError, ChainAbortedError):
+            results.append((None, meta))
+            continue
+        results.append((answer.text, meta))
+    return results
+
+
+_STREAM_CODES: Final = frozenset({"first_token_timeout", "idle_timeout", "stream_error"})
+
+
+def explain(
+    compiled: CompiledChain,
+    code: str | None,
+    category: str | None,
+    known: Callable[[str], bool] | None = None,
+) -> list[str]:
+    """Where an outcome (an error code, or a bare category) leads from each step; a step
+    whose provider nobody declared is shown as what every call to it ends in."""
+    chain = compiled.chain
+    if code is not None:
+        rule = rule_for(code, ProviderError)
+        cat: str = chain.error_codes.get(code, rule.category)
+        source = "the chain's error_codes" if code in chain.error_codes else "the taxonomy"
+        transient = rule.transient
+        head = (
+            f"code {code}: {cat} (error_category {rule.error_category}, "
+            f"{'transient' if transient else 'not transient'}; from {source})"
+        )
+        if code not in chain.error_codes and code not in TAXONOMY:
+            head += "; an unknown code is a retryable provider_error"
+    else:
+        if category not in ("success", "retryable", "timeout", "non_retryable"):
+            raise ValueError(f"unknown category {category!r}; use one of {', '.join(CATEGORIES)}")
+        cat, transient = str(category), category in ("retryable", "timeout")
+        head = f"category {cat} ({'if transient' if transient else 'never transient'})"
+    lines = [f"chain '{chain.name}' (deadline {chain.deadline:g} s): {head}"]
+    width = max(len(step.id) for step in chain.steps)
+    for step in chain.steps:
+        if cat == "success":
+            where = "-> succeeded"
+        else:
+            dest = step.routes[cat]
+            retry = step.retries > 0 and cat != "non_retryable" and transient
+            if cat == "timeout":
+                retry = retry and step.retry_timeouts
+            where = f"-> {dest}"
+            if retry:
+                where = (
+                    f"retry here up to {step.retries}x (waits <= {step.backoff_max:g} s, "
+                    f"within the deadline), then -> {dest}"
+                )
+        if known is not None and not known(step.provider):
+            where = (
+                f"-> {step.routes['retryable']} (provider '{step.provider}' is not declared: "
+                "every call ends provider_not_found)"
+            )
+        lines.append(f"  {step.id.ljust(width)}  {where}")
+    streamy = chain.on_midstream != "fail" or any(
+        s.first_token_timeout or s.idle_timeout for s in chain.steps
+    )
+    if code not in _STREAM_CODES and not streamy:
+        return lines
+    cut = (
+        "restart: the step's retryable route answers from the start, after a reset event"
+        if chain.on_midstream == "restart"
+        else "fail: the stream raises StreamInterruptedError, marked truncated"
+    )
+    lines.append(f"streams (a cut after the first chunk -> {cut}):")
+    for step in chain.steps:
+        first = step.first_token_timeout or step.timeout
+        idle = step.idle_timeout or step.timeout
+        lines.append(f"  {step.id.ljust(width)}  first token ≤{first:g} s, gaps ≤{idle:g} s")
+    return lines

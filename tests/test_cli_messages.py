@@ -1,0 +1,182 @@
+"""The CLI's habits and the engine's messages, as a user meets them."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+
+from helpers import ROOT, Scripted, run_cli
+
+from engine import LLMManager, ProviderError
+from engine.tools.simulator import Behaviour, Simulator
+
+
+def test_run_with_an_unknown_provider_is_bad_usage():
+    result = run_cli("run", "hi", "--provider", "claud")
+    assert result.returncode == 2 and "did you mean 'claude'" in result.stderr
+
+
+def test_options_are_checked_before_any_work():
+    result = run_cli("demo", "--attempt-timeout", "0")
+    assert result.returncode == 2 and result.stdout == ""
+
+
+def test_output_cut_short_by_head_exits_quietly():
+    proc = subprocess.run(
+        f"{sys.executable} -m engine.cli schema | head -1", shell=True, capture_output=True,
+        text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert (
+        proc.stdout.strip() == "{"
+        and "Traceback" not in proc.stderr
+        and "Broken" not in proc.stderr
+    )
+
+
+def test_written_files_respect_the_umask_and_unchanged_ones_are_left_alone(tmp_path):
+    out = tmp_path / "d"
+    first = run_cli("render", "--out", str(out), "--format", "dot")
+    assert first.returncode == 0
+    path = out / "direct.dot"
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    assert mode == 0o666 & ~0o022  # the test process's umask (not 0600)
+    before = os.stat(path).st_mtime_ns
+    again = run_cli("render", "--out", str(out), "--format", "dot")
+    assert f"unchanged: {path}" in again.stdout and os.stat(path).st_mtime_ns == before
+
+
+def test_the_single_provider_path_names_the_provider():
+    manager = LLMManager(config={"providers": {"claude": Scripted(ProviderError("x", code="503"))}})
+    _, meta = manager.generate_response("hi", provider="claude")
+    assert meta.error.startswith("provider 'claude' failed after 1 attempt")
+    assert "chain 'direct'" not in meta.error
+
+
+def test_an_aborted_request_is_not_told_to_try_again():
+    from engine import AIResponseError
+
+    manager = LLMManager(
+        config={"providers": {"claude": Scripted(AIResponseError("no", code="content_filter"))}}
+    )
+    text, _ = manager.generate_response("hi", provider="claude")
+    assert "would fail on every provider" in text and "Please try again" not in text
+
+
+def test_http_errors_carry_the_providers_own_words(monkeypatch):
+    script = {"claude": [Behaviour("error", status=404, body="model gone")]}
+    with Simulator(script) as sim:
+        for name, value in sim.env().items():
+            monkeypatch.setenv(name, value)
+        with LLMManager() as manager:
+            _, meta = manager.generate_response("hi", provider="claude")
+    message = meta.provider_attempts[0]["message"]
+    assert message == "claude: HTTP 404: model gone"
+
+
+def test_a_refused_connection_reads_the_same_sync_and_async(monkeypatch):
+    import asyncio
+
+    from helpers import closed_port
+
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+    with LLMManager() as manager:
+        _, sync_meta = manager.generate_response("hi", provider="claude")
+        _, async_meta = asyncio.run(manager.agenerate_response("hi", provider="claude"))
+    assert sync_meta.provider_attempts[0]["message"] == "claude: connection refused"
+    assert async_meta.provider_attempts[0]["message"] == "claude: connection refused"
+
+
+def _folder_with_a_typo(tmp_path):
+    folder = tmp_path / "chains"
+    folder.mkdir()
+    (folder / "default.yaml").write_text("steps: [deepseek, claud]\n")
+    return folder
+
+
+def test_validate_strict_fails_on_warnings(tmp_path):
+    folder = _folder_with_a_typo(tmp_path)
+    lenient = run_cli("validate", str(folder))
+    strict = run_cli("validate", "--strict", "--chains", str(folder))
+    assert lenient.returncode == 0 and "did you mean 'claude'" in lenient.stdout
+    assert strict.returncode == 1 and "--strict" in strict.stderr
+
+
+def test_simulate_and_explain_treat_an_undeclared_provider_as_a_real_call_does(tmp_path):
+    import json
+
+    folder = _folder_with_a_typo(tmp_path)
+    result = run_cli(
+        "simulate",
+        "direct",
+        "--outcomes",
+        "deepseek=retryable:503",
+        "--chains",
+        str(folder),
+        "--json",
+    )
+    attempts = json.loads(result.stdout)["meta"]["provider_attempts"]
+    assert [(a["provider"], a["error_code"]) for a in attempts] == [
+        ("deepseek", "503"),
+        ("claud", "provider_not_found"),
+    ]
+    assert result.returncode == 1
+    explained = run_cli("explain", "direct", "--code", "503", "--chains", str(folder)).stdout
+    assert "provider 'claud' is not declared: every call ends provider_not_found" in explained
+
+
+def test_a_broken_providers_file_is_reported_once(tmp_path):
+    folder = tmp_path / "chains"
+    folder.mkdir()
+    (folder / "default.yaml").write_text("steps: [groq]\n")
+    (folder / "providers.yaml").write_text(
+        "providers:\n  groq: {kind: openai, base_url: http://x}\n"
+    )
+    result = run_cli("validate", str(folder))
+    assert result.returncode == 1
+    assert "a new provider needs model" in result.stdout
+    assert "neither built in nor declared" not in result.stdout
+
+
+def test_cost_is_estimated_from_the_price_table(tmp_path, monkeypatch):
+    script = {"claude": [Behaviour("answer", tokens_in=1000, tokens_out=2000)],
+              "groq": [Behaviour("answer", tokens_in=10, tokens_out=10)],
+              "openai": [Behaviour("answer", model="gpt-4.1-mini-2025-04-14", tokens_in=1_000_000, tokens_out=0)]}  # fmt: skip
+    folder = tmp_path / "chains"
+    folder.mkdir()
+    (folder / "default.yaml").write_text("steps: [claude]\n")
+    with Simulator(script) as sim:
+        for name, value in sim.env().items():
+            monkeypatch.setenv(name, value)
+        (folder / "providers.yaml").write_text(
+            "providers:\n"
+            f"  groq: {{kind: openai, base_url: '{sim.base_url('groq')}', model: llama-x}}\n"
+            "  claude: {prices: {claude-sonnet-4-5: {input: 1, output: 2}}}\n"
+        )
+        with LLMManager(config={"chains_dir": str(folder)}) as manager:
+            _, claude = manager.generate_response("hi", provider="claude")
+            _, groq = manager.generate_response("hi", provider="groq")
+            _, openai = manager.generate_response("hi", provider="openai")
+    assert claude.cost_usd_est == (1000 * 1 + 2000 * 2) / 1_000_000  # the file's price wins
+    assert groq.cost_usd_est is None  # no price known for the model: no guess
+    assert openai.cost_usd_est == 0.40  # a dated model is priced as its family
+    assert openai.provider_attempts[0]["cost_usd_est"] == 0.40
+
+
+def test_prices_are_validated(tmp_path):
+    from engine.providers.settings import check_providers_file
+
+    path = tmp_path / "providers.yaml"
+    path.write_text("providers:\n  openai:\n    prices: {gpt-x: {input: -1, outptu: 2}}\n")
+    _, problems = check_providers_file(path)
+    assert problems and all(p.line == 3 for p in problems)
+
+
+def test_the_demo_answers_each_prompt_whatever_the_attempt_timeout():
+    for timeout in ("1", "2"):
+        out = run_cli("demo", "--attempt-timeout", timeout).stdout
+        assert "Three sources agree: the answer is 4." in out
+        assert "answer (openai, gpt-4.1-mini): def add(a: int, b: int) -> int:" in out
+        assert "answer (claude, claude-sonnet-4-5): Plan: outline, draft, review." in out

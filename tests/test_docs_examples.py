@@ -1,0 +1,204 @@
+"""Every example in the README and in the documentation site (docs/*.md) stays true: its
+Python runs (against the simulator), its YAML is a valid chain, providers, simulator or
+scenario file, its JSON log line matches the published schema, and every command it shows
+names options the command has (the concrete ones are run)."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+from helpers import PYTHON, ROOT, Scripted
+
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+FENCE = re.compile(r"^```(\w+)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+
+
+def _blocks(path: Path) -> list[tuple[str, str, str]]:
+    text = path.read_text(encoding="utf-8")
+    where = path.relative_to(ROOT)
+    return [
+        (m.group(1), m.group(2), f"{where}:{text[: m.start()].count(chr(10)) + 1}")
+        for m in FENCE.finditer(text)
+    ]
+
+
+BLOCKS = {path: _blocks(path) for path in PAGES}
+
+
+def blocks(*kinds: str, page: Path | None = None) -> list[tuple[str, str]]:
+    """(text, "file:line") of every block of these kinds (of one page, or of all)."""
+    found = BLOCKS[page] if page is not None else [b for p in PAGES for b in BLOCKS[p]]
+    return [(text, line) for kind, text, line in found if kind in kinds]
+
+
+def test_the_readme_starts_with_the_two_commands():
+    (first, _), *_ = blocks("bash", page=ROOT / "README.md")
+    commands = [line for line in first.splitlines() if line and not line.startswith("#")]
+    assert commands == [
+        "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/torq-fallback demo",
+        "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/pytest",
+    ]
+
+
+PYTHON_PAGES = [page for page in PAGES if blocks("python", page=page)]
+
+
+@pytest.mark.parametrize("page", PYTHON_PAGES, ids=[p.name for p in PYTHON_PAGES])
+def test_the_python_examples_run(monkeypatch, page):
+    """A page's Python blocks, in order, in one namespace: the names they leave to the
+    reader (an in-house provider, screen helpers) are given here; every provider is the
+    simulator."""
+    from engine import LLMManager
+    from engine.simulator import Behaviour, Simulator, environment
+
+    shown: list[str] = []
+    namespace = {
+        "my_provider": Scripted(*["4"] * 10),
+        "providers": {"deepseek": Scripted("4")},
+        "clear_screen": shown.clear,
+        "show": shown.append,
+        "collect": lambda event: None,
+        "show_incomplete": shown.append,
+    }
+    script = {name: [Behaviour("answer", text="4")] for name in ("deepseek", "openai", "claude")}
+    monkeypatch.chdir(ROOT)
+    managers: list[LLMManager] = []  # every manager a block makes, closed at the end
+    with Simulator(script) as sim, environment(sim):
+        try:
+            for text, line in blocks("python", page=page):
+                code = compile(text, line, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+                result = eval(code, namespace)  # the documentation's own examples
+                if asyncio.iscoroutine(result):
+                    asyncio.run(result)
+                managers += [
+                    v for v in namespace.values() if isinstance(v, LLMManager) and v not in managers
+                ]
+        finally:
+            for manager in managers:
+                manager.close()
+
+
+def _yaml_kind(text: str) -> str:
+    body = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+    if body.lstrip().startswith("- ") or "\nsteps:" in "\n" + body:
+        return "chain"
+    if re.search(r"^(providers|health):", text, re.MULTILINE):
+        return "providers"
+    if re.search(r"^outcomes:", text, re.MULTILINE):
+        return "scenario"
+    return "script"
+
+
+@pytest.mark.parametrize(("text", "line"), blocks("yaml"), ids=lambda v: str(v)[:30])
+def test_every_yaml_example_is_valid(tmp_path, text, line):
+    kind = _yaml_kind(text)
+    if kind == "chain":
+        from engine import load_chain
+
+        path = tmp_path / "direct.yaml"
+        path.write_text(text)
+        load_chain(path)  # raises, with file:line, on any problem
+    elif kind == "providers":
+        from engine.providers.settings import check_providers_file
+
+        path = tmp_path / "providers.yaml"
+        path.write_text(text)
+        _, problems = check_providers_file(path)
+        assert not problems, f"{line}: {problems}"
+    elif kind == "scenario":
+        from engine.tools.scenario import load_scenario
+
+        path = tmp_path / "scenario.yaml"
+        path.write_text(text)
+        load_scenario(path)
+    else:
+        from engine.tools.simulator import load_script
+
+        path = tmp_path / "faults.yaml"
+        path.write_text(text)
+        load_script(path)
+
+
+def test_the_log_line_example_matches_the_schema():
+    import jsonschema
+
+    from engine.telemetry.jsonl import line_schema
+
+    ((text, _),) = blocks("json")
+    jsonschema.validate(json.loads(text), line_schema())
+
+
+def test_every_page_is_in_the_site_and_the_readme_is_short():
+    from ruamel.yaml import YAML
+
+    site = YAML(typ="safe").load((ROOT / "mkdocs.yml").read_text())
+    listed = {next(iter(item.values())) for item in site["nav"]}
+    assert listed == {p.name for p in PAGES if p.parent.name == "docs"}
+    assert len(README.splitlines()) <= 200
+
+
+def _help(command: list[str]) -> str:
+    result = subprocess.run(
+        [PYTHON, "-m", "engine.cli", *command, "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+COMMANDS = [
+    (line.split("#")[0].strip()[2:], number)
+    for text, number in blocks("console", "bash")
+    for line in text.splitlines()
+    if line.startswith("$ torq-fallback")
+]
+# Concrete commands that need nothing outside the repository: they are run as shown.
+RUNNABLE = (
+    "validate ",
+    "simulate direct --outcomes",
+    "explain ",
+    "schema",
+    "--version",
+    "render --check",
+)
+
+
+@pytest.mark.parametrize(("command", "line"), COMMANDS, ids=[c for c, _ in COMMANDS])
+def test_every_command_shown_exists_with_its_options(command, line):
+    words = shlex.split(command.replace("[", " ").replace("]", " ").replace("|", " "))[1:]
+    sub = [w for w in words[:1] if not w.startswith("-")]
+    text = _help(sub)
+    for option in (w.split("=")[0] for w in words if w.startswith("--")):
+        assert option in text, f"{line}: {command!r}: {option} is not an option"
+    concrete = "[" not in command and not re.search(r"\b[A-Z]{2,}\b", command)
+    if concrete and command.removeprefix("torq-fallback ").startswith(RUNNABLE):
+        result = subprocess.run(
+            [PYTHON, "-m", "engine.cli", *words],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+        assert result.returncode in (0, 1), f"{line}: {result.stderr}"
+        assert "Traceback" not in result.stderr
+
+
+def test_the_benchmark_commands_name_real_scripts():
+    for text, line in blocks("console"):
+        for match in re.finditer(r"\.venv/bin/python (benchmarks/\S+\.py)", text):
+            assert (ROOT / match.group(1)).is_file(), f"{line}: {match.group(1)}"
+
+
+def test_the_configuration_table_is_accepted(tmp_path):
+    from engine import LLMManager
+
+    assert '"off"' in (ROOT / "docs" / "configuration.md").read_text()  # the table offers it
+    manager = LLMManager(config={"health": "off", "chains_dir": str(ROOT / "chains")})
+    manager.close()
