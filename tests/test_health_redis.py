@@ -38,7 +38,9 @@ def test_the_breaker_rules_hold_in_redis(redis_server):
 def test_concurrent_writers_lose_no_update(redis_server):
     import threading
 
-    stores = [RedisHealthStore(redis_server.url, cache_ttl=0) for _ in range(4)]
+    # What is tested is compare-and-set under contention: four threads of one process take
+    # turns on the GIL, so each command gets a deadline far above the default 25 ms.
+    stores = [RedisHealthStore(redis_server.url, cache_ttl=0, timeout=2.0) for _ in range(4)]
     policy = BreakerPolicy(failure_threshold=10_000, min_calls=10_000)
 
     def writer(store):

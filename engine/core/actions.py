@@ -4,22 +4,29 @@ to. The shells (sync, async, streaming) perform them; the core never does I/O it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from engine.chain.spec import Step
 from engine.core.request_check import check_request
+from engine.health.breaker import Admission
+from engine.health.policy import BreakerPolicy, RetryBudgetPolicy
+from engine.health.store import HealthStore
 from engine.types.completion import Completion
 from engine.types.request import ChatRequest
 from engine.types.timeouts import StreamTimeouts
 
 __all__ = [
     "Action",
+    "Admit",
     "Call",
     "Decisions",
     "HealthOp",
+    "Peek",
     "ProviderLookup",
+    "Record",
+    "RetryAllowed",
     "Sleep",
     "StreamDone",
     "as_request",
@@ -60,17 +67,95 @@ class StreamDone:
 
 @dataclass(frozen=True, slots=True)
 class Sleep:
+    """Wait ``seconds`` (a backoff), on the runtime's clock."""
+
     seconds: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HealthOp:
-    """An operation on the health store (``peek``, ``admit``, ``record``, ``retry_allowed``);
-    ``left``: seconds left of the attempt, which no health command may outlast."""
+    """An operation on the health store; ``left``: seconds left of the attempt, which no
+    health command may outlast. Each kind knows how a sync and an async shell perform it."""
 
-    op: str
-    args: tuple[Any, ...]
     left: float | None = None
+
+    def run(self, store: HealthStore) -> Any:
+        """Perform it on ``store`` (sync shells)."""
+        raise NotImplementedError
+
+    async def arun(self, store: HealthStore) -> Any:
+        """Perform it on ``store`` without blocking the event loop (async shells)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Peek(HealthOp):
+    """Would each breaker admit a call now? (Changes nothing.)"""
+
+    keys: Sequence[str]
+    policies: Sequence[BreakerPolicy]
+    now: float
+
+    def run(self, store: HealthStore) -> list[Admission]:
+        return store.peek(self.keys, self.policies, self.now)
+
+    async def arun(self, store: HealthStore) -> list[Admission]:
+        return await store.apeek(self.keys, self.policies, self.now)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Admit(HealthOp):
+    """Admit (or refuse) one call to ``key``; ``force``: probe even while open."""
+
+    key: str
+    policy: BreakerPolicy
+    now: float
+    force: bool = False
+
+    def run(self, store: HealthStore) -> Admission:
+        return store.admit(self.key, self.policy, self.now, self.force)
+
+    async def arun(self, store: HealthStore) -> Admission:
+        return await store.aadmit(self.key, self.policy, self.now, self.force)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Record(HealthOp):
+    """What a call came to (``failed`` None: not the provider's doing, not counted)."""
+
+    key: str
+    policy: BreakerPolicy
+    budget: RetryBudgetPolicy
+    now: float
+    failed: bool | None
+    probe: bool
+    retry_after: float | None
+    retry: bool
+
+    def _args(self) -> tuple[Any, ...]:
+        return (self.key, self.policy, self.budget, self.now, self.failed, self.probe,
+                self.retry_after, self.retry)  # fmt: skip
+
+    def run(self, store: HealthStore) -> None:
+        store.record(*self._args())
+
+    async def arun(self, store: HealthStore) -> None:
+        await store.arecord(*self._args())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryAllowed(HealthOp):
+    """Whether one more same-step retry of ``key`` fits the retry budget."""
+
+    key: str
+    budget: RetryBudgetPolicy
+    now: float
+
+    def run(self, store: HealthStore) -> bool:
+        return store.retry_allowed(self.key, self.budget, self.now)
+
+    async def arun(self, store: HealthStore) -> bool:
+        return await store.aretry_allowed(self.key, self.budget, self.now)
 
 
 Action: TypeAlias = Call | Sleep | HealthOp

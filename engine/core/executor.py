@@ -1,11 +1,11 @@
 """Runs one request through a compiled chain.
 
-The decisions live in one generator, :meth:`FallbackExecutor._decide`: it looks the step's
-provider up, asks its shell to perform a :class:`Call` or a :class:`Sleep`, classifies
-what comes back, records the attempt and fires the machine. The sync shell
-(:meth:`~FallbackExecutor.execute`) and the async shell (:meth:`~FallbackExecutor.aexecute`)
-only perform those two actions, so both follow exactly the same path for the same outcomes.
-This is the only retry layer: providers must not retry on their own.
+The decisions live in one generator, :meth:`FallbackExecutor.decide`: it looks the step's
+provider up, yields the actions of :mod:`engine.core.actions` (a call, a sleep, a health
+operation), classifies what comes back, records the attempt and fires the machine. The
+shells (:meth:`~FallbackExecutor.execute`, :meth:`~FallbackExecutor.aexecute`, streams)
+only perform actions, so all follow the same path for the same outcomes. This is the only
+retry layer: providers must not retry on their own.
 """
 
 from __future__ import annotations
@@ -14,10 +14,14 @@ from typing import Any, Final
 
 from engine.chain.spec import FINAL_STATES, SUCCEEDED
 from engine.core.actions import (
+    Admit,
     Call,
     Decisions,
     HealthOp,
+    Peek,
     ProviderLookup,
+    Record,
+    RetryAllowed,
     Sleep,
     StreamDone,
     as_request,
@@ -99,22 +103,19 @@ class FallbackExecutor:
         assert self.health is not None
         token = HEALTH_BUDGET.set(action.left)
         try:
-            return getattr(self.health.store, action.op)(*action.args)
+            return action.run(self.health.store)
         finally:
             HEALTH_BUDGET.reset(token)
 
     async def aperform(self, action: Sleep | HealthOp) -> Any:
-        """The async twin of :meth:`perform` (awaiting a store's async twin if it has one)."""
+        """The async twin of :meth:`perform` (the store's async operations)."""
         if isinstance(action, Sleep):
             await self.runtime.asleep(action.seconds)
             return None
         assert self.health is not None
         token = HEALTH_BUDGET.set(action.left)
         try:
-            native = getattr(self.health.store, "a" + action.op, None)
-            if native is not None:
-                return await native(*action.args)
-            return getattr(self.health.store, action.op)(*action.args)
+            return await action.arun(self.health.store)
         finally:
             HEALTH_BUDGET.reset(token)
 
@@ -131,7 +132,7 @@ class FallbackExecutor:
         Raises :class:`ChainExhaustedError` or :class:`ChainAbortedError` (``meta`` is
         filled either way). ``timeout`` caps the whole run, with the chain's deadline.
         """
-        decisions = self._decide(chain, as_request(prompt), meta, timeout)
+        decisions = self.decide(chain, as_request(prompt), meta, timeout)
         result: CallResult | None = None
         try:
             while True:
@@ -152,7 +153,7 @@ class FallbackExecutor:
         timeout: float,
     ) -> Completion:
         """The async twin of :meth:`execute`: same decisions, awaited I/O."""
-        decisions = self._decide(chain, as_request(prompt), meta, timeout)
+        decisions = self.decide(chain, as_request(prompt), meta, timeout)
         result: CallResult | None = None
         try:
             while True:
@@ -167,7 +168,7 @@ class FallbackExecutor:
             answer: Completion = done.value
             return answer
 
-    def _decide(
+    def decide(
         self,
         compiled: CompiledChain,
         request: ChatRequest,
@@ -175,6 +176,9 @@ class FallbackExecutor:
         timeout: float,
         stream: bool = False,
     ) -> Decisions:
+        """The decision core, the seam every shell drives: yields one request's actions
+        (:mod:`engine.core.actions`), is sent each one's result, returns the answer or
+        raises the chain's failure. ``stream``: calls are streamed calls."""
         rt = self.runtime
         chain = compiled.chain
         overrides = chain.error_codes
@@ -217,9 +221,10 @@ class FallbackExecutor:
                 breaker, retry_budget = health.policies(step.provider)  # once per attempt
             if health is not None and provider is not None:
                 # Health keeps wall-clock times: a shared store compares them across processes.
-                admission = yield HealthOp(
-                    "admit", (key, breaker, rt.wall(), key == force_key), run.deadline - now
-                )
+                admission = yield Admit(
+                    key=key, policy=breaker, now=rt.wall(), force=key == force_key,
+                    left=run.deadline - now,
+                )  # fmt: skip
                 if key == force_key:
                     force_key = None
                 if (
@@ -234,15 +239,16 @@ class FallbackExecutor:
                     looked_all = True
                     keys = [breaker_key(s) for s in chain.steps]
                     policies = [health.policies(s.provider)[0] for s in chain.steps]
-                    admissions = yield HealthOp(
-                        "peek", (keys, policies, rt.wall()), run.deadline - now
+                    admissions = yield Peek(
+                        keys=keys, policies=policies, now=rt.wall(), left=run.deadline - now
                     )
                     if not any(a.allowed for a in admissions):
                         nearest = keys[min(range(len(keys)), key=lambda i: admissions[i].retry_in)]
                         if nearest == key:
-                            admission = yield HealthOp(
-                                "admit", (key, breaker, rt.wall(), True), run.deadline - now
-                            )
+                            admission = yield Admit(
+                                key=key, policy=breaker, now=rt.wall(), force=True,
+                                left=run.deadline - now,
+                            )  # fmt: skip
                         else:
                             force_key = nearest
             if lookup_error is not None:
@@ -303,16 +309,17 @@ class FallbackExecutor:
                 # Recorded before the retry budget is asked, so that this attempt counts.
                 code = outcome.error_code
                 failed = None if code in _NOT_HEALTH else outcome.category in _HEALTH_FAILURES
-                yield HealthOp("record", (
-                    key, breaker, retry_budget, rt.wall(), failed,
-                    admission is not None and admission.probe, outcome.retry_after,
-                    run.retries_used > 0,
-                ), run.deadline - ended)  # fmt: skip
+                yield Record(
+                    key=key, policy=breaker, budget=retry_budget, now=rt.wall(), failed=failed,
+                    probe=admission is not None and admission.probe,
+                    retry_after=outcome.retry_after, retry=run.retries_used > 0,
+                    left=run.deadline - ended,
+                )  # fmt: skip
             budget_ok = True
             may_retry = outcome.transient and not is_cut and run.retries_used < step.retries
             if health is not None and may_retry:
-                budget_ok = yield HealthOp(
-                    "retry_allowed", (key, retry_budget, rt.wall()), run.deadline - ended
+                budget_ok = yield RetryAllowed(
+                    key=key, budget=retry_budget, now=rt.wall(), left=run.deadline - ended
                 )
             state = compiled.fire(
                 run, trigger, transient=outcome.transient and not is_cut, bound=bound, now=ended,
@@ -320,20 +327,11 @@ class FallbackExecutor:
             )  # fmt: skip
             retrying = state == step.id
             record = attempt_record(
-                step, model, outcome, ended - now, stamp, run.retries_used, state
-            )
-            if skipped:
-                assert admission is not None
-                record["status"] = "skipped"
-                record["latency_ms"] = 0
-                record["retry_in_ms"] = round(admission.retry_in * 1000)
-            if not budget_ok and not retrying:
-                record["retry_refused"] = "retry_budget_exhausted"
-            if streamed is not None:
-                record["category"] = trigger
-                record["ttft_ms"] = None if streamed.ttft is None else round(streamed.ttft * 1000)
-                record["chunks"] = streamed.chunks
-                record["truncated"] = is_cut
+                step, model, outcome, ended - now, stamp, run.retries_used, state,
+                skipped_for=admission.retry_in if skipped and admission is not None else None,
+                retry_refused=not budget_ok and not retrying, streamed=streamed,
+                category=trigger if streamed is not None else None,
+            )  # fmt: skip
             attempts.append(record)
             if is_cut:
                 cut = streamed

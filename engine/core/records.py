@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from engine.chain.spec import ABORTED, Step
+from engine.core.actions import StreamDone
 from engine.errors import ChainAbortedError, ChainExhaustedError, StreamInterruptedError
+from engine.types.attempt import Attempt
 from engine.types.meta import iso_timestamp
 from engine.types.outcomes import Outcome
 
@@ -21,30 +23,46 @@ def attempt_record(
     stamp: float,
     retry: int,
     next_state: str,
+    *,
+    skipped_for: float | None = None,
+    retry_refused: bool = False,
+    streamed: StreamDone | None = None,
+    category: str | None = None,
 ) -> dict[str, Any]:
+    """The record of one attempt, made once: ``skipped_for`` (seconds until a probe) for an
+    attempt a breaker skipped, ``streamed`` for a streamed call (``category``: its trigger,
+    ``cut`` when it broke after its first chunk)."""
     completion = outcome.completion
-    return {
-        "provider": step.provider,
-        "model": (completion.model if completion is not None else None) or model,
-        "status": "success" if outcome.category == "success" else "failed",
-        "error_category": outcome.error_category,
-        "error_code": outcome.error_code,
-        "latency_ms": round(seconds * 1000),
-        "timestamp": iso_timestamp(stamp),
-        "tokens_in": completion.tokens_in if completion else 0,
-        "tokens_out": completion.tokens_out if completion else 0,
-        "tokens_total": completion.tokens_total if completion else 0,
-        "cost_usd_est": completion.cost_usd if completion else None,
-        "category": outcome.category,
-        "state": step.id,
-        "retry": retry,
-        "retry_after_ms": None
-        if outcome.retry_after is None
-        else round(outcome.retry_after * 1000),
-        "message": outcome.message,
-        "http_status": outcome.http_status,
-        "next": next_state,
-    }
+    attempt = Attempt(
+        provider=step.provider,
+        model=(completion.model if completion is not None else None) or model,
+        status="skipped"
+        if skipped_for is not None
+        else "success"
+        if outcome.category == "success"
+        else "failed",
+        error_category=outcome.error_category,
+        error_code=outcome.error_code,
+        latency_ms=0 if skipped_for is not None else round(seconds * 1000),
+        timestamp=iso_timestamp(stamp),
+        tokens_in=completion.tokens_in if completion else 0,
+        tokens_out=completion.tokens_out if completion else 0,
+        tokens_total=completion.tokens_total if completion else 0,
+        cost_usd_est=completion.cost_usd if completion else None,
+        category=category or outcome.category,
+        state=step.id,
+        retry=retry,
+        retry_after_ms=None if outcome.retry_after is None else round(outcome.retry_after * 1000),
+        message=outcome.message,
+        http_status=outcome.http_status,
+        next=next_state,
+        retry_in_ms=None if skipped_for is None else round(skipped_for * 1000),
+        retry_refused="retry_budget_exhausted" if retry_refused else None,
+        ttft_ms=None if streamed is None or streamed.ttft is None else round(streamed.ttft * 1000),
+        chunks=None if streamed is None else streamed.chunks,
+        truncated=None if streamed is None else category == "cut",
+    )
+    return attempt.to_dict()
 
 
 def reason_of(attempt: dict[str, Any]) -> str:

@@ -186,7 +186,7 @@ class ChatStream:
     def _run(
         self, executor: FallbackExecutor, chain: CompiledChain, request: ChatRequest, timeout: float
     ) -> Generator[StreamEvent, None, None]:
-        decisions = executor._decide(chain, request, self.meta, timeout, stream=True)
+        decisions = executor.decide(chain, request, self.meta, timeout, stream=True)
         result: Any = None
         try:
             while True:
@@ -241,7 +241,7 @@ class AsyncChatStream:
     async def _run(
         self, executor: FallbackExecutor, chain: CompiledChain, request: ChatRequest, timeout: float
     ) -> AsyncGenerator[StreamEvent, None]:
-        decisions = executor._decide(chain, request, self.meta, timeout, stream=True)
+        decisions = executor.decide(chain, request, self.meta, timeout, stream=True)
         result: Any = None
         try:
             while True:

@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from transitions import Machine
 
-from engine.health.policy import BreakerPolicy
+from engine.health.policy import BreakerPolicy, RetryBudgetPolicy
 
 __all__ = [
     "BREAKER_STATES",
@@ -219,7 +219,7 @@ def record(
             health.open_until = max(health.open_until, now + retry_after)
 
 
-__all__ += ["note_request", "retry_allowed"]
+__all__ += ["note_request", "record_call", "retry_allowed"]
 
 
 def _count(buckets: dict[int, list[int]], now: float, window: float, second: int) -> None:
@@ -248,3 +248,18 @@ def retry_allowed(health: Health, now: float, ratio: float, floor: float, window
     retries = sum(b[1] for b in recent)
     requests = sum(b[0] for b in recent) - retries
     return retries + 1 <= ratio * requests + floor * window
+
+
+def record_call(
+    health: Health, policy: BreakerPolicy, budget: RetryBudgetPolicy, now: float,
+    failed: bool | None, probe: bool, retry_after: float | None, retry: bool,
+) -> None:  # fmt: skip
+    """Everything one call changes in a record, whichever store keeps it: the request for
+    the retry budget, and the call's result for the breaker (``failed`` None: not the
+    provider's doing, not counted; a probe's slot is given back all the same)."""
+    note_request(health, now, budget.window, retry=retry)
+    if failed is None:
+        if probe:
+            health.probes = max(health.probes - 1, 0)
+        return
+    record(health, policy, now, failed=failed, probe=probe, retry_after=retry_after)

@@ -11,8 +11,7 @@ from typing import Any
 
 from engine.health.breaker import (
     Health,
-    note_request,
-    record,
+    record_call,
 )
 from engine.health.policy import BreakerPolicy, RetryBudgetPolicy
 
@@ -98,11 +97,6 @@ def _recorder(
     probe: bool, retry_after: float | None, retry: bool,
 ) -> Callable[[Health], None]:  # fmt: skip
     def apply(health: Health) -> None:
-        note_request(health, now, budget.window, retry=retry)
-        if failed is None:
-            if probe:
-                health.probes = max(health.probes - 1, 0)
-            return
-        record(health, policy, now, failed=failed, probe=probe, retry_after=retry_after)
+        record_call(health, policy, budget, now, failed, probe, retry_after, retry)
 
     return apply

@@ -142,6 +142,7 @@ class RedisHealthStore:
         # GETRANGE: never more than the limit (and a byte) crosses the wire, whatever is there.
         with command_deadline(command_seconds(self._timeout)):
             raw = _bounded(self._client.getrange(self._key(key), 0, MAX_RECORD_BYTES))
+        self._recovered()  # Redis answered (a cached read says nothing of it)
         self._cache[key] = (now, raw)
         return raw
 
@@ -175,6 +176,7 @@ class RedisHealthStore:
                 args: list[str | int] = [raw, new, self._ttl_ms, MAX_RECORD_BYTES]
                 with command_deadline(command_seconds(self._timeout)):
                     written, current = self._cas(keys=[self._key(key)], args=args)
+                self._recovered()
                 self._cache[key] = (self._clock(), str(current))
                 if int(written) == 1:
                     break
@@ -186,7 +188,6 @@ class RedisHealthStore:
         except self._errors as exc:
             self._failed(exc)
             return local()
-        self._recovered()
         return result
 
     def peek(
@@ -282,6 +283,7 @@ class RedisHealthStore:
             return cached[1]
         async with asyncio.timeout(command_seconds(self._timeout)):
             raw = _bounded(await client.redis.getrange(self._key(key), 0, MAX_RECORD_BYTES))
+        self._recovered()  # Redis answered
         self._cache[key] = (now, raw)
         return raw
 
@@ -317,11 +319,11 @@ class RedisHealthStore:
                 written, current = await client.cas(
                     keys=[self._key(key)], args=[raw, new, self._ttl_ms, MAX_RECORD_BYTES]
                 )
+            self._recovered()
             self._cache[key] = (self._clock(), str(current))
             if int(written) == 1:
                 break
             raw = str(current)
-        self._recovered()
         return result
 
     async def apeek(

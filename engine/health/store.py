@@ -16,9 +16,8 @@ from engine.health.breaker import (
     Admission,
     Health,
     admit,
-    note_request,
     peek,
-    record,
+    record_call,
     retry_allowed,
 )
 from engine.health.policy import BreakerPolicy, RetryBudgetPolicy
@@ -55,6 +54,27 @@ class HealthStore(Protocol):
         """Every record, for ``torq-fallback health`` and tests."""
         ...
 
+    async def apeek(
+        self, keys: Sequence[str], policies: Sequence[BreakerPolicy], now: float
+    ) -> list[Admission]:
+        """The async twin of :meth:`peek` (an event loop is never blocked on the store)."""
+        ...
+
+    async def aadmit(self, key: str, policy: BreakerPolicy, now: float, force: bool) -> Admission:
+        """The async twin of :meth:`admit`."""
+        ...
+
+    async def arecord(
+        self, key: str, policy: BreakerPolicy, budget: RetryBudgetPolicy, now: float,
+        failed: bool | None, probe: bool, retry_after: float | None, retry: bool,
+    ) -> None:  # fmt: skip
+        """The async twin of :meth:`record`."""
+        ...
+
+    async def aretry_allowed(self, key: str, budget: RetryBudgetPolicy, now: float) -> bool:
+        """The async twin of :meth:`retry_allowed`."""
+        ...
+
 
 class LocalHealthStore:
     """Health in this process, shared by its threads and event loops (a lock, no I/O)."""
@@ -87,13 +107,7 @@ class LocalHealthStore:
         failed: bool | None, probe: bool, retry_after: float | None, retry: bool,
     ) -> None:  # fmt: skip
         with self._lock:
-            health = self._get(key)
-            note_request(health, now, budget.window, retry=retry)
-            if failed is None:
-                if probe:
-                    health.probes = max(health.probes - 1, 0)
-                return
-            record(health, policy, now, failed=failed, probe=probe, retry_after=retry_after)
+            record_call(self._get(key), policy, budget, now, failed, probe, retry_after, retry)
 
     def retry_allowed(self, key: str, budget: RetryBudgetPolicy, now: float) -> bool:
         with self._lock:
@@ -108,3 +122,22 @@ class LocalHealthStore:
     def snapshot(self) -> Mapping[str, Health]:
         with self._lock:
             return {key: Health.from_dict(h.to_dict()) for key, h in self._records.items()}
+
+    # The async twins: the in-process store never waits on I/O, so they are the sync ones.
+
+    async def apeek(
+        self, keys: Sequence[str], policies: Sequence[BreakerPolicy], now: float
+    ) -> list[Admission]:
+        return self.peek(keys, policies, now)
+
+    async def aadmit(self, key: str, policy: BreakerPolicy, now: float, force: bool) -> Admission:
+        return self.admit(key, policy, now, force)
+
+    async def arecord(
+        self, key: str, policy: BreakerPolicy, budget: RetryBudgetPolicy, now: float,
+        failed: bool | None, probe: bool, retry_after: float | None, retry: bool,
+    ) -> None:  # fmt: skip
+        self.record(key, policy, budget, now, failed, probe, retry_after, retry)
+
+    async def aretry_allowed(self, key: str, budget: RetryBudgetPolicy, now: float) -> bool:
+        return self.retry_allowed(key, budget, now)

@@ -30,10 +30,10 @@ from engine.errors import AIResponseError, ProviderError
 from engine.providers import http_stream, replies
 from engine.providers.body import ACCEPT_ENCODING, ERROR_BODY_BYTES, BodyReader
 from engine.providers.bulkhead import Bulkhead
+from engine.providers.exchange import Exchange
 from engine.providers.mapping import (
     attempt_timeout,
     error_for_status,
-    error_for_transport,
 )
 from engine.providers.network import deadline, sync_transport, tls_context
 from engine.providers.replies import (
@@ -42,7 +42,6 @@ from engine.providers.replies import (
 )
 from engine.providers.secrets import excerpt, install_log_filter
 from engine.providers.settings import Resolved
-from engine.providers.streamwire import ErrorEvent
 from engine.providers.wire import WIRES
 from engine.support.loops import LoopClients
 from engine.types.completion import Completion
@@ -242,16 +241,15 @@ class HTTPProvider:
         """Answer a chat request synchronously; the attempt ends within ``timeout`` seconds,
         whatever the server does."""
         ends = time.monotonic() + timeout
-        phase = "wait"  # then "body", once the reply has started
         client = self._sync_client()
         body = self._body(request, model)
         self._check_configured()  # before queueing: a missing key needs no slot
         self.bulkhead.acquire(timeout)  # the wait counts against the attempt's time
-        try:
+        with Exchange(self, timeout).mapped() as exchange:
             request_out = self._request(body, ends - time.monotonic())
             with deadline(ends):
-                response = client.send(request_out, stream=True)
-                phase = "body"
+                response = exchange.response = client.send(request_out, stream=True)
+                exchange.phase = "body"
                 try:
                     reader = self._reader(response)
                     events = replies.event_body(self, response)
@@ -265,18 +263,9 @@ class HTTPProvider:
                         if reader.full:
                             break
                         if time.monotonic() > ends:  # for transports without our network
-                            raise attempt_timeout(self.name, timeout, phase)
+                            raise attempt_timeout(self.name, timeout, exchange.phase)
                 finally:
                     response.close()
-        except httpx.HTTPError as exc:
-            raise error_for_transport(exc, self.name, phase, self._secrets) from exc
-        except ProviderError as exc:
-            exc.http_status = response.status_code
-            raise
-        except (ErrorEvent, AIResponseError) as exc:
-            raise replies.owned(self, exc, response.status_code) from None
-        finally:
-            self.bulkhead.release()
         if events is not None:
             return replies.read_event_body(self, response.status_code, events, model)
         return self._finish(response.status_code, response.headers, reader.finish(), model)
@@ -312,17 +301,16 @@ class HTTPProvider:
     ) -> Completion:
         """Answer a chat request asynchronously; the whole attempt ends within ``timeout``."""
         ends = time.monotonic() + timeout
-        phase = "wait"  # then "body", once the reply has started
         transport = self._aclients.get()
         body = self._body(request, model)
         self._check_configured()  # before queueing: a missing key needs no slot
         await self.bulkhead.aacquire(timeout)  # the wait counts against the attempt's time
-        try:
+        with Exchange(self, timeout).mapped() as exchange:
             left = ends - time.monotonic()
             request_out = self._request(body, left)
             async with asyncio.timeout(left):
-                response = await transport.handle_async_request(request_out)
-                phase = "body"
+                response = exchange.response = await transport.handle_async_request(request_out)
+                exchange.phase = "body"
                 try:
                     reader = self._reader(response)
                     events = replies.event_body(self, response)
@@ -342,17 +330,6 @@ class HTTPProvider:
                                 break
                 finally:
                     await response.aclose()
-        except TimeoutError as exc:
-            raise attempt_timeout(self.name, timeout, phase) from exc
-        except httpx.HTTPError as exc:
-            raise error_for_transport(exc, self.name, phase, self._secrets) from exc
-        except ProviderError as exc:
-            exc.http_status = response.status_code
-            raise
-        except (ErrorEvent, AIResponseError) as exc:
-            raise replies.owned(self, exc, response.status_code) from None
-        finally:
-            self.bulkhead.release()
         if events is not None:
             return replies.read_event_body(self, response.status_code, events, model)
         return self._finish(response.status_code, response.headers, reader.finish(), model)

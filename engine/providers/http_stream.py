@@ -11,12 +11,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from engine.errors import AIResponseError, ProviderError
-from engine.providers import replies
+from engine.providers.exchange import Exchange
 from engine.providers.framing import EventReader
-from engine.providers.mapping import (
-    error_for_transport,
-)
 from engine.providers.network import deadline
 from engine.providers.replies import (
     _APaced,
@@ -28,8 +24,7 @@ from engine.providers.replies import (
     _read_events,
     _with_model,
 )
-from engine.providers.streamwire import ErrorEvent, deltas_of
-from engine.providers.timeouts import stream_timeout
+from engine.providers.streamwire import deltas_of
 from engine.types.completion import Completion
 from engine.types.deltas import Delta
 from engine.types.request import ChatRequest
@@ -38,24 +33,7 @@ from engine.types.timeouts import StreamTimeouts
 if TYPE_CHECKING:
     from engine.providers.http import HTTPProvider
 
-__all__ = ["astream", "stream", "stream_failure"]
-
-
-def stream_failure(
-    self: HTTPProvider,
-    exc: BaseException,
-    delivered: bool,
-    timeouts: StreamTimeouts,
-    phase: str,
-) -> Exception:
-    """The outcome error of a stream that broke (a timeout is named by the gap it hit)."""
-    if isinstance(exc, TimeoutError | httpx.TimeoutException) and not isinstance(
-        exc, httpx.ConnectTimeout | httpx.PoolTimeout
-    ):
-        return stream_timeout(self.name, timeouts, delivered)
-    if isinstance(exc, httpx.HTTPError):
-        return error_for_transport(exc, self.name, phase, self._secrets)
-    return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+__all__ = ["astream", "stream"]
 
 
 def stream(
@@ -76,49 +54,41 @@ def stream(
     body = self._body(request, model, stream=True)
     self._check_configured()
     self.bulkhead.acquire(timeouts.first_token)
-    phase, delivered = "wait", False
-    response: httpx.Response | None = None
+    exchange = Exchange(self, timeouts.total, timeouts)
     try:
-        out = self._request(body, first_by - time.monotonic())
-        with deadline(first_by):
-            response = client.send(out, stream=True)
-        phase = "body"
-        reader = self._reader(response)
-        if response.status_code >= 300 or not _is_stream(response, self.wire.name):
-            with deadline(ends):
-                for chunk in response.iter_raw():
-                    reader.feed(chunk)
-                    if reader.full:
-                        break
-            whole = self._finish(response.status_code, response.headers, reader.finish(), model)
-            yield from deltas_of(whole)  # a server that answered all at once
-            yield whole
-            return
-        paced = _Paced(response, reader, first_by)
-        parser = _parser(self.wire.name)
-        events = EventReader(parser.framing, self.name)
-        try:
-            for delta in _read_events(parser, events, paced):
-                delivered = True
-                yield delta
-                # Idle time is time waiting on the network: it starts when the caller
-                # is back for more, not while it holds the chunk it was given.
-                paced.at = min(time.monotonic() + timeouts.idle, ends)
-        except (httpx.HTTPError, TimeoutError):
-            if not parser.complete:  # the completion signal came: the answer is whole
-                raise
-        yield self._priced(_with_model(parser.finish(), model or self.model))
-    except (httpx.HTTPError, TimeoutError) as exc:
-        raise stream_failure(self, exc, delivered, timeouts, phase) from exc
-    except (ErrorEvent, ProviderError, AIResponseError) as exc:
-        owned = replies.owned(self, exc, response.status_code if response is not None else None)
-        if owned is exc:
-            raise
-        raise owned from None
+        with exchange.mapped():
+            out = self._request(body, first_by - time.monotonic())
+            with deadline(first_by):
+                response = exchange.response = client.send(out, stream=True)
+            exchange.phase = "body"
+            reader = self._reader(response)
+            if response.status_code >= 300 or not _is_stream(response, self.wire.name):
+                with deadline(ends):
+                    for chunk in response.iter_raw():
+                        reader.feed(chunk)
+                        if reader.full:
+                            break
+                whole = self._finish(response.status_code, response.headers, reader.finish(), model)
+                yield from deltas_of(whole)  # a server that answered all at once
+                yield whole
+                return
+            paced = _Paced(response, reader, first_by)
+            parser = _parser(self.wire.name)
+            events = EventReader(parser.framing, self.name)
+            try:
+                for delta in _read_events(parser, events, paced):
+                    exchange.delivered = True
+                    yield delta
+                    # Idle time is time waiting on the network: it starts when the caller
+                    # is back for more, not while it holds the chunk it was given.
+                    paced.at = min(time.monotonic() + timeouts.idle, ends)
+            except (httpx.HTTPError, TimeoutError):
+                if not parser.complete:  # the completion signal came: the answer is whole
+                    raise
+            yield self._priced(_with_model(parser.finish(), model or self.model))
     finally:
-        if response is not None:
-            response.close()
-        self.bulkhead.release()
+        if exchange.response is not None:
+            exchange.response.close()
 
 
 async def astream(
@@ -136,48 +106,40 @@ async def astream(
     body = self._body(request, model, stream=True)
     self._check_configured()
     await self.bulkhead.aacquire(timeouts.first_token)
-    phase, delivered = "wait", False
-    response: httpx.Response | None = None
+    exchange = Exchange(self, timeouts.total, timeouts)
     try:
-        out = self._request(body, first_by - time.monotonic())
-        async with asyncio.timeout(max(first_by - time.monotonic(), 0)):
-            response = await transport.handle_async_request(out)
-        phase = "body"
-        reader = self._reader(response)
-        if response.status_code >= 300 or not _is_stream(response, self.wire.name):
-            async with asyncio.timeout(max(ends - time.monotonic(), 0)):
-                if _in_memory(response):
-                    reader.feed(response.content)
-                else:
-                    async for chunk in response.aiter_raw():
-                        reader.feed(chunk)
-                        if reader.full:
-                            break
-            whole = self._finish(response.status_code, response.headers, reader.finish(), model)
-            for delta in deltas_of(whole):
-                yield delta
-            yield whole
-            return
-        paced = _APaced(response, reader, first_by)
-        parser = _parser(self.wire.name)
-        events = EventReader(parser.framing, self.name)
-        try:
-            async for delta in _aread_events(parser, events, aiter(paced)):
-                delivered = True
-                yield delta
-                paced.at = min(time.monotonic() + timeouts.idle, ends)  # see stream()
-        except (httpx.HTTPError, TimeoutError):
-            if not parser.complete:  # the completion signal came: the answer is whole
-                raise
-        yield self._priced(_with_model(parser.finish(), model or self.model))
-    except (httpx.HTTPError, TimeoutError) as exc:
-        raise stream_failure(self, exc, delivered, timeouts, phase) from exc
-    except (ErrorEvent, ProviderError, AIResponseError) as exc:
-        owned = replies.owned(self, exc, response.status_code if response is not None else None)
-        if owned is exc:
-            raise
-        raise owned from None
+        with exchange.mapped():
+            out = self._request(body, first_by - time.monotonic())
+            async with asyncio.timeout(max(first_by - time.monotonic(), 0)):
+                response = exchange.response = await transport.handle_async_request(out)
+            exchange.phase = "body"
+            reader = self._reader(response)
+            if response.status_code >= 300 or not _is_stream(response, self.wire.name):
+                async with asyncio.timeout(max(ends - time.monotonic(), 0)):
+                    if _in_memory(response):
+                        reader.feed(response.content)
+                    else:
+                        async for chunk in response.aiter_raw():
+                            reader.feed(chunk)
+                            if reader.full:
+                                break
+                whole = self._finish(response.status_code, response.headers, reader.finish(), model)
+                for delta in deltas_of(whole):
+                    yield delta
+                yield whole
+                return
+            paced = _APaced(response, reader, first_by)
+            parser = _parser(self.wire.name)
+            events = EventReader(parser.framing, self.name)
+            try:
+                async for delta in _aread_events(parser, events, aiter(paced)):
+                    exchange.delivered = True
+                    yield delta
+                    paced.at = min(time.monotonic() + timeouts.idle, ends)  # see stream()
+            except (httpx.HTTPError, TimeoutError):
+                if not parser.complete:  # the completion signal came: the answer is whole
+                    raise
+            yield self._priced(_with_model(parser.finish(), model or self.model))
     finally:
-        if response is not None:
-            await response.aclose()
-        self.bulkhead.release()
+        if exchange.response is not None:
+            await exchange.response.aclose()

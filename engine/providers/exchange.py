@@ -1,0 +1,73 @@
+"""One HTTP exchange of an attempt, and the one place where what goes wrong in it becomes
+an outcome.
+
+Every I/O path of the HTTP provider (sync and async, plain and streamed) runs inside
+:meth:`Exchange.mapped`: transport errors and timeouts become the taxonomy's outcomes
+(named after where the exchange was: waiting for the reply or reading it; for a stream,
+the gap that was too long), an error read from the reply is named after the provider and
+carries the reply's status, and the provider's bulkhead slot is given back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import httpx
+
+from engine.errors import AIResponseError, ProviderError
+from engine.providers.mapping import attempt_timeout, error_for_transport
+from engine.providers.replies import owned
+from engine.providers.streamwire import ErrorEvent
+from engine.providers.timeouts import stream_timeout
+from engine.types.timeouts import StreamTimeouts
+
+if TYPE_CHECKING:
+    from engine.providers.http import HTTPProvider
+
+__all__ = ["Exchange"]
+
+
+@dataclass
+class Exchange:
+    """The state of one exchange: where it is (``wait`` for the reply, then ``body``), the
+    reply once it came, and, for a stream, whether a delta was handed over yet."""
+
+    provider: HTTPProvider
+    timeout: float
+    stream: StreamTimeouts | None = None
+    phase: str = "wait"
+    response: httpx.Response | None = None
+    delivered: bool = False
+
+    @contextlib.contextmanager
+    def mapped(self) -> Iterator[Exchange]:
+        """Run the exchange: failures leave as outcomes, and the bulkhead slot (taken
+        before) is released, however it ends."""
+        try:
+            yield self
+        except (httpx.HTTPError, TimeoutError) as exc:
+            raise self._transport(exc) from exc
+        except (ErrorEvent, ProviderError, AIResponseError) as exc:
+            status = self.response.status_code if self.response is not None else None
+            found = owned(self.provider, exc, status)
+            if found is exc:
+                raise
+            raise found from None
+        finally:
+            self.provider.bulkhead.release()
+
+    def _transport(self, exc: BaseException) -> Exception:
+        name = self.provider.name
+        gap = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+        if (
+            self.stream is not None
+            and gap
+            and isinstance(exc, TimeoutError | httpx.TimeoutException)
+        ):
+            return stream_timeout(name, self.stream, self.delivered)  # named by the gap
+        if isinstance(exc, httpx.HTTPError):
+            return error_for_transport(exc, name, self.phase, self.provider._secrets)
+        return attempt_timeout(name, self.timeout, self.phase)
