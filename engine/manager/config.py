@@ -25,6 +25,7 @@ __all__ = [
     "check_mode",
     "check_provider",
     "check_timeout",
+    "check_use_fallback",
     "parse_config",
 ]
 
@@ -167,6 +168,13 @@ def check_timeout(timeout: Any) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     return value
+
+
+def check_use_fallback(use_fallback: Any) -> bool:
+    """A call's ``use_fallback``: a bool (a truthy string would be a silent surprise)."""
+    if not isinstance(use_fallback, bool):
+        raise TypeError(f"use_fallback must be a bool, got {type(use_fallback).__name__}")
+    return use_fallback
 
 
 def check_provider(provider: Any) -> str | None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from engine.errors import AITimeoutError, ChainAbortedError, ProviderError
-from engine.manager.config import check_mode, check_provider, check_timeout
+from engine.manager.config import check_mode, check_provider, check_timeout, check_use_fallback
 from engine.types.completion import Completion
 from engine.types.meta import ExecutionMode, GenerationMeta
 
@@ -69,9 +69,7 @@ class CallOptions:
         provider = check_provider(self.provider)
         mode = check_mode(self.mode)
         seconds = check_timeout(self.timeout)
-        if not isinstance(self.use_fallback, bool):
-            raise TypeError(f"use_fallback must be a bool, got {type(self.use_fallback).__name__}")
-        return provider, mode, seconds, self.use_fallback
+        return provider, mode, seconds, check_use_fallback(self.use_fallback)
 
 
 def apology(error: Exception) -> str:
@@ -106,8 +104,9 @@ def prompt_call(
     ``tools`` is the seed's list of tool names, recorded in the metadata."""
     if not isinstance(prompt, str):
         raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
-    options = CallOptions(mode=mode, provider=provider, timeout=timeout, use_fallback=use_fallback)
-    name, checked, seconds, _ = options.checked()
+    # Checked directly, not through a CallOptions: this is every generate_response call.
+    name, checked, seconds = check_provider(provider), check_mode(mode), check_timeout(timeout)
+    check_use_fallback(use_fallback)
     if tools is not None and (
         not isinstance(tools, list | tuple) or not all(isinstance(t, str) for t in tools)
     ):
