@@ -159,7 +159,40 @@ async def _apump(action: Call, out: list[Any]) -> AsyncGenerator[StreamEvent, No
     out.append(progress.done(True))
 
 
-class ChatStream:
+class _Streamed:
+    """What both stream shells share: the record, the answer, and how the answer lands."""
+
+    meta: GenerationMeta
+    completion: Completion | None
+
+    def __init__(
+        self,
+        executor: FallbackExecutor,
+        chain: CompiledChain,
+        request: ChatRequest | str,
+        meta: GenerationMeta,
+        timeout: float,
+    ) -> None:
+        self.meta = meta
+        self.completion = None
+        self._events = self._run(executor, chain, as_request(request), timeout)
+
+    def _run(
+        self, executor: FallbackExecutor, chain: CompiledChain, request: ChatRequest, timeout: float
+    ) -> Any:
+        raise NotImplementedError
+
+    def _ended(self, answer: Completion) -> None:
+        self.completion = answer
+        self.meta.tools_used = [c.name for c in answer.tool_calls]
+
+    @property
+    def text(self) -> str:
+        """The whole answer's text, once the stream has ended."""
+        return self.completion.text if self.completion is not None else ""
+
+
+class ChatStream(_Streamed):
     """A streamed answer: iterate it for :class:`TextDelta`, :class:`ToolCallDelta` and
     (with ``on_midstream: restart``) :class:`Reset` events.
 
@@ -171,17 +204,7 @@ class ChatStream:
     response at once.
     """
 
-    def __init__(
-        self,
-        executor: FallbackExecutor,
-        chain: CompiledChain,
-        request: ChatRequest | str,
-        meta: GenerationMeta,
-        timeout: float,
-    ) -> None:
-        self.meta = meta
-        self.completion: Completion | None = None
-        self._events = self._run(executor, chain, as_request(request), timeout)
+    _events: Generator[StreamEvent, None, None]
 
     def _run(
         self, executor: FallbackExecutor, chain: CompiledChain, request: ChatRequest, timeout: float
@@ -196,8 +219,7 @@ class ChatStream:
                 else:
                     result = executor.perform(action)
         except StopIteration as done:
-            self.completion = done.value
-            self.meta.tools_used = [c.name for c in done.value.tool_calls]
+            self._ended(done.value)
         finally:
             decisions.close()
 
@@ -217,26 +239,11 @@ class ChatStream:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @property
-    def text(self) -> str:
-        """The whole answer's text, once the stream has ended."""
-        return self.completion.text if self.completion is not None else ""
 
-
-class AsyncChatStream:
+class AsyncChatStream(_Streamed):
     """The async twin of :class:`ChatStream`: ``async for event in stream``."""
 
-    def __init__(
-        self,
-        executor: FallbackExecutor,
-        chain: CompiledChain,
-        request: ChatRequest | str,
-        meta: GenerationMeta,
-        timeout: float,
-    ) -> None:
-        self.meta = meta
-        self.completion: Completion | None = None
-        self._events = self._run(executor, chain, as_request(request), timeout)
+    _events: AsyncGenerator[StreamEvent, None]
 
     async def _run(
         self, executor: FallbackExecutor, chain: CompiledChain, request: ChatRequest, timeout: float
@@ -258,8 +265,7 @@ class AsyncChatStream:
                     await pump.aclose()
                 result = box[0]
         except StopIteration as done:
-            self.completion = done.value
-            self.meta.tools_used = [c.name for c in done.value.tool_calls]
+            self._ended(done.value)
         finally:
             decisions.close()
 
@@ -278,8 +284,3 @@ class AsyncChatStream:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-    @property
-    def text(self) -> str:
-        """The whole answer's text, once the stream has ended."""
-        return self.completion.text if self.completion is not None else ""
