@@ -30,6 +30,7 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,7 +43,10 @@ __all__ = ["ChainReloader", "ReloadTarget"]
 
 
 class _Compiled(Protocol):
-    chain: Chain
+    """A running compiled chain, as reload sees it: the chain it was compiled from."""
+
+    @property
+    def chain(self) -> Chain: ...
 
 
 class ReloadTarget(Protocol):
@@ -52,7 +56,7 @@ class ReloadTarget(Protocol):
     chains_dir: Path
 
     @property
-    def chains(self) -> dict[str, Any]:
+    def chains(self) -> Mapping[str, _Compiled]:
         """The running compiled chains by name (each with its ``.chain``)."""
         ...
 
