@@ -20,6 +20,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from engine.chain.accept import AcceptanceProblem, AcceptSpec, acceptance_problems
 from engine.chain.filelimits import MAX_PROBLEMS_SHOWN, read_config_text, screen_yaml, snippet
 from engine.chain.rules import check_chain
 from engine.chain.spec import (
@@ -129,7 +130,14 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
         return Goto
     if loc[-1] == "params":
         return Params
+    if loc[-1] == "accept":
+        return AcceptSpec
     return None
+
+
+def _keys(model: type[BaseModel]) -> list[str]:
+    """A model's keys as written in files (a field's alias when it has one)."""
+    return sorted(info.alias or name for name, info in model.model_fields.items())
 
 
 def _message(
@@ -141,7 +149,7 @@ def _message(
     if kind == "extra_forbidden":
         key = str(loc[-1])
         model = model_at(loc[:-1])
-        allowed = sorted(model.model_fields) if model else []
+        allowed = _keys(model) if model else []
         close = difflib.get_close_matches(key[:100], allowed, n=1, cutoff=0.6)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         return f"unknown key '{snippet(key)}'{hint}; allowed keys: {', '.join(allowed)}"
@@ -240,13 +248,26 @@ def validation_problems(
     return problems
 
 
+def _rule_problems(spec: ChainSpec, base: Path | None) -> list[tuple[Loc, str]]:
+    """The structural rules, and acceptance rules that cannot be built (schemas)."""
+    steps = {
+        index: entry.accept for index, entry in enumerate(spec.steps) if isinstance(entry, StepSpec)
+    }
+    found = check_chain(spec)
+    if spec.defaults.accept is not None or any(a is not None for a in steps.values()):
+        found += acceptance_problems(spec.defaults.accept, steps, base)
+    return found
+
+
 def check_spec(
     data: Any,
     source: str,
     values: Mapping[Loc, _Pos] | None = None,
     keys: Mapping[Loc, _Pos] | None = None,
+    base: Path | None = None,
 ) -> tuple[ChainSpec | None, list[Problem]]:
-    """Validate plain chain data; return the spec (None if invalid) and every problem."""
+    """Validate plain chain data; return the spec (None if invalid) and every problem.
+    ``base``: the directory a ``schema_file`` is read from."""
     values = values or {}
     keys = keys or {}
     try:
@@ -260,7 +281,7 @@ def check_spec(
             problems.append(Problem(source, line, column, field_name(loc), message))
         return None, problems
     problems = []
-    for loc, message in check_chain(spec):
+    for loc, message in _rule_problems(spec, base):
         line, column = locate(loc, values, keys, key=False)
         problems.append(Problem(source, line, column, field_name(loc), message))
     return (spec if not problems else None), problems
@@ -324,10 +345,10 @@ def check_file(path: str | os.PathLike[str]) -> tuple[Chain | None, list[Problem
     data, values, keys, problems = read_yaml(file)
     if problems:
         return None, problems
-    spec, problems = check_spec(data, str(file), values, keys)
+    spec, problems = check_spec(data, str(file), values, keys, file.parent)
     if spec is None:
         return None, _in_file_order(problems)
-    return build_chain(spec, file.stem, str(file)), []
+    return build_chain(spec, file.stem, str(file), file.parent), []
 
 
 def load_chain(path: str | os.PathLike[str]) -> Chain:
@@ -370,10 +391,14 @@ def rebuild(spec: ChainSpec, chain: Chain, source: str, name: str | None = None)
     or as ``chain``), or raise."""
     # model_copy skips field validation; callers validate the values they put in, and the
     # structural rules are checked here.
-    problems = [Problem(source, 0, 0, field_name(loc), msg) for loc, msg in check_chain(spec)]
+    found = _rule_problems(spec, chain.base)
+    problems = [Problem(source, 0, 0, field_name(loc), msg) for loc, msg in found]
     if problems:
         raise ChainConfigError(problems)
-    return build_chain(spec, name or chain.name, source)
+    try:
+        return build_chain(spec, name or chain.name, source, chain.base)
+    except AcceptanceProblem as exc:  # a schema file changed since the chain was read
+        raise ChainConfigError([Problem(source, 0, 0, f"accept.{exc.key}", exc.message)]) from None
 
 
 def problems_text(problems: Sequence[Problem]) -> str:

@@ -28,8 +28,9 @@ A whole file may also be just the list of steps.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
@@ -42,6 +43,7 @@ from pydantic import (
     field_validator,
 )
 
+from engine.chain.accept import DEFAULT_ACCEPTANCE, Acceptance, AcceptSpec, resolve_acceptance
 from engine.types.outcomes import FAILURE_CATEGORIES, Category
 
 __all__ = [
@@ -57,8 +59,6 @@ __all__ = [
     "Step",
     "StepSpec",
     "build_chain",
-    "with_order",
-    "with_timeout",
 ]
 
 FailureCategory = Literal["retryable", "timeout", "non_retryable"]
@@ -158,6 +158,9 @@ class _StepSettings(_Strict):
     params: Params | None = Field(
         default=None, description="Request parameters (temperature, max_tokens, top_p, stop)."
     )
+    accept: AcceptSpec | None = Field(
+        default=None, description="What an answer must be before it counts (answer_rejected)."
+    )
 
 
 class Defaults(_StepSettings):
@@ -240,6 +243,8 @@ class Step:
     #: streaming: seconds until the first token, and the longest gap between chunks
     first_token_timeout: float | None = None
     idle_timeout: float | None = None
+    #: what an answer must be before it counts (``accept:``)
+    accept: Acceptance = DEFAULT_ACCEPTANCE
 
 
 @dataclass(frozen=True)
@@ -252,6 +257,8 @@ class Chain:
     steps: tuple[Step, ...]
     error_codes: Mapping[str, Category]
     by_id: Mapping[str, Step] = field(repr=False)
+    #: the directory schema files are read from (the chain file's)
+    base: Path | None = field(default=None, repr=False)
 
     @property
     def description(self) -> str:
@@ -317,9 +324,9 @@ def _params(spec: ChainSpec, step: StepSpec) -> dict[str, Any]:
     return merged
 
 
-def build_chain(spec: ChainSpec, name: str, source: str) -> Chain:
-    """Resolve a spec that :func:`~engine.chain.rules.check_chain` found sound into a
-    :class:`Chain`."""
+def build_chain(spec: ChainSpec, name: str, source: str, base: Path | None = None) -> Chain:
+    """Resolve a spec that :func:`~engine.chain.rules.check_chain` found sound (and whose
+    schemas compile) into a :class:`Chain`; ``base``: where ``schema_file`` paths start."""
     entries = [_as_step(entry) for entry in spec.steps]
     ids = [_step_id(entry) for entry in entries]
     steps: list[Step] = []
@@ -345,6 +352,7 @@ def build_chain(spec: ChainSpec, name: str, source: str) -> Chain:
                 params=_params(spec, entry),
                 first_token_timeout=_optional(spec, entry, "first_token_timeout"),
                 idle_timeout=_optional(spec, entry, "idle_timeout"),
+                accept=resolve_acceptance(spec.defaults.accept, entry.accept, base),
             )
         )
     return Chain(
@@ -354,34 +362,8 @@ def build_chain(spec: ChainSpec, name: str, source: str) -> Chain:
         steps=tuple(steps),
         error_codes=dict(spec.error_codes),
         by_id={step.id: step for step in steps},
+        base=base,
     )
-
-
-def with_order(chain: Chain, providers: Sequence[str]) -> ChainSpec:
-    """A spec whose steps are ``providers`` in that order, replacing the chain's order.
-
-    Each provider keeps the settings (model, timeout, retries, backoff) of the chain's first
-    step for it; routes fall back to the chain's defaults, since the jumps written for the
-    old order may not fit the new one.
-    """
-    templates: dict[str, StepSpec] = {}
-    for entry in chain.spec.steps:
-        step = _as_step(entry)
-        templates.setdefault(step.provider, step)
-    steps: list[str | StepSpec] = []
-    for provider in providers:
-        template = templates.get(provider)
-        if template is None:
-            steps.append(provider)
-        else:
-            steps.append(template.model_copy(update={"id": None, "goto": None}))
-    return chain.spec.model_copy(update={"steps": steps})
-
-
-def with_timeout(spec: ChainSpec, timeout: float) -> ChainSpec:
-    """A spec where every step's per-attempt timeout is ``timeout`` seconds."""
-    steps = [_as_step(entry).model_copy(update={"timeout": timeout}) for entry in spec.steps]
-    return spec.model_copy(update={"steps": steps})
 
 
 def validate_spec(data: Any) -> ChainSpec:

@@ -37,6 +37,7 @@ __all__ = [
     "classify_exception",
     "classify_result",
     "coded",
+    "health_verdict",
     "rule_for",
 ]
 
@@ -112,6 +113,25 @@ def coded(code: str, message: str, overrides: Mapping[str, Category]) -> Outcome
     return Outcome(
         overrides.get(code, rule.category), rule.error_category, code, rule.transient, message
     )
+
+
+# What a code says of the provider's health, where the category does not: None for codes
+# that say nothing of it (the engine's own or the caller's doing), False for a live answer
+# that the chain's accept rules turned down.
+_CODE_HEALTH: Final[Mapping[str | None, bool | None]] = {
+    **dict.fromkeys(
+        ("provider_not_found", "not_configured", "unsupported_request", "overloaded",
+         "queue_timeout", "circuit_open", "context_length_exceeded"),
+        None,
+    ),
+    "answer_rejected": False,
+}  # fmt: skip
+_HEALTH_FAILURES: Final = frozenset({"retryable", "timeout"})
+
+
+def health_verdict(outcome: Outcome) -> bool | None:
+    """Whether an attempt counts as a failure of its provider's health (None: not at all)."""
+    return _CODE_HEALTH.get(outcome.error_code, outcome.category in _HEALTH_FAILURES)
 
 
 def _as_int(value: Any) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from engine.chain.spec import FINAL_STATES, SUCCEEDED
+from engine.core.acceptance import Judge, Validator, judge, missing_validators, rejected
 from engine.core.actions import (
     Admit,
     Call,
@@ -28,7 +29,7 @@ from engine.core.actions import (
     breaker_key,
     model_of,
 )
-from engine.core.classify import classify_exception, classify_result, coded
+from engine.core.classify import classify_exception, classify_result, coded, health_verdict
 from engine.core.machine import CompiledChain
 from engine.core.records import attempt_record, failure, interrupted
 from engine.core.runtime import Runtime, backoff_bound, backoff_delay
@@ -52,13 +53,6 @@ _NO_TIME: Final = Outcome(
 )
 
 
-# Codes that say nothing of the provider's health (the engine's own or the caller's doing).
-_NOT_HEALTH: Final = frozenset(
-    {"provider_not_found", "not_configured", "unsupported_request", "overloaded",
-     "queue_timeout", "circuit_open", "context_length_exceeded"}
-)  # fmt: skip
-
-
 class FallbackExecutor:
     """Executes chains, looking each provider up through ``lookup`` when its attempt starts.
 
@@ -78,6 +72,10 @@ class FallbackExecutor:
         self.health = health
         #: Telemetry sinks (events are built only when there is one).
         self.sinks = sinks if sinks is not None else Sinks()
+        #: Checks named in chains' ``accept: validators`` (``register_validator``).
+        self.validators: dict[str, Validator] = {}
+        #: Whether an answer counts (replaceable: ``simulate`` scripts its rejections).
+        self.judge: Judge = judge
 
     def _finished(
         self,
@@ -191,6 +189,10 @@ class FallbackExecutor:
         state = run.state
         out_of_time = False
         cut: StreamDone | None = None  # the last stream cut after its first chunk
+        if compiled.validator_names:  # before any call: a missing check is a setup mistake
+            missing = missing_validators(compiled.validator_names, self.validators, chain.name)
+            if missing is not None:
+                raise missing
         if self.sinks.started:
             self.sinks.emit(RequestStarted(chain.name, meta.mode.value, rt.wall()))
         health = self.health
@@ -294,10 +296,20 @@ class FallbackExecutor:
                     if ok
                     else classify_exception(value, overrides)
                 )
+                answer = outcome.completion
+                if answer is not None:  # an answer: does it count?
+                    reason = self.judge(answer, step.accept, request, self.validators)
+                    if reason is not None:
+                        outcome = rejected(answer, reason, overrides)
             ended = rt.monotonic()
-            # A stream that broke after handing over its first chunk is a cut: the chain's
-            # on_midstream policy decides, not the category (the caller has seen text).
-            is_cut = streamed is not None and not streamed.ok and streamed.chunks > 0
+            # A stream that broke (or whose answer was rejected) after handing over its first
+            # chunk is a cut: the chain's on_midstream policy decides, not the category (the
+            # caller has seen text).
+            is_cut = (
+                streamed is not None
+                and streamed.chunks > 0
+                and (not streamed.ok or outcome.category != "success")
+            )
             trigger: str = "cut" if is_cut else outcome.category
             bound = 0.0
             if outcome.transient and not is_cut:
@@ -307,8 +319,7 @@ class FallbackExecutor:
             skipped = admission is not None and not admission.allowed
             if health is not None and provider is not None and not skipped:
                 # Recorded before the retry budget is asked, so that this attempt counts.
-                code = outcome.error_code
-                failed = None if code in _NOT_HEALTH else outcome.category in _HEALTH_FAILURES
+                failed = health_verdict(outcome)
                 yield Record(
                     key=key, policy=breaker, budget=retry_budget, now=rt.wall(), failed=failed,
                     probe=admission is not None and admission.probe,
@@ -374,8 +385,8 @@ class FallbackExecutor:
         meta.latency_ms = elapsed_ms
         if self.sinks.finished:
             self._finished(chain.name, state, meta, request, None)
-        if cut is not None and attempts[-1].get("truncated") and not out_of_time:
-            meta.truncated = True
+        if cut is not None and attempts[-1].get("category") == "cut" and not out_of_time:
+            meta.truncated = bool(attempts[-1]["truncated"])  # not for a rejected answer
             error: ChainExhaustedError | ChainAbortedError = interrupted(
                 chain.name, attempts, last, cut.text
             )
@@ -386,6 +397,3 @@ class FallbackExecutor:
         meta.error = str(error)
         meta.error_category = error.error_category
         raise error
-
-
-_HEALTH_FAILURES: Final = frozenset({"retryable", "timeout"})

@@ -126,6 +126,10 @@ class CompiledChain:
             send_event=True,
         )
         self._events = {name: self.machine.events[name] for name in TRIGGERS}
+        #: Every validator the chain's ``accept`` rules name (registered in code).
+        self.validator_names: frozenset[str] = frozenset(
+            name for step in chain.steps for name in step.accept.validators
+        )
 
     def start(self, deadline: float) -> Run:
         """A fresh run at the chain's first step."""

@@ -60,7 +60,9 @@ def attempt_record(
         retry_refused="retry_budget_exhausted" if retry_refused else None,
         ttft_ms=None if streamed is None or streamed.ttft is None else round(streamed.ttft * 1000),
         chunks=None if streamed is None else streamed.chunks,
-        truncated=None if streamed is None else category == "cut",
+        truncated=None
+        if streamed is None
+        else category == "cut" and outcome.error_code != "answer_rejected",
     )
     return attempt.to_dict()
 
@@ -86,10 +88,17 @@ def interrupted(
     name: str, attempts: list[dict[str, Any]], last: Outcome, partial: str
 ) -> StreamInterruptedError:
     stop = attempts[-1]
-    message = (
-        f"{who(name)}: the stream from {stop['state']} was cut after {stop['chunks']} "
-        f"chunk{'s' if stop['chunks'] != 1 else ''} by {reason_of(stop)}; the answer is incomplete"
-    )
+    chunks = f"{stop['chunks']} chunk{'s' if stop['chunks'] != 1 else ''}"
+    if stop["error_code"] == "answer_rejected":
+        message = (
+            f"{who(name)}: the answer streamed from {stop['state']} ({chunks}) was rejected: "
+            f"{str(stop['message']).removeprefix('answer rejected: ')}; it does not count"
+        )
+    else:
+        message = (
+            f"{who(name)}: the stream from {stop['state']} was cut after {chunks} "
+            f"by {reason_of(stop)}; the answer is incomplete"
+        )
     return StreamInterruptedError(message, last.error_code, attempts, partial, last.exception)
 
 

@@ -17,9 +17,10 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from engine.support.schemas import SchemaError, compile_schema
 from engine.types.request import ChatRequest
 
-__all__ = ["MAX_JSON_DEPTH", "check_request", "strict_json"]
+__all__ = ["MAX_JSON_DEPTH", "check_request", "response_schema", "strict_json"]
 
 #: Deepest nesting a schema or any other JSON value of a request may have.
 MAX_JSON_DEPTH: Final = 64
@@ -77,15 +78,36 @@ def _name(name: str, where: str) -> None:
         )
 
 
+def response_schema(response_format: Mapping[str, Any] | None) -> Any:
+    """The JSON Schema a ``response_format`` asks the answer to match, or None."""
+    if response_format is None or response_format.get("type") != "json_schema":
+        return None
+    spec = response_format.get("json_schema")
+    return spec.get("schema") if isinstance(spec, Mapping) else None
+
+
+def _compiles(schema: Any, where: str) -> None:
+    # Answers are checked against it (accept: tool_arguments, a json_schema response
+    # format): a schema no validator can use is the caller's mistake, found before any call.
+    try:
+        compile_schema(schema)
+    except SchemaError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
 def check_request(request: ChatRequest) -> ChatRequest:
     """``request`` itself, once it is known that every provider can be sent it."""
     for index, tool in enumerate(request.tools):
         _name(tool.name, f"tools[{index}].function.name")
         strict_json(tool.parameters, f"tools[{index}].function.parameters")
+        _compiles(tool.parameters, f"tools[{index}].function.parameters")
     if request.tool_choice is not None and not isinstance(request.tool_choice, str):
         strict_json(request.tool_choice, "tool_choice")
     if request.response_format is not None:
         strict_json(request.response_format, "response_format")
+        schema = response_schema(request.response_format)
+        if schema is not None:
+            _compiles(schema, "response_format.json_schema.schema")
     called: set[str] = set()
     started = False
     for index, message in enumerate(request.messages):

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Final
 
 from engine.chain.loader import load_chains, rebuild
-from engine.chain.spec import Chain, ChainSpec, StepSpec, with_order, with_timeout
+from engine.chain.overrides import with_order, with_timeout
+from engine.chain.spec import Chain, ChainSpec, StepSpec
 from engine.core.machine import CompiledChain, compile_chain
 from engine.errors import ChainConfigError, Problem
 from engine.manager.config import check_mode

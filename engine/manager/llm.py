@@ -9,7 +9,7 @@ chains from :class:`~engine.manager.chainset.ChainSet`; requests run on the
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Unpack
 
 from engine.core.executor import FallbackExecutor
@@ -102,6 +102,16 @@ class LLMManager:
     def add_sink(self, sink: Sink) -> None:
         """Register a telemetry sink (``handle(event)``; see :mod:`engine.telemetry.events`)."""
         self._executor.sinks.add(sink)
+
+    def register_validator(self, name: str, check: Callable[[Completion], str | None]) -> None:
+        """Register (or replace) a check that chains name in ``accept: validators``:
+        ``check(completion)`` returns None when the answer counts, or the reason it does not
+        (the attempt is then ``answer_rejected`` and the chain moves on)."""
+        if not isinstance(name, str) or not name.strip():
+            raise TypeError(f"a validator's name is a non-empty str, not {name!r}")
+        if not callable(check):
+            raise TypeError(f"validator {name!r} must be callable, not {type(check).__name__}")
+        self._executor.validators[name] = check
 
     def enable_opentelemetry(self, tracer_provider: Any = None) -> None:
         """Emit a span per request and per attempt (needs ``opentelemetry-api``)."""

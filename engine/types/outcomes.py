@@ -89,5 +89,8 @@ TAXONOMY: Final[Mapping[str, Rule]] = {
     "400": Rule("non_retryable", "ai_error", False),
     "422": Rule("non_retryable", "ai_error", False),
     "content_filter": Rule("non_retryable", "ai_error", False),
+    # The answer came back but failed the step's accept rules (not JSON, a schema, a tool's
+    # arguments, too long, a validator): another provider may answer better.
+    "answer_rejected": Rule("retryable", "ai_error", False),
     "refusal": Rule("non_retryable", "ai_error", False),
 }
