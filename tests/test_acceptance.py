@@ -368,3 +368,96 @@ def test_a_bad_schema_in_a_request_is_the_callers_error_before_any_call(sim, mak
     with pytest.raises(ValueError, match=r"response_format\.json_schema\.schema: .* not fetched"):
         manager.chat(HI, response_format=remote)
     assert len(sim.requests) == before
+
+
+# -- review and operations --------------------------------------------------------------
+
+RULED = (
+    "defaults:\n  accept: {json: true, max_chars: 4000}\n"
+    "steps:\n  - deepseek\n  - provider: openai\n"
+    "    accept: {schema_file: schemas/record.json, validators: [house_style]}\n  - claude\n"
+)
+
+
+def _ruled_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "ruled"
+    (folder / "schemas").mkdir(parents=True)
+    (folder / "schemas" / "record.json").write_text('{"type": "object"}')
+    (folder / "default.yaml").write_text(RULED)
+    return folder
+
+
+def test_simulate_plays_rejected_answers(tmp_path: Path):
+    folder = _ruled_dir(tmp_path)
+    result = run_cli(
+        "simulate", "direct", "--chains", str(folder), "--json",
+        "--outcomes", "deepseek=rejected,openai=rejected",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    attempts = report["meta"]["provider_attempts"]
+    assert [(a["state"], a["error_code"]) for a in attempts] == [
+        ("deepseek", "answer_rejected"), ("openai", "answer_rejected"), ("claude", None)]  # fmt: skip
+    assert "JSON matching the schema schemas/record.json" in attempts[1]["message"]
+    assert "validators: house_style" in attempts[1]["message"]
+    bad = run_cli(
+        "simulate", "direct", "--chains", str(folder), "--outcomes", "deepseek=rejected:x"
+    )
+    assert bad.returncode == 2 and "a rejected answer has no code" in bad.stderr
+
+
+def test_simulate_a_rejected_stream_under_restart(tmp_path: Path):
+    folder = tmp_path / "c"
+    folder.mkdir()
+    (folder / "default.yaml").write_text("on_midstream: restart\nsteps: [deepseek, openai]\n")
+    result = run_cli(
+        "simulate", "direct", "--chains", str(folder), "--json",
+        "--outcomes", "deepseek=rejected|cut:2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (first, second) = json.loads(result.stdout)["meta"]["provider_attempts"]
+    assert (first["category"], first["error_code"], first["truncated"]) == (
+        "cut", "answer_rejected", False)  # fmt: skip
+    assert second["status"] == "success"
+
+
+def test_explain_lists_each_steps_rules(tmp_path: Path):
+    result = run_cli("explain", "direct", "--chains", str(_ruled_dir(tmp_path)),
+                     "--code", "answer_rejected")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "code answer_rejected: retryable (error_category ai_error, not transient" in out
+    assert "deepseek  JSON, ≤4000 chars" in out
+    assert "openai    JSON matching the schema schemas/record.json, ≤4000 chars, " \
+        "validators: house_style" in out  # fmt: skip
+
+
+def test_diagrams_draw_the_rules(tmp_path: Path):
+    out = tmp_path / "out"
+    result = run_cli("render", "--chains", str(_ruled_dir(tmp_path)), "--out", str(out),
+                     "--format", "dot,mermaid")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    dot = (out / "default.dot").read_text()
+    assert "accepts: JSON matching the schema schemas/record.json" in dot
+    assert "answer_rejected: an answer the step" in dot
+    assert "accepts: JSON, ≤4000 chars" in (out / "default.mmd").read_text()
+
+
+def test_stats_count_rejected_answers(tmp_path: Path, sim, monkeypatch):
+    for name, value in sim.env().items():
+        monkeypatch.setenv(name, value)
+    log = tmp_path / "log.jsonl"
+    folder = tmp_path / "chains"
+    folder.mkdir()
+    (folder / "default.yaml").write_text(chain("{json: true}"))
+    sim.script = Script({"deepseek": [PROSE, RECORD], "claude": [RECORD]})
+    with LLMManager(config={"chains_dir": str(folder), "telemetry": {"path": str(log)}}) as manager:
+        manager.chat(HI)
+        manager.chat(HI)
+    result = run_cli("stats", str(log), "--json")
+    assert result.returncode == 0, result.stderr
+    providers = json.loads(result.stdout)["providers"]
+    assert providers["deepseek"]["answers_rejected"] == 1
+    assert providers["deepseek"]["top_error_codes"] == [["ai_error:answer_rejected", 1]]
+    text = run_cli("stats", str(log)).stdout
+    assert "deepseek: 2 attempts (0 skipped, 1 answers rejected)" in text

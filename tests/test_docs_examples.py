@@ -127,13 +127,23 @@ def test_every_yaml_example_is_valid(tmp_path, text, line):
         load_script(path)
 
 
-def test_the_log_line_example_matches_the_schema():
+def test_the_json_examples_match_the_log_schema():
+    """A log line example matches the published line schema; an attempt record example
+    matches the schema of one attempt in it."""
     import jsonschema
 
     from engine.telemetry.jsonl import line_schema
 
-    ((text, _),) = blocks("json")
-    jsonschema.validate(json.loads(text), line_schema())
+    schema = line_schema()
+    examples = blocks("json")
+    assert any("final_state" in json.loads(text) for text, _ in examples)
+    for text, line in examples:
+        value = json.loads(text)
+        part = schema if "final_state" in value else schema["properties"]["attempts"]["items"]
+        try:
+            jsonschema.validate(value, part)
+        except jsonschema.ValidationError as exc:
+            raise AssertionError(f"{line}: {exc.message}") from None
 
 
 def test_every_page_is_in_the_site_and_the_readme_is_short():

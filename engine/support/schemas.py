@@ -2,7 +2,10 @@
 
 A schema is compiled the first time it is seen and kept (by its canonical JSON text) in a
 bounded cache, so a chain's schemas are compiled at load time and a request's schemas
-(tool parameters, a ``response_format``) once per distinct schema, not per answer.
+(tool parameters, a ``response_format``) once per distinct schema, not per answer. The
+schema objects themselves are remembered too (the same dict given again skips even the
+canonical text), so a schema must not be changed in place once a request has used it:
+give a new dict instead.
 References must stay inside the schema (``$defs``): a ``$ref`` to a URL or a file is refused,
 never fetched, since a schema may come from a request.
 """
@@ -51,8 +54,29 @@ def _compiled(text: str) -> CompiledSchema:
     return validator
 
 
+# The same schema object seen again (a tool defined once, sent with every request): found by
+# identity, without writing its canonical text (~15 us). Each entry holds the object, so
+# its id cannot be reused while it is here.
+_BY_OBJECT: dict[int, tuple[object, CompiledSchema]] = {}
+
+
 def compile_schema(schema: Mapping[str, Any] | bool) -> CompiledSchema:
     """The compiled validator for ``schema`` (cached); raises :class:`SchemaError`."""
+    known = _BY_OBJECT.get(id(schema))
+    if known is not None and known[0] is schema:
+        return known[1]
+    validator = _compile_new(schema)
+    if not isinstance(schema, bool):
+        while len(_BY_OBJECT) >= _CACHED:
+            try:
+                del _BY_OBJECT[next(iter(_BY_OBJECT))]
+            except (KeyError, RuntimeError, StopIteration):  # another thread got there first
+                break
+        _BY_OBJECT[id(schema)] = (schema, validator)
+    return validator
+
+
+def _compile_new(schema: Mapping[str, Any] | bool) -> CompiledSchema:
     if not isinstance(schema, Mapping | bool):
         raise SchemaError(
             f"a JSON Schema is a mapping (or true/false), not {type(schema).__name__}"

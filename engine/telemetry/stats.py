@@ -36,8 +36,8 @@ def _latency(values: list[float]) -> dict[str, float | None]:
 def stats(lines: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Aggregates of log lines (``torq-fallback stats --json`` prints this)."""
     providers: dict[str, dict[str, Any]] = defaultdict(
-        lambda: {"attempts": 0, "successes": 0, "skipped": 0, "latencies": [], "codes": Counter(),
-                 "tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}
+        lambda: {"attempts": 0, "successes": 0, "skipped": 0, "rejected": 0, "latencies": [],
+                 "codes": Counter(), "tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}
     )  # fmt: skip
     chains: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"requests": 0, "succeeded": 0, "fallbacks": 0, "latencies": [],
@@ -58,6 +58,7 @@ def stats(lines: Sequence[dict[str, Any]]) -> dict[str, Any]:
             p["attempts"] += 1
             p["successes"] += attempt.get("status") == "success"
             p["skipped"] += attempt.get("status") == "skipped"
+            p["rejected"] += attempt.get("error_code") == "answer_rejected"
             if attempt.get("status") != "skipped":
                 p["latencies"].append(float(attempt.get("latency_ms") or 0))
             if attempt.get("error_code"):
@@ -73,6 +74,8 @@ def stats(lines: Sequence[dict[str, Any]]) -> dict[str, Any]:
         out["providers"][name] = {
             "attempts": p["attempts"],
             "skipped": p["skipped"],
+            # Answers that came back but did not count (accept rules): paid for, not used.
+            "answers_rejected": p["rejected"],
             "success_rate": p["successes"] / tried if tried else None,
             "latency_ms": _latency(p["latencies"]),
             "top_error_codes": p["codes"].most_common(5),
@@ -129,8 +132,10 @@ def stats_text(report: dict[str, Any]) -> str:
     for name, p in report["providers"].items():
         lat = p["latency_ms"]
         codes = ", ".join(f"{_name(code)} x{n}" for code, n in p["top_error_codes"]) or "no errors"
+        rejected = p.get("answers_rejected", 0)
+        shown = f", {rejected} answers rejected" if rejected else ""
         lines.append(
-            f"  {_name(name)}: {p['attempts']} attempts ({p['skipped']} skipped), "
+            f"  {_name(name)}: {p['attempts']} attempts ({p['skipped']} skipped{shown}), "
             f"{_pct(p['success_rate'])} succeeded; latency p50 {_ms(lat['p50'])}, "
             f"p95 {_ms(lat['p95'])}, p99 {_ms(lat['p99'])}; {codes}"
         )

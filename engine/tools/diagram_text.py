@@ -127,6 +127,9 @@ def _step_lines(step: Step, source: str = "") -> list[str]:
         first = step.first_token_timeout or step.timeout
         idle = step.idle_timeout or step.timeout
         lines.append(f"stream: first token ≤{first:g} s, gaps ≤{idle:g} s")
+    rules = step.accept.rules()
+    if rules:
+        lines.append("accepts: " + ", ".join(rules))
     return lines
 
 
@@ -217,8 +220,9 @@ def _taken_index(highlight: Highlight | None) -> dict[tuple[str, str, str], list
 
 #: What else an edge of a category carries, besides the usual failures (legend notes).
 LEGEND_NOTES: Final[Mapping[str, str]] = {
-    "retryable": "also overloaded: the provider's line (max_queue) is full; and "
-    "circuit_open: its breaker is open, the step is skipped without a call",
+    "retryable": "also overloaded: the provider's line (max_queue) is full; "
+    "circuit_open: its breaker is open, the step is skipped without a call; and "
+    "answer_rejected: an answer the step's accept rules turn down",
     "timeout": "also queue_timeout: no free slot (max_in_flight) in time",
 }
 

@@ -2,9 +2,11 @@
 outcome leads from each step (``explain``), with no provider and no network.
 
 Outcomes are written ``category[:code]`` per provider, several in a row separated by
-``|`` (for retries): ``"deepseek=retryable:429|success,openai=timeout"``. A provider with
-no outcome left answers. Time is virtual: a timeout takes the attempt's whole timeout, every
-other outcome takes no time, and retry waits pass instantly, so runs are deterministic.
+``|`` (for retries): ``"deepseek=retryable:429|success,openai=timeout"``; ``rejected`` is an
+answer the step's ``accept`` rules turn down (``answer_rejected``). A provider with no
+outcome left answers, and its answers count (no rule is checked against simulated text).
+Time is virtual: a timeout takes the attempt's whole timeout, every other outcome takes no
+time, and retry waits pass instantly, so runs are deterministic.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from engine.chain.accept import Acceptance
 from engine.chain.loader import read_yaml
 from engine.core.classify import classify_exception, rule_for
 from engine.core.executor import FallbackExecutor
@@ -49,7 +52,11 @@ from engine.types.timeouts import StreamTimeouts
 
 __all__ = ["Scenario", "explain", "load_scenario", "parse_outcomes", "simulate"]
 
-_OUTCOME: Final = re.compile(r"^(success|retryable|timeout|non_retryable|cut)(?::([^\s|,]+))?$")
+_OUTCOME: Final = re.compile(
+    r"^(success|retryable|timeout|non_retryable|cut|rejected)(?::([^\s|,]+))?$"
+)
+#: How a scripted answer that the chain must reject starts (see :func:`_scripted_judge`).
+_REJECTED: Final = "(simulated answer rejected"
 _EPOCH: Final = 1_767_225_600.0  # 2026-01-01T00:00:00Z: simulated records carry fixed times
 _EXCEPTION: Final = {
     "retryable": ProviderError,
@@ -91,10 +98,11 @@ def _check_outcome(item: str, where: str) -> None:
         close = difflib.get_close_matches(item.split(":")[0], CATEGORIES, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ValueError(
-            f"{where}: {item!r} is not CATEGORY[:CODE]{hint}; categories: {', '.join(CATEGORIES)}"
+            f"{where}: {item!r} is not CATEGORY[:CODE]{hint}; categories: "
+            f"{', '.join(CATEGORIES)}, cut:N, rejected"
         )
-    if match.group(1) == "success" and match.group(2):
-        raise ValueError(f"{where}: {item!r}: a success has no code")
+    if match.group(1) in ("success", "rejected") and match.group(2):
+        raise ValueError(f"{where}: {item!r}: a {match.group(1)} answer has no code")
     if match.group(1) == "cut" and not (match.group(2) or "").isdigit():
         raise ValueError(f"{where}: {item!r}: write cut:N, N the chunks delivered before the cut")
 
@@ -183,6 +191,8 @@ class _Scripted:
         category, _, code = outcome.partition(":")
         if category == "success":
             return f"(simulated answer from {self.name})"
+        if category == "rejected":
+            return f"{_REJECTED} from {self.name})"
         if category == "cut":  # a cut needs a stream; without one it is a cut-short reply
             category, code = "retryable", "truncated_response"
         if category == "timeout":
@@ -220,7 +230,7 @@ def _check_against_chain(compiled: CompiledChain, outcomes: Mapping[str, list[st
             )
         for item in items:
             category, _, code = item.partition(":")
-            if category in ("success", "cut"):
+            if category in ("success", "cut", "rejected"):
                 continue
             exc = _EXCEPTION[category]("", code=code or None)
             got = classify_exception(exc, chain.error_codes).category
@@ -229,6 +239,17 @@ def _check_against_chain(compiled: CompiledChain, outcomes: Mapping[str, list[st
                     f"{name}={item}: code {code} is {got} in chain '{chain.name}' (the "
                     f"taxonomy, or the chain's error_codes); write {got}:{code}"
                 )
+
+
+def _scripted_judge(
+    completion: Completion, accept: Acceptance, request: ChatRequest, validators: object
+) -> str | None:
+    """Rejects the answers scripted as ``rejected`` and only those: simulated text is not
+    what any rule asks for, so the step's rules are named, not checked."""
+    if not completion.text.startswith(_REJECTED):
+        return None
+    rules = ", ".join(accept.rules()) or "not blank, tool arguments that match"
+    return f"scripted rejection (the step accepts: {rules})"
 
 
 def simulate(
@@ -264,6 +285,9 @@ def simulate(
             start.open_until = _EPOCH + breaker.cooldown
         store.set(name, start)
     executor = FallbackExecutor(providers.get, clock.runtime(), HealthConfig(store, lookup))
+    executor.judge = _scripted_judge
+    for name in compiled.validator_names:  # named, never run: answers are scripted
+        executor.validators[name] = lambda completion: None
     streamed = any(item.startswith("cut") for items in outcomes.values() for item in items)
     results: list[tuple[str | None, GenerationMeta]] = []
     for index in range(requests):
@@ -338,6 +362,15 @@ def explain(
                 "every call ends provider_not_found)"
             )
         lines.append(f"  {step.id.ljust(width)}  {where}")
+    checked = [(step, step.accept.rules()) for step in chain.steps]
+    if code == "answer_rejected" or any(rules for _, rules in checked):
+        lines.append(
+            "answers checked before they count (a failure is answer_rejected; a json_schema "
+            "response_format and the tools sent are checked too):"
+        )
+        for step, rules in checked:
+            shown = ", ".join(rules) or "not blank; tool arguments match the tools sent"
+            lines.append(f"  {step.id.ljust(width)}  {shown}")
     streamy = chain.on_midstream != "fail" or any(
         s.first_token_timeout or s.idle_timeout for s in chain.steps
     )
