@@ -22,6 +22,8 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from engine.chain.accept import AcceptanceProblem, AcceptSpec, acceptance_problems
 from engine.chain.filelimits import MAX_PROBLEMS_SHOWN, read_config_text, screen_yaml, snippet
+from engine.chain.pools import MemberSpec
+from engine.chain.resolve import build_chain
 from engine.chain.rules import check_chain
 from engine.chain.spec import (
     UNION_TAGS,
@@ -32,7 +34,6 @@ from engine.chain.spec import (
     Loc,
     Params,
     StepSpec,
-    build_chain,
     validate_spec,
 )
 from engine.errors import ChainConfigError, Problem
@@ -132,6 +133,8 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
         return Params
     if loc[-1] == "accept":
         return AcceptSpec
+    if len(loc) == 4 and loc[2] == "pool":
+        return MemberSpec
     return None
 
 

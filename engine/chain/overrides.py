@@ -20,7 +20,8 @@ def with_order(chain: Chain, providers: Sequence[str]) -> ChainSpec:
     templates: dict[str, StepSpec] = {}
     for entry in chain.spec.steps:
         step = _as_step(entry)
-        templates.setdefault(step.provider, step)
+        if step.provider is not None:  # a pool is no template for one provider
+            templates.setdefault(step.provider, step)
     steps: list[str | StepSpec] = []
     for provider in providers:
         template = templates.get(provider)

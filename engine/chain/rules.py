@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from engine.chain.pools import as_member
+from engine.chain.resolve import _target
 from engine.chain.spec import (
     _ID_PATTERN,
     _IDS_SHOWN,
@@ -16,7 +18,6 @@ from engine.chain.spec import (
     StepSpec,
     _as_step,
     _step_id,
-    _target,
 )
 from engine.types.outcomes import FAILURE_CATEGORIES
 
@@ -35,6 +36,34 @@ def _suggest(word: str, choices: Sequence[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def _pool_problems(step: StepSpec, index: int) -> list[tuple[Loc, str]]:
+    """A step names one provider or a pool (with an id), and a pool each member once."""
+    here: Loc = ("steps", index)
+    if step.pool is None:
+        missing = ((*here, "provider"), "required key 'provider' is missing (or write a pool)")
+        problems = [] if step.provider else [missing]
+        for name in ("strategy", "slow_start"):
+            if getattr(step, name) is not None:
+                problems.append(((*here, name), f"{name} applies to a pool; this step has none"))
+        return problems
+    if step.provider is not None:
+        return [((*here, "pool"), "write provider or pool, not both")]
+    problems = []
+    if step.id is None:
+        problems.append(((*here, "pool"), "a pool step needs an id (e.g. id: gpt)"))
+    seen: dict[tuple[str, str | None], int] = {}
+    for number, entry in enumerate(step.pool):
+        member = as_member(entry, step.model)
+        key = (member.provider, member.model)
+        if key in seen:
+            what = member.provider + (f" (model {member.model})" if member.model else "")
+            problems.append(
+                ((*here, "pool", number), f"{what} is already member {seen[key] + 1} of the pool")
+            )
+        seen.setdefault(key, number)
+    return problems
+
+
 def check_chain(spec: ChainSpec, *, reachability: bool = True) -> list[tuple[Loc, str]]:
     """Problems pydantic cannot see: ids, targets, reachability, termination.
 
@@ -47,6 +76,11 @@ def check_chain(spec: ChainSpec, *, reachability: bool = True) -> list[tuple[Loc
     seen: dict[str, int] = {}
     for index, (entry, sid) in enumerate(zip(spec.steps, ids, strict=True)):
         loc: Loc = ("steps", index) if isinstance(entry, str) else ("steps", index, "id")
+        if isinstance(entry, StepSpec):
+            found = _pool_problems(entry, index)
+            problems += found
+            if found and not sid:
+                continue  # the id problem is the pool's (named above)
         if isinstance(entry, StepSpec) and entry.id is None:
             loc = ("steps", index, "provider")
         if not _ID_PATTERN.match(sid):

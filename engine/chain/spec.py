@@ -43,8 +43,15 @@ from pydantic import (
     field_validator,
 )
 
-from engine.chain.accept import DEFAULT_ACCEPTANCE, Acceptance, AcceptSpec, resolve_acceptance
-from engine.types.outcomes import FAILURE_CATEGORIES, Category
+from engine.chain.accept import DEFAULT_ACCEPTANCE, Acceptance, AcceptSpec
+from engine.chain.pools import (
+    DEFAULT_SLOW_START,
+    MAX_MEMBERS,
+    Member,
+    MemberEntry,
+    Strategy,
+)
+from engine.types.outcomes import Category
 
 __all__ = [
     "FINAL_STATES",
@@ -58,7 +65,6 @@ __all__ = [
     "Params",
     "Step",
     "StepSpec",
-    "build_chain",
 ]
 
 FailureCategory = Literal["retryable", "timeout", "non_retryable"]
@@ -168,14 +174,38 @@ class Defaults(_StepSettings):
 
 
 class StepSpec(_StepSettings):
-    """One step of a chain, spelled out."""
+    """One step of a chain, spelled out: one ``provider``, or a ``pool`` of them."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["provider"]}, {"required": ["pool"]}]}
+    )
 
     id: str | None = Field(
         default=None, description="Unique step id; defaults to the provider name."
     )
-    provider: str = Field(min_length=1, description="Provider name, e.g. deepseek or openai.")
+    provider: str | None = Field(
+        default=None, min_length=1, description="Provider name, e.g. deepseek or openai."
+    )
     model: str | None = Field(
         default=None, min_length=1, description="Model to ask this provider for."
+    )
+    pool: list[MemberEntry] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_MEMBERS,
+        description="Deployments sharing this step (instead of provider): names, or "
+        "{provider, weight, model}.",
+    )
+    strategy: Strategy | None = Field(
+        default=None,
+        description="How a pool picks a member: weighted (default), priority, least_busy, "
+        "latency or cost.",
+    )
+    slow_start: float | None = Field(
+        default=None,
+        ge=0,
+        description="Seconds over which a pool member back from an open breaker grows to its "
+        "full weight (default 30; 0: at once).",
     )
 
 
@@ -188,7 +218,7 @@ StepEntry = Annotated[
     Discriminator(_step_kind),
 ]
 #: Union tags pydantic puts into error locations; dropped when locating problems.
-UNION_TAGS: Final = frozenset({"name", "step"})
+UNION_TAGS: Final = frozenset({"name", "step", "member"})
 
 
 class ChainSpec(_Strict):
@@ -245,6 +275,15 @@ class Step:
     idle_timeout: float | None = None
     #: what an answer must be before it counts (``accept:``)
     accept: Acceptance = DEFAULT_ACCEPTANCE
+    #: a pool's members (empty for a single-provider step; ``provider`` is then its first)
+    pool: tuple[Member, ...] = ()
+    strategy: Strategy = "weighted"
+    slow_start: float = DEFAULT_SLOW_START
+
+    @property
+    def members(self) -> tuple[Member, ...]:
+        """The deployments this step may call: its pool, or its one provider."""
+        return self.pool or (Member(self.provider, 1.0, self.model),)
 
 
 @dataclass(frozen=True)
@@ -292,78 +331,7 @@ def _as_step(entry: str | StepSpec) -> StepSpec:
 
 def _step_id(entry: str | StepSpec) -> str:
     step = _as_step(entry)
-    return step.id if step.id is not None else step.provider
-
-
-def _target(spec: ChainSpec, step: StepSpec, category: str) -> str:
-    for goto in (step.goto, spec.defaults.goto):
-        if goto is not None and getattr(goto, category) is not None:
-            return str(getattr(goto, category))
-    return BUILTIN_GOTO[category]
-
-
-def _setting(spec: ChainSpec, step: StepSpec, name: str) -> Any:
-    value = getattr(step, name)
-    if value is None:
-        value = getattr(spec.defaults, name)
-    return BUILTIN_DEFAULTS[name] if value is None else value
-
-
-def _optional(spec: ChainSpec, step: StepSpec, name: str) -> float | None:
-    value = getattr(step, name)
-    if value is None:
-        value = getattr(spec.defaults, name)
-    return None if value is None else float(value)
-
-
-def _params(spec: ChainSpec, step: StepSpec) -> dict[str, Any]:
-    merged: dict[str, Any] = {}
-    for params in (spec.defaults.params, step.params):
-        if params is not None:
-            merged.update(params.model_dump(exclude_none=True))
-    return merged
-
-
-def build_chain(spec: ChainSpec, name: str, source: str, base: Path | None = None) -> Chain:
-    """Resolve a spec that :func:`~engine.chain.rules.check_chain` found sound (and whose
-    schemas compile) into a :class:`Chain`; ``base``: where ``schema_file`` paths start."""
-    entries = [_as_step(entry) for entry in spec.steps]
-    ids = [_step_id(entry) for entry in entries]
-    steps: list[Step] = []
-    for index, entry in enumerate(entries):
-        routes: dict[str, str] = {}
-        for category in FAILURE_CATEGORIES:
-            target = _target(spec, entry, category)
-            if target == "next":
-                routes[category] = ids[index + 1] if index + 1 < len(ids) else EXHAUSTED
-            else:
-                routes[category] = _KEYWORD_DEST.get(target, target)
-        steps.append(
-            Step(
-                id=ids[index],
-                provider=entry.provider,
-                model=entry.model,
-                timeout=float(_setting(spec, entry, "timeout")),
-                retries=int(_setting(spec, entry, "retries")),
-                retry_timeouts=bool(_setting(spec, entry, "retry_timeouts")),
-                backoff_base=float(_setting(spec, entry, "backoff_base")),
-                backoff_max=float(_setting(spec, entry, "backoff_max")),
-                routes=routes,
-                params=_params(spec, entry),
-                first_token_timeout=_optional(spec, entry, "first_token_timeout"),
-                idle_timeout=_optional(spec, entry, "idle_timeout"),
-                accept=resolve_acceptance(spec.defaults.accept, entry.accept, base),
-            )
-        )
-    return Chain(
-        name=name,
-        source=source,
-        spec=spec,
-        steps=tuple(steps),
-        error_codes=dict(spec.error_codes),
-        by_id={step.id: step for step in steps},
-        base=base,
-    )
+    return step.id if step.id is not None else step.provider or ""
 
 
 def validate_spec(data: Any) -> ChainSpec:

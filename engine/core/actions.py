@@ -176,9 +176,10 @@ def breaker_key(step: Step) -> str:
     return f"{provider}:{key_part(step.model)}" if step.model else provider
 
 
-def model_of(provider: Any, step: Step) -> str | None:
-    if step.model is not None:
-        return step.model
+def model_of(provider: Any, model: str | None) -> str | None:
+    """The model an attempt asks for: the step's (or member's), else the provider's own."""
+    if model is not None:
+        return model
     model = getattr(provider, "model", None)
     return model if isinstance(model, str) and model else None
 

@@ -18,7 +18,6 @@ from engine.core.actions import (
     Admit,
     Call,
     Decisions,
-    HealthOp,
     Peek,
     ProviderLookup,
     Record,
@@ -31,11 +30,12 @@ from engine.core.actions import (
 )
 from engine.core.classify import classify_exception, classify_result, coded, health_verdict
 from engine.core.machine import CompiledChain
+from engine.core.perform import Performer
 from engine.core.records import attempt_record, failure, interrupted
+from engine.core.routing import Routing, choose_member
 from engine.core.runtime import Runtime, backoff_bound, backoff_delay
 from engine.errors import ChainAbortedError, ChainExhaustedError
 from engine.health import Admission, HealthConfig
-from engine.health.deadline import HEALTH_BUDGET
 from engine.providers.base import CallResult, acall, call
 from engine.telemetry.events import AttemptFinished, RequestFinished, RequestStarted, Sinks
 from engine.types.completion import Completion
@@ -53,7 +53,7 @@ _NO_TIME: Final = Outcome(
 )
 
 
-class FallbackExecutor:
+class FallbackExecutor(Performer):
     """Executes chains, looking each provider up through ``lookup`` when its attempt starts.
 
     ``runtime`` supplies clock, sleep and randomness (inject a fake one in tests);
@@ -76,6 +76,8 @@ class FallbackExecutor:
         self.validators: dict[str, Validator] = {}
         #: Whether an answer counts (replaceable: ``simulate`` scripts its rejections).
         self.judge: Judge = judge
+        #: What pools choose by: each member's requests in flight and latency.
+        self.routing = Routing()
 
     def _finished(
         self,
@@ -92,30 +94,6 @@ class FallbackExecutor:
                 chain, meta.mode.value, state, snapshot(meta), self.runtime.wall(), request, answer
             )
         )
-
-    def perform(self, action: Sleep | HealthOp) -> Any:
-        """Perform an action other than a provider call (every shell shares this)."""
-        if isinstance(action, Sleep):
-            self.runtime.sleep(action.seconds)
-            return None
-        assert self.health is not None
-        token = HEALTH_BUDGET.set(action.left)
-        try:
-            return action.run(self.health.store)
-        finally:
-            HEALTH_BUDGET.reset(token)
-
-    async def aperform(self, action: Sleep | HealthOp) -> Any:
-        """The async twin of :meth:`perform` (the store's async operations)."""
-        if isinstance(action, Sleep):
-            await self.runtime.asleep(action.seconds)
-            return None
-        assert self.health is not None
-        token = HEALTH_BUDGET.set(action.left)
-        try:
-            return await action.arun(self.health.store)
-        finally:
-            HEALTH_BUDGET.reset(token)
 
     def execute(
         self,
@@ -142,6 +120,8 @@ class FallbackExecutor:
         except StopIteration as done:
             answer: Completion = done.value
             return answer
+        finally:
+            decisions.close()  # a call abandoned mid-way (an exception) ends its bookkeeping
 
     async def aexecute(
         self,
@@ -165,6 +145,8 @@ class FallbackExecutor:
         except StopIteration as done:
             answer: Completion = done.value
             return answer
+        finally:
+            decisions.close()  # cancelled mid-call: the core's bookkeeping ends now
 
     def decide(
         self,
@@ -197,6 +179,7 @@ class FallbackExecutor:
             self.sinks.emit(RequestStarted(chain.name, meta.mode.value, rt.wall()))
         health = self.health
         force_key: str | None = None
+        tried: set[str] = set()  # the pool members this step has called in this request
         looked_all = False  # whether every breaker of the chain was looked at already
         while True:
             step = chain.by_id[state]
@@ -211,17 +194,25 @@ class FallbackExecutor:
                     last = _NO_TIME
                 break
             stamp = rt.wall()
+            admission: Admission | None = None
+            why: str | None = None  # no member of a pool available
+            if step.pool:  # choosing a member is not an attempt (engine.core.routing)
+                member, key, admission, why = yield from choose_member(
+                    step, health, self.routing, request, tried, self._quiet_lookup, rt.random,
+                    rt.wall(), run.deadline - now,
+                )  # fmt: skip
+                name, model = member.provider, member.model
+            else:
+                name, model, key = step.provider, step.model, breaker_key(step)
             lookup_error: Exception | None = None
             try:
-                provider = self.lookup(step.provider)  # once per attempt
+                provider = self.lookup(name)  # once per attempt
             except Exception as exc:
                 provider, lookup_error = None, exc
             streamed: StreamDone | None = None
-            admission: Admission | None = None
-            key = breaker_key(step)
             if health is not None:
-                breaker, retry_budget = health.policies(step.provider)  # once per attempt
-            if health is not None and provider is not None:
+                breaker, retry_budget = health.policies(name)  # once per attempt
+            if health is not None and provider is not None and not step.pool:
                 # Health keeps wall-clock times: a shared store compares them across processes.
                 admission = yield Admit(
                     key=key, policy=breaker, now=rt.wall(), force=key == force_key,
@@ -255,24 +246,20 @@ class FallbackExecutor:
                             force_key = nearest
             if lookup_error is not None:
                 outcome = classify_exception(lookup_error, overrides)
-                model = step.model
             elif provider is None:
                 outcome = coded(
-                    "provider_not_found",
-                    f"no provider named '{step.provider}' is registered",
-                    overrides,
+                    "provider_not_found", f"no provider named '{name}' is registered", overrides
                 )
-                model = step.model
             elif admission is not None and not admission.allowed:
                 outcome = coded(
                     "circuit_open",
-                    f"{step.provider}'s breaker is {admission.state.replace('_', '-')}; "
+                    why
+                    or f"{name}'s breaker is {admission.state.replace('_', '-')}; "
                     f"no call made (a probe in {admission.retry_in:.3g}s)",
                     overrides,
                 )
-                model = step.model
             else:
-                model = model_of(provider, step)
+                model = model_of(provider, model)
                 asked = request.with_params(step.params) if step.params else request
                 left = run.deadline - now
                 timeouts = None
@@ -282,9 +269,16 @@ class FallbackExecutor:
                         idle=step.idle_timeout or step.timeout,
                         total=left,
                     )
-                result = yield Call(
-                    provider, asked, min(step.timeout, left), model, timeouts, cut is not None
-                )
+                if step.pool:
+                    self.routing.started(key)
+                    tried.add(key)
+                try:
+                    result = yield Call(
+                        provider, asked, min(step.timeout, left), model, timeouts, cut is not None
+                    )
+                finally:  # also when the caller goes away mid-call
+                    if step.pool:
+                        self.routing.finished(key)
                 assert result is not None
                 if isinstance(result, StreamDone):
                     streamed = result
@@ -302,6 +296,9 @@ class FallbackExecutor:
                     if reason is not None:
                         outcome = rejected(answer, reason, overrides)
             ended = rt.monotonic()
+            if step.pool and outcome.category in ("success", "timeout"):
+                ttft = streamed.ttft if streamed is not None else None
+                self.routing.observe(key, ttft if ttft is not None else ended - now, ended)
             # A stream that broke (or whose answer was rejected) after handing over its first
             # chunk is a cut: the chain's on_midstream policy decides, not the category (the
             # caller has seen text).
@@ -317,9 +314,9 @@ class FallbackExecutor:
                     run.retries_used, step.backoff_base, step.backoff_max, outcome.retry_after
                 )
             skipped = admission is not None and not admission.allowed
-            if health is not None and provider is not None and not skipped:
+            if health is not None and admission is not None and not skipped:
                 # Recorded before the retry budget is asked, so that this attempt counts.
-                failed = health_verdict(outcome)
+                failed = health_verdict(outcome) if provider is not None else None
                 yield Record(
                     key=key, policy=breaker, budget=retry_budget, now=rt.wall(), failed=failed,
                     probe=admission is not None and admission.probe,
@@ -338,7 +335,7 @@ class FallbackExecutor:
             )  # fmt: skip
             retrying = state == step.id
             record = attempt_record(
-                step, model, outcome, ended - now, stamp, run.retries_used, state,
+                step, model, outcome, ended - now, stamp, run.retries_used, state, name,
                 skipped_for=admission.retry_in if skipped and admission is not None else None,
                 retry_refused=not budget_ok and not retrying, streamed=streamed,
                 category=trigger if streamed is not None else None,
@@ -359,6 +356,7 @@ class FallbackExecutor:
                     yield Sleep(delay)
             else:
                 run.retries_used = 0
+                tried.clear()
             if state in FINAL_STATES:
                 break
 

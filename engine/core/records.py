@@ -23,6 +23,7 @@ def attempt_record(
     stamp: float,
     retry: int,
     next_state: str,
+    provider: str | None = None,
     *,
     skipped_for: float | None = None,
     retry_refused: bool = False,
@@ -31,10 +32,11 @@ def attempt_record(
 ) -> dict[str, Any]:
     """The record of one attempt, made once: ``skipped_for`` (seconds until a probe) for an
     attempt a breaker skipped, ``streamed`` for a streamed call (``category``: its trigger,
-    ``cut`` when it broke after its first chunk)."""
+    ``cut`` when it broke after its first chunk); ``provider``: the pool member called (the
+    step's provider by default)."""
     completion = outcome.completion
     attempt = Attempt(
-        provider=step.provider,
+        provider=provider or step.provider,
         model=(completion.model if completion is not None else None) or model,
         status="skipped"
         if skipped_for is not None

@@ -76,6 +76,8 @@ class Health:
     probes: int = 0
     #: per second: [requests, retries] -- the retry budget's traffic
     traffic: dict[int, list[int]] = field(default_factory=dict)
+    #: when it last closed after an opening (wall clock; 0: never): pools' slow start
+    recovered_at: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (what the Redis store keeps)."""
@@ -87,6 +89,7 @@ class Health:
             "openings": self.openings,
             "probes": self.probes,
             "traffic": {str(k): v for k, v in self.traffic.items()},
+            "recovered_at": self.recovered_at,
         }
 
     @classmethod
@@ -100,19 +103,24 @@ class Health:
             openings=int(data.get("openings", 0)),
             probes=int(data.get("probes", 0)),
             traffic={int(k): [int(x) for x in v] for k, v in data.get("traffic", {}).items()},
+            recovered_at=float(data.get("recovered_at", 0.0)),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class Admission:
     """Whether a call may go to the provider now: ``probe`` when it is a half-open probe;
-    when refused, ``retry_in`` seconds until the breaker lets a probe through."""
+    when refused, ``retry_in`` seconds until the breaker lets a probe through;
+    ``recovered_at`` when it last closed after an opening (0: never)."""
 
     allowed: bool
     probe: bool = False
     retry_in: float = 0.0
     state: str = "closed"
+    recovered_at: float = 0.0
 
+
+_PASS: Final = Admission(True)
 
 #: Openings counted at most (the cooldown reached its maximum long before).
 MAX_OPENINGS: Final = 1_000_000
@@ -152,8 +160,10 @@ def _open(
 
 def peek(health: Health | None, policy: BreakerPolicy, now: float) -> Admission:
     """Would a call be admitted now? (Changes nothing: no probe is counted.)"""
-    if health is None or not policy.enabled or health.state == "closed":
+    if health is None or not policy.enabled:
         return Admission(True)
+    if health.state == "closed":
+        return Admission(True, recovered_at=health.recovered_at) if health.recovered_at else _PASS
     if health.state == "open" and now < health.open_until:
         return Admission(False, retry_in=health.open_until - now, state="open")
     return Admission(True, probe=True, state=health.state)
@@ -200,6 +210,7 @@ def record(
             _fire(health, "recover")
             health.openings = 0
             health.probes = 0
+            health.recovered_at = now
         return
     health.consecutive += 1
     if health.state == "half_open":

@@ -79,7 +79,8 @@ def _parse(raw: str) -> Health | None:
         health = Health.from_dict(data)
     except (ValueError, TypeError, AttributeError, OverflowError, RecursionError):
         return None
-    numbers = (health.open_until, health.consecutive, health.openings, health.probes)
+    numbers = (health.open_until, health.consecutive, health.openings, health.probes,
+               health.recovered_at)  # fmt: skip
     if health.state not in ("closed", "open", "half_open") or not all(
         math.isfinite(n) and abs(n) < 1e15 for n in numbers
     ):

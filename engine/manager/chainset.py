@@ -53,7 +53,7 @@ class ChainSet:
         """Compile ``chains`` with the overrides on top (raises ``ChainConfigError``)."""
         known = set(self._known())
         for chain in chains.values():
-            known.update(step.provider for step in chain.steps)
+            known.update(m.provider for step in chain.steps for m in step.members)
         problems: list[Problem] = []
         resolved: dict[str, Chain] = dict(chains)
         for mode in ExecutionMode:

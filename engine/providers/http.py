@@ -201,6 +201,11 @@ class HTTPProvider:
             completion = dataclasses.replace(completion, model=model or self.model)
         return self._priced(completion)
 
+    def estimate_cost(self, model: str | None, tokens_in: int, tokens_out: int) -> float | None:
+        """What a reply of these token counts would cost (USD, by the price table), or None
+        when the model's price is unknown (pools' ``cost`` strategy)."""
+        return self._resolved.settings.cost(model or self.model, tokens_in, tokens_out)
+
     def _priced(self, completion: Completion) -> Completion:
         """The completion with its estimated cost, when the model's price is known."""
         if completion.cost_usd is not None:

@@ -30,25 +30,28 @@ def _provider_warnings(chain: Chain, file: Path, known: Sequence[str]) -> list[P
     _, values, keys, _ = read_yaml(file)
     warnings = []
     for index, step in enumerate(chain.steps):
-        if step.provider in known:
-            continue
-        loc: tuple[str | int, ...] = ("steps", index, "provider")
-        if loc not in values:
-            loc = ("steps", index)
-        line, column = locate(loc, values, keys, key=False)
-        close = difflib.get_close_matches(step.provider, known, n=1, cutoff=0.6)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        warnings.append(
-            Problem(
-                str(file),
-                line,
-                column,
-                field_name(loc),
-                f"warning: provider '{step.provider}' is neither built in nor declared in "
-                f"{PROVIDERS_FILE}{hint}; unless the application registers it, the step is "
-                "skipped as provider_not_found",
-            )
-        )
+        for number, member in enumerate(step.members):
+            if member.provider in known:
+                continue
+            loc: tuple[str | int, ...] = ("steps", index, "provider")
+            if step.pool:
+                loc = ("steps", index, "pool", number, "provider")
+                if loc not in values:
+                    loc = loc[:-1]
+            if loc not in values:
+                loc = ("steps", index)
+            line, column = locate(loc, values, keys, key=False)
+            close = difflib.get_close_matches(member.provider, known, n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            where = "the step is" if not step.pool else "this member is"
+            warnings.append(
+                Problem(
+                    str(file), line, column, field_name(loc),
+                    f"warning: provider '{member.provider}' is neither built in nor declared "
+                    f"in {PROVIDERS_FILE}{hint}; unless the application registers it, {where} "
+                    "skipped as provider_not_found",
+                )
+            )  # fmt: skip
     return warnings
 
 
