@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 from pathlib import Path
 
 import pytest
-from helpers import FakeClock, Takes, assert_invariants
+from helpers import FakeClock, Takes, assert_invariants, run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -323,3 +324,74 @@ def test_a_pool_of_http_providers(sim, monkeypatch, tmp_path, call):
         manager.close()
     lines = log.read_text().splitlines()
     assert len(lines) == 6 and all('"provider":"openai"' in line for line in lines)
+
+
+# -- review --------------------------------------------------------------------------------
+
+POOLED = (
+    "steps:\n  - id: gpt\n    pool:\n      - {provider: openai, weight: 3}\n"
+    "      - {provider: deepseek, weight: 1, model: deepseek-chat}\n    retries: 1\n"
+    "  - claude\n"
+)
+
+
+def _pooled_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "pooled"
+    folder.mkdir()
+    (folder / "default.yaml").write_text(POOLED)
+    return folder
+
+
+def test_simulate_draws_members_from_the_seed_and_skips_a_closed_pool(tmp_path):
+    folder = _pooled_dir(tmp_path)
+    picked = set()
+    for seed in range(8):
+        result = run_cli("simulate", "direct", "--chains", str(folder), "--json",
+                         "--outcomes", "claude=success", "--seed", str(seed))  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        (attempt,) = json.loads(result.stdout)["meta"]["provider_attempts"]
+        assert attempt["state"] == "gpt"
+        picked.add(attempt["provider"])
+        again = run_cli("simulate", "direct", "--chains", str(folder), "--json",
+                        "--outcomes", "claude=success", "--seed", str(seed))  # fmt: skip
+        assert again.stdout == result.stdout  # the same seed, the same draw
+    assert picked == {"openai", "deepseek"}
+    closed = run_cli("simulate", "direct", "--chains", str(folder), "--json",
+                     "--outcomes", "claude=success", "--health", "openai=open,deepseek=open")  # fmt: skip
+    first, second = json.loads(closed.stdout)["meta"]["provider_attempts"]
+    assert (first["status"], first["state"], second["provider"]) == ("skipped", "gpt", "claude")
+    retried = run_cli("simulate", "direct", "--chains", str(folder), "--json",
+                      "--outcomes", "openai=retryable:503,deepseek=retryable:503")  # fmt: skip
+    attempts = json.loads(retried.stdout)["meta"]["provider_attempts"]
+    assert [(a["provider"], a["state"]) for a in attempts] == [
+        ("openai", "gpt"), ("deepseek", "gpt"), ("claude", "claude")]  # fmt: skip
+
+
+def test_explain_and_diagrams_show_the_pool(tmp_path):
+    folder = _pooled_dir(tmp_path)
+    out = run_cli("explain", "direct", "--chains", str(folder), "--code", "503").stdout
+    assert (
+        "[pool, weighted: openai weight 3, deepseek weight 1; a retry goes to another member]"
+        in out
+    )
+    result = run_cli("render", "--chains", str(folder), "--out", str(tmp_path / "d"),
+                     "--format", "dot,mermaid")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    mermaid = (tmp_path / "d" / "default.mmd").read_text()
+    for text in ("pool (weighted, slow start 30 s)", "• openai: gpt-4.1-mini, weight 3 (75%)",
+                 "• deepseek: deepseek-chat, weight 1 (25%)", "retries: 1 (not timeouts), to "
+                 "another member"):  # fmt: skip
+        assert text in mermaid and text in (tmp_path / "d" / "default.dot").read_text()
+
+
+def test_validate_warns_of_undeclared_members(tmp_path):
+    folder = tmp_path / "w"
+    folder.mkdir()
+    (folder / "default.yaml").write_text(
+        "steps:\n  - id: gpt\n    pool:\n      - openai\n      - {provider: opnai_west}\n"
+    )
+    result = run_cli("validate", str(folder))
+    assert result.returncode == 0
+    assert "default.yaml:5:20: steps[0].pool[1].provider: warning: provider 'opnai_west'" in \
+        result.stdout  # fmt: skip
+    assert "(did you mean 'openai'?)" in result.stdout and "this member is skipped" in result.stdout

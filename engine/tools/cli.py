@@ -133,8 +133,10 @@ def _parser() -> argparse.ArgumentParser:
         commands, "simulate", cmd_simulate,
         "run a mode's chain with scripted outcomes (no network, deterministic)",
         "Run a mode's chain with the outcomes you give, with no provider and no network, and "
-        "print the timeline and the metadata. Outcomes are CATEGORY[:CODE] per provider, "
-        "several separated by | (for retries); a provider with none left answers. Time is "
+        "print the timeline and the metadata. Outcomes are CATEGORY[:CODE] per provider (a "
+        "pool's members too), several separated by | (for retries); cut:N for a stream cut "
+        "after N chunks, rejected for an answer the accept rules turn down; a provider with "
+        "none left answers. Time is "
         "virtual: timeouts take their whole timeout, retry waits pass instantly. Exit 0 when "
         "the chain answers, 1 when it fails.",
         ['torq-fallback simulate direct --outcomes "deepseek=retryable:429,openai=timeout"',
@@ -159,6 +161,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument(
         "--every", type=float, default=0.0, help="virtual seconds between the requests"
+    )
+    simulate.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed the draws (which pool member a weighted draw picks, backoff jitter); "
+        "without it every draw is 0.5",
     )
     _common(simulate, "chains", "json", "diagram")
 

@@ -111,17 +111,34 @@ def _default_models(folder: str) -> dict[str, str]:
     return {name: s.model for name, s in settings.items()}
 
 
+def _pool_lines(step: Step, defaults: dict[str, str]) -> list[str]:
+    lines = [f"pool ({step.strategy}" + (f", slow start {step.slow_start:g} s)" if step.slow_start
+                                          else ")")]  # fmt: skip
+    total = sum(m.weight for m in step.pool)
+    for member in step.pool:
+        model = member.model or defaults.get(member.provider) or "its default model"
+        share = f"weight {member.weight:g} ({member.weight / total:.0%})"
+        lines.append(f"• {member.provider}: {model}" + (
+            f", {share}" if step.strategy == "weighted" else ""))  # fmt: skip
+    return lines
+
+
 def _step_lines(step: Step, source: str = "") -> list[str]:
     lines = [step.id]
-    if step.provider != step.id:
-        lines.append(f"provider: {step.provider}")
     folder = str(Path(source).parent) if source and Path(source).is_file() else ""
-    default = _default_models(folder).get(step.provider)
-    model = step.model or (f"{default} (its default)" if default else "the provider's default")
-    lines.append(f"model: {model}")
+    defaults = _default_models(folder)
+    if step.pool:
+        lines += _pool_lines(step, defaults)
+    else:
+        if step.provider != step.id:
+            lines.append(f"provider: {step.provider}")
+        default = defaults.get(step.provider)
+        model = step.model or (f"{default} (its default)" if default else "the provider's default")
+        lines.append(f"model: {model}")
     retries = f"retries: {step.retries}"
     if step.retries:
         retries += " (timeouts too)" if step.retry_timeouts else " (not timeouts)"
+        retries += ", to another member" if step.pool else ""
     lines.append(f"timeout: {step.timeout:g} s, {retries}")
     if step.first_token_timeout is not None or step.idle_timeout is not None:
         first = step.first_token_timeout or step.timeout

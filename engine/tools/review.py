@@ -147,7 +147,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     compiled = manager.chain_for(scenario.mode)
     results = simulate(
         compiled, scenario.outcomes, scenario.prompt, scenario.mode,
-        requests=args.requests, every=args.every, health=start,
+        requests=args.requests, every=args.every, health=start, seed=args.seed,
         policies=manager.health_policies,
         known=lambda name: manager.get_provider(name) is not None,
     )  # fmt: skip

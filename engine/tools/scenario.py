@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import random
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from engine.chain.loader import read_yaml
 from engine.core.classify import classify_exception, rule_for
 from engine.core.executor import FallbackExecutor
 from engine.core.machine import CompiledChain
+from engine.core.routing import member_key
 from engine.core.runtime import Runtime
 from engine.core.streaming import ChatStream
 from engine.errors import (
@@ -162,7 +164,9 @@ class _VirtualTime:
     def __init__(self) -> None:
         self.now = 0.0
 
-    def runtime(self) -> Runtime:
+    def runtime(self, seed: int | None = None) -> Runtime:
+        draws = random.Random(seed).random if seed is not None else (lambda: 0.5)
+
         async def asleep(seconds: float) -> None:
             self.now += seconds
 
@@ -174,7 +178,7 @@ class _VirtualTime:
             wall=lambda: _EPOCH + self.now,
             sleep=sleep,
             asleep=asleep,
-            random=lambda: 0.5,
+            random=draws,
         )
 
 
@@ -219,7 +223,7 @@ class _Scripted:
 
 def _check_against_chain(compiled: CompiledChain, outcomes: Mapping[str, list[str]]) -> None:
     chain = compiled.chain
-    providers = sorted({step.provider for step in chain.steps})
+    providers = sorted({m.provider for step in chain.steps for m in step.members})
     for name, items in outcomes.items():
         if name not in providers:
             close = difflib.get_close_matches(name, providers, n=1)
@@ -263,28 +267,37 @@ def simulate(
     health: Mapping[str, str] | None = None,
     policies: Callable[[str], tuple[BreakerPolicy, RetryBudgetPolicy]] | None = None,
     known: Callable[[str], bool] | None = None,
+    seed: int | None = None,
 ) -> list[tuple[str | None, GenerationMeta]]:
     """Run ``compiled`` ``requests`` times with scripted outcomes (consumed across the
     requests), ``every`` virtual seconds apart, with breakers and retry budgets as the
     engine runs them (``health`` sets starting breaker states: ``open`` or ``half_open``);
-    return each answer (None if the chain failed) and its metadata. Deterministic."""
+    return each answer (None if the chain failed) and its metadata. Deterministic: every
+    draw is 0.5, or drawn from ``seed`` (which pool member a weighted draw picks)."""
     _check_against_chain(compiled, outcomes)
     clock = _VirtualTime()
     # A provider nobody declared is provider_not_found here as in a real call.
     providers = {
-        step.provider: _Scripted(step.provider, outcomes.get(step.provider, []), clock)
+        m.provider: _Scripted(m.provider, outcomes.get(m.provider, []), clock)
         for step in compiled.chain.steps
-        if known is None or known(step.provider)
+        for m in step.members
+        if known is None or known(m.provider)
     }
     store = LocalHealthStore()
     lookup = policies or default_policies
+    # A provider's breakers: one per model its steps and pool members ask it for.
+    keys: dict[str, set[str]] = {}
+    for step in compiled.chain.steps:
+        for member in step.members:
+            keys.setdefault(member.provider, {member.provider}).add(member_key(member))
     for name, state in (health or {}).items():
         breaker = lookup(name)[0]
-        start = Health(state=state, openings=1 if state == "open" else 0)
-        if state == "open":
-            start.open_until = _EPOCH + breaker.cooldown
-        store.set(name, start)
-    executor = FallbackExecutor(providers.get, clock.runtime(), HealthConfig(store, lookup))
+        for key in keys.get(name, {name}):
+            start = Health(state=state, openings=1 if state == "open" else 0)
+            if state == "open":
+                start.open_until = _EPOCH + breaker.cooldown
+            store.set(key, start)
+    executor = FallbackExecutor(providers.get, clock.runtime(seed), HealthConfig(store, lookup))
     executor.judge = _scripted_judge
     for name in compiled.validator_names:  # named, never run: answers are scripted
         executor.validators[name] = lambda completion: None
@@ -356,6 +369,10 @@ def explain(
                     f"retry here up to {step.retries}x (waits <= {step.backoff_max:g} s, "
                     f"within the deadline), then -> {dest}"
                 )
+        if step.pool:
+            weights = ", ".join(f"{m.provider} weight {m.weight:g}" for m in step.pool)
+            where += f" [pool, {step.strategy}: {weights}"
+            where += "; a retry goes to another member]" if step.retries else "]"
         if known is not None and not known(step.provider):
             where = (
                 f"-> {step.routes['retryable']} (provider '{step.provider}' is not declared: "
