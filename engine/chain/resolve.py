@@ -88,6 +88,7 @@ def build_chain(spec: ChainSpec, name: str, source: str, base: Path | None = Non
                 pool=pool,
                 strategy=entry.strategy or "weighted",
                 slow_start=DEFAULT_SLOW_START if entry.slow_start is None else entry.slow_start,
+                quota_wait=float(_setting(spec, entry, "quota_wait")),
             )
         )
     return Chain(

@@ -91,6 +91,7 @@ BUILTIN_DEFAULTS: Final[Mapping[str, Any]] = {
     "retry_timeouts": False,
     "backoff_base": 0.5,
     "backoff_max": 10.0,
+    "quota_wait": 0.0,
 }
 BUILTIN_GOTO: Final[Mapping[str, str]] = {
     "retryable": "next",
@@ -159,6 +160,12 @@ class _StepSettings(_Strict):
         default=None,
         ge=0,
         description="Longest wait before a retry, Retry-After included, in seconds.",
+    )
+    quota_wait: float | None = Field(
+        default=None,
+        ge=0,
+        description="Seconds an attempt may wait for its provider's quota (rpm, tpm) to free "
+        "up, within the deadline; past it the step is skipped as quota_exhausted (default 0).",
     )
     goto: Goto | None = Field(default=None, description="Where each failure category leads.")
     params: Params | None = Field(
@@ -279,6 +286,8 @@ class Step:
     pool: tuple[Member, ...] = ()
     strategy: Strategy = "weighted"
     slow_start: float = DEFAULT_SLOW_START
+    #: seconds an attempt may wait for its provider's quota
+    quota_wait: float = 0.0
 
     @property
     def members(self) -> tuple[Member, ...]:

@@ -12,6 +12,7 @@ from engine.chain.spec import Step
 from engine.core.request_check import check_request
 from engine.health.breaker import Admission
 from engine.health.policy import BreakerPolicy, RetryBudgetPolicy
+from engine.health.quota import QuotaGrant, QuotaPolicy
 from engine.health.store import HealthStore
 from engine.types.completion import Completion
 from engine.types.request import ChatRequest
@@ -25,6 +26,9 @@ __all__ = [
     "HealthOp",
     "Peek",
     "ProviderLookup",
+    "QuotaPeek",
+    "QuotaSettle",
+    "QuotaTake",
     "Record",
     "RetryAllowed",
     "Sleep",
@@ -156,6 +160,53 @@ class RetryAllowed(HealthOp):
 
     async def arun(self, store: HealthStore) -> bool:
         return await store.aretry_allowed(self.key, self.budget, self.now)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuotaPeek(HealthOp):
+    """Would each quota record let a call of ``tokens`` through now? (Changes nothing.)"""
+
+    keys: Sequence[str]
+    policies: Sequence[QuotaPolicy]
+    now: float
+    tokens: int
+
+    def run(self, store: HealthStore) -> list[QuotaGrant]:
+        return store.peek_quota(self.keys, self.policies, self.now, self.tokens)
+
+    async def arun(self, store: HealthStore) -> list[QuotaGrant]:
+        return await store.apeek_quota(self.keys, self.policies, self.now, self.tokens)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuotaTake(HealthOp):
+    """Take a request and ``tokens`` from ``key``'s quota, or refuse with the wait."""
+
+    key: str
+    policy: QuotaPolicy
+    now: float
+    tokens: int
+
+    def run(self, store: HealthStore) -> QuotaGrant:
+        return store.take_quota(self.key, self.policy, self.now, self.tokens)
+
+    async def arun(self, store: HealthStore) -> QuotaGrant:
+        return await store.atake_quota(self.key, self.policy, self.now, self.tokens)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuotaSettle(HealthOp):
+    """Correct ``key``'s quota by ``tokens`` (the reported usage minus the estimate)."""
+
+    key: str
+    now: float
+    tokens: int
+
+    def run(self, store: HealthStore) -> None:
+        store.settle_quota(self.key, self.now, self.tokens)
+
+    async def arun(self, store: HealthStore) -> None:
+        await store.asettle_quota(self.key, self.now, self.tokens)
 
 
 Action: TypeAlias = Call | Sleep | HealthOp

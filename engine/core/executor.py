@@ -15,10 +15,8 @@ from typing import Any, Final
 from engine.chain.spec import FINAL_STATES, SUCCEEDED
 from engine.core.acceptance import Judge, Validator, judge, missing_validators, rejected
 from engine.core.actions import (
-    Admit,
     Call,
     Decisions,
-    Peek,
     ProviderLookup,
     Record,
     RetryAllowed,
@@ -28,14 +26,16 @@ from engine.core.actions import (
     breaker_key,
     model_of,
 )
+from engine.core.admission import admit_step, quota_message, skipped_for
 from engine.core.classify import classify_exception, classify_result, coded, health_verdict
 from engine.core.machine import CompiledChain
 from engine.core.perform import Performer
+from engine.core.quotas import acquire, quota_tokens, settle_usage
 from engine.core.records import attempt_record, failure, interrupted
 from engine.core.routing import Routing, choose_member
 from engine.core.runtime import Runtime, backoff_bound, backoff_delay
 from engine.errors import ChainAbortedError, ChainExhaustedError
-from engine.health import Admission, HealthConfig
+from engine.health import Admission, HealthConfig, QuotaGrant
 from engine.providers.base import CallResult, acall, call
 from engine.telemetry.events import AttemptFinished, RequestFinished, RequestStarted, Sinks
 from engine.types.completion import Completion
@@ -197,10 +197,12 @@ class FallbackExecutor(Performer):
             admission: Admission | None = None
             why: str | None = None  # no member of a pool available
             if step.pool:  # choosing a member is not an attempt (engine.core.routing)
-                member, key, admission, why = yield from choose_member(
-                    step, health, self.routing, request, tried, self._quiet_lookup, rt.random,
-                    rt.wall(), run.deadline - now,
+                pick = yield from choose_member(
+                    step, health, self.routing, request, tried, self._quiet_lookup, rt,
+                    run.deadline,
                 )  # fmt: skip
+                member, key, admission, why = pick.member, pick.key, pick.admission, pick.why
+                picked_grant, picked_tokens = pick.grant, pick.tokens
                 name, model = member.provider, member.model
             else:
                 name, model, key = step.provider, step.model, breaker_key(step)
@@ -213,37 +215,20 @@ class FallbackExecutor(Performer):
             if health is not None:
                 breaker, retry_budget = health.policies(name)  # once per attempt
             if health is not None and provider is not None and not step.pool:
-                # Health keeps wall-clock times: a shared store compares them across processes.
-                admission = yield Admit(
-                    key=key, policy=breaker, now=rt.wall(), force=key == force_key,
-                    left=run.deadline - now,
+                admission, force_key, looked_all = yield from admit_step(
+                    compiled, health, key, breaker, force_key, looked_all, attempts, rt.wall,
+                    run.deadline - now,
                 )  # fmt: skip
-                if key == force_key:
-                    force_key = None
-                if (
-                    not admission.allowed
-                    and not looked_all
-                    and not any(a["status"] != "skipped" for a in attempts)
-                    and chain.when_all_open == "probe_nearest"
-                ):
-                    # Nothing tried yet and this one is open: if every breaker of the chain
-                    # is open, probe the provider closest to recovery rather than fail
-                    # without trying. (Only on this rare path are the others looked at.)
-                    looked_all = True
-                    keys = [breaker_key(s) for s in chain.steps]
-                    policies = [health.policies(s.provider)[0] for s in chain.steps]
-                    admissions = yield Peek(
-                        keys=keys, policies=policies, now=rt.wall(), left=run.deadline - now
-                    )
-                    if not any(a.allowed for a in admissions):
-                        nearest = keys[min(range(len(keys)), key=lambda i: admissions[i].retry_in)]
-                        if nearest == key:
-                            admission = yield Admit(
-                                key=key, policy=breaker, now=rt.wall(), force=True,
-                                left=run.deadline - now,
-                            )  # fmt: skip
-                        else:
-                            force_key = nearest
+            grant: QuotaGrant | None = None
+            quota = health.quotas(name) if health is not None and provider is not None else None
+            if quota is not None and not step.pool and (admission is None or admission.allowed):
+                tokens = quota_tokens(request, quota)
+                grant = yield from acquire(
+                    name, quota, tokens, step.quota_wait, rt.wall,
+                    lambda: run.deadline - rt.monotonic(),
+                )  # fmt: skip
+            elif step.pool:
+                grant, tokens = picked_grant, picked_tokens
             if lookup_error is not None:
                 outcome = classify_exception(lookup_error, overrides)
             elif provider is None:
@@ -258,6 +243,8 @@ class FallbackExecutor(Performer):
                     f"no call made (a probe in {admission.retry_in:.3g}s)",
                     overrides,
                 )
+            elif grant is not None and not grant.allowed:
+                outcome = coded("quota_exhausted", why or quota_message(name, grant), overrides)
             else:
                 model = model_of(provider, model)
                 asked = request.with_params(step.params) if step.params else request
@@ -313,8 +300,13 @@ class FallbackExecutor(Performer):
                 bound = backoff_bound(
                     run.retries_used, step.backoff_base, step.backoff_max, outcome.retry_after
                 )
-            skipped = admission is not None and not admission.allowed
-            if health is not None and admission is not None and not skipped:
+            refused = admission is not None and not admission.allowed
+            skipped = refused or (grant is not None and not grant.allowed)
+            if health is not None and grant is not None and grant.allowed and tokens:
+                correction = settle_usage(name, tokens, outcome.completion, rt.wall())
+                if correction is not None:
+                    yield correction
+            if health is not None and admission is not None and not refused:
                 # Recorded before the retry budget is asked, so that this attempt counts.
                 failed = health_verdict(outcome) if provider is not None else None
                 yield Record(
@@ -336,7 +328,7 @@ class FallbackExecutor(Performer):
             retrying = state == step.id
             record = attempt_record(
                 step, model, outcome, ended - now, stamp, run.retries_used, state, name,
-                skipped_for=admission.retry_in if skipped and admission is not None else None,
+                skipped_for=skipped_for(admission, grant) if skipped else None,
                 retry_refused=not budget_ok and not retrying, streamed=streamed,
                 category=trigger if streamed is not None else None,
             )  # fmt: skip

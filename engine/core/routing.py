@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from engine.chain.pools import Member
 from engine.chain.spec import Step
-from engine.core.actions import Admit, HealthOp, Peek, key_part
-from engine.health import Admission, HealthConfig
+from engine.core.actions import Action, Admit, Peek, QuotaPeek, QuotaTake, Sleep, key_part
+from engine.core.runtime import Runtime
+from engine.health import Admission, HealthConfig, QuotaGrant
+from engine.health.quota import quota_key
 from engine.types.request import ChatRequest
 
 __all__ = ["Choice", "Routing", "choose_member", "estimate_tokens", "member_key"]
@@ -39,7 +42,7 @@ _SLOW_START_FLOOR: Final = 0.05
 #: Output tokens assumed for a request that sets no max_tokens (cost strategy).
 _OUTPUT_GUESS: Final = 512
 
-Choice = tuple[Member, str, Admission | None, str | None]
+_ROOM: Final = QuotaGrant(True)
 
 
 def member_key(member: Member) -> str:
@@ -168,6 +171,50 @@ def _pick(
     return pool[costs.index(min(costs))]
 
 
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """The member an attempt goes to, its breaker key, its admission and quota grant (None
+    without health or quota), the tokens taken from its quota; ``why`` is set when no
+    member is available (``member`` is then the one closest to being available)."""
+
+    member: Member
+    key: str
+    admission: Admission | None = None
+    why: str | None = None
+    grant: QuotaGrant | None = None
+    tokens: int = 0
+
+
+def _unavailable(
+    step: Step, looked: list[Admission], grants: list[QuotaGrant | None], keys: list[str]
+) -> Choice:
+    def wait(i: int) -> float:
+        grant = grants[i]
+        blocked = grant is not None and not grant.allowed
+        return max(looked[i].retry_in if not looked[i].allowed else 0.0,
+                   grant.wait if blocked and grant is not None else 0.0)  # fmt: skip
+
+    members = step.pool
+    nearest = min(range(len(members)), key=wait)
+    states = []
+    for i, m in enumerate(members):
+        grant = grants[i]
+        if not looked[i].allowed:
+            states.append(f"{m.provider} {looked[i].state.replace('_', '-')}")
+        elif grant is not None and not grant.allowed:
+            states.append(f"{m.provider} out of quota")
+        else:
+            states.append(f"{m.provider} refused")
+    why = (
+        f"no member of pool '{step.id}' is available ({', '.join(states)}; "
+        f"room in {min(wait(nearest), 60.0):.3g}s)"
+    )
+    grant = grants[nearest]
+    if looked[nearest].allowed and grant is not None and not grant.allowed:
+        return Choice(members[nearest], keys[nearest], None, why, grant)
+    return Choice(members[nearest], keys[nearest], looked[nearest], why)
+
+
 def choose_member(
     step: Step,
     health: HealthConfig | None,
@@ -175,24 +222,18 @@ def choose_member(
     request: ChatRequest,
     tried: set[str],
     lookup: Callable[[str], Any],
-    random: Callable[[], float],
-    now: float,
-    left: float,
-) -> Generator[HealthOp, Any, Choice]:
-    """Pick the member for a pool step's attempt: yields the health operations it needs (one
-    look at every breaker, then admitting the one chosen), returns ``(member, key,
-    admission, None)``, or the member closest to a probe with its refusal and ``why`` when
-    no member is available."""
+    rt: Runtime,
+    deadline: float,
+) -> Generator[Action, Any, Choice]:
+    """Pick the member for a pool step's attempt. Yields the operations it needs (one look
+    at every breaker and quota; taking the chosen one's quota and admitting it; a wait for
+    quota within ``quota_wait``) and returns the :class:`Choice`."""
     members = step.pool
     keys = [member_key(m) for m in members]
-    if health is not None:
-        policies = [health.policies(m.provider)[0] for m in members]
-        looked: list[Admission] = yield Peek(keys=keys, policies=policies, now=now, left=left)
-    else:
-        looked = [Admission(True)] * len(members)
-    candidates = [i for i, a in enumerate(looked) if a.allowed]
-    fresh = [i for i in candidates if keys[i] not in tried]
-    candidates = fresh or candidates  # a retry goes to another member while one is left
+    policies = [health.policies(m.provider)[0] for m in members] if health else []
+    quotas = [health.quotas(m.provider) for m in members] if health else [None] * len(members)
+    limited = [i for i, q in enumerate(quotas) if q is not None]
+    tokens = estimate_tokens(request) + (request.max_tokens or 0) if limited else 0
     tokens_in = estimate_tokens(request)
     tokens_out = request.max_tokens or _OUTPUT_GUESS
 
@@ -200,22 +241,49 @@ def choose_member(
         member = members[index]
         return _price(lookup(member.provider), member, tokens_in, tokens_out)
 
-    while candidates:
-        shares = [_slow_start(looked[i], step, now) for i in candidates]
-        index = _pick(step, candidates, shares, routing, random, cost_of)
-        if health is None:
-            return members[index], keys[index], None, None
-        admission: Admission = yield Admit(
-            key=keys[index], policy=policies[index], now=now, left=left
-        )
-        if admission.allowed:
-            return members[index], keys[index], admission, None
-        looked[index] = admission  # its probe slots were taken meanwhile: choose again
-        candidates.remove(index)
-    nearest = min(range(len(members)), key=lambda i: looked[i].retry_in)
-    states = ", ".join(
-        f"{m.provider} {looked[i].state.replace('_', '-')}" for i, m in enumerate(members)
-    )
-    why = f"no member of pool '{step.id}' is available ({states}; a probe in " \
-        f"{looked[nearest].retry_in:.3g}s)"  # fmt: skip
-    return members[nearest], keys[nearest], looked[nearest], why
+    waited = 0.0
+    while True:
+        now, left = rt.wall(), deadline - rt.monotonic()
+        looked: list[Admission] = [Admission(True)] * len(members)
+        if health is not None:
+            looked = yield Peek(keys=keys, policies=policies, now=now, left=left)
+        grants: list[QuotaGrant | None] = [None] * len(members)
+        if limited:
+            peeked: list[QuotaGrant] = yield QuotaPeek(
+                keys=[quota_key(members[i].provider) for i in limited],
+                policies=[q for q in quotas if q is not None], now=now, tokens=tokens, left=left,
+            )  # fmt: skip
+            for i, grant in zip(limited, peeked, strict=True):
+                grants[i] = grant
+        open_ = [i for i, a in enumerate(looked) if a.allowed and (grants[i] or _ROOM).allowed]
+        fresh = [i for i in open_ if keys[i] not in tried]
+        candidates = fresh or open_  # a retry goes to another member while one is left
+        while candidates:
+            shares = [_slow_start(looked[i], step, now) for i in candidates]
+            index = _pick(step, candidates, shares, routing, rt.random, cost_of)
+            quota = quotas[index]
+            if quota is not None:
+                taken: QuotaGrant = yield QuotaTake(
+                    key=quota_key(members[index].provider), policy=quota, now=now,
+                    tokens=tokens, left=left,
+                )  # fmt: skip
+                grants[index] = taken
+                if not taken.allowed:  # used up meanwhile (another process): choose again
+                    candidates.remove(index)
+                    continue
+            if health is None:
+                return Choice(members[index], keys[index], None, None, grants[index], tokens)
+            admission: Admission = yield Admit(
+                key=keys[index], policy=policies[index], now=now, left=left
+            )
+            if admission.allowed:
+                return Choice(members[index], keys[index], admission, None, grants[index], tokens)
+            looked[index] = admission  # its probe slots were taken meanwhile: choose again
+            candidates.remove(index)
+        choice = _unavailable(step, looked, grants, keys)
+        # Only a quota is waited for (a breaker's cooldown is the chain's business).
+        pause = choice.grant.wait if choice.grant is not None else math.inf
+        if waited + pause > step.quota_wait or pause >= deadline - rt.monotonic():
+            return choice
+        waited += pause
+        yield Sleep(pause)

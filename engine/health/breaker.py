@@ -78,6 +78,8 @@ class Health:
     traffic: dict[int, list[int]] = field(default_factory=dict)
     #: when it last closed after an opening (wall clock; 0: never): pools' slow start
     recovered_at: float = 0.0
+    #: per second: [requests, tokens] -- a provider's use, in its quota record only
+    usage: dict[int, list[int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (what the Redis store keeps)."""
@@ -90,6 +92,7 @@ class Health:
             "probes": self.probes,
             "traffic": {str(k): v for k, v in self.traffic.items()},
             "recovered_at": self.recovered_at,
+            **({"usage": {str(k): v for k, v in self.usage.items()}} if self.usage else {}),
         }
 
     @classmethod
@@ -104,6 +107,7 @@ class Health:
             probes=int(data.get("probes", 0)),
             traffic={int(k): [int(x) for x in v] for k, v in data.get("traffic", {}).items()},
             recovered_at=float(data.get("recovered_at", 0.0)),
+            usage={int(k): [int(x) for x in v] for k, v in data.get("usage", {}).items()},
         )
 
 

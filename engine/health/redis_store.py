@@ -41,6 +41,7 @@ from engine.health.breaker import (
 )
 from engine.health.deadline import command_deadline, command_seconds, deadline_connection
 from engine.health.policy import BreakerPolicy, RetryBudgetPolicy
+from engine.health.redis_quota import RedisQuotas
 from engine.health.redis_records import (
     _CAS,
     _CAS_TRIES,
@@ -61,7 +62,7 @@ _T = TypeVar("_T")
 _log = logging.getLogger("engine.health")
 
 
-class RedisHealthStore:
+class RedisHealthStore(RedisQuotas):
     """A :class:`~engine.health.store.HealthStore` in Redis (``url``: ``redis://host:port/db``).
 
     ``namespace`` prefixes every key; records expire ``ttl`` seconds after their last change.

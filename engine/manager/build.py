@@ -15,6 +15,7 @@ from engine.health import (
     BreakerPolicy,
     HealthStore,
     LocalHealthStore,
+    QuotaPolicy,
     RetryBudgetPolicy,
     default_policies,
 )
@@ -92,6 +93,12 @@ def policies_of(
     if found is None:
         return default_policies(name)
     return found.breaker, found.retry_budget
+
+
+def quota_of(providers: Mapping[str, ProviderSettings], name: str) -> QuotaPolicy | None:
+    """A provider's quota (rpm, tpm): its providers.yaml entry's, or None (unlimited)."""
+    found = providers.get(name)
+    return None if found is None else found.quota
 
 
 def close_all(things: Iterable[Any]) -> None:

@@ -71,7 +71,11 @@ class LLMManager:
         if settings.reload:
             self._reloader.watch()
         #: Provider health (breakers, retry budgets), shared by every call (and process).
-        self.health = HealthConfig(build.build_health_store(settings), self.health_policies)
+        self.health = HealthConfig(
+            build.build_health_store(settings),
+            self.health_policies,
+            lambda name: build.quota_of(self.provider_settings, name),
+        )
         #: The JSONL request log, when config['telemetry'] or TORQ_TELEMETRY_PATH asks.
         self.telemetry = build.build_log(settings)
         # Providers are looked up through get_provider when each attempt starts (callers

@@ -32,6 +32,7 @@ from engine.chain.loader import locate, read_yaml, validation_problems
 from engine.chain.spec import Loc
 from engine.errors import ChainConfigError, Problem
 from engine.health.policy import BreakerPolicy, HealthBackend, RetryBudgetPolicy
+from engine.health.quota import QuotaPolicy
 from engine.providers.body import DEFAULT_MAX_RESPONSE_BYTES
 from engine.providers.bulkhead import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_QUEUE
 from engine.providers.resolved import Resolved, describe, resolve
@@ -125,6 +126,11 @@ class ProviderEntry(BaseModel):
     retry_budget: RetryBudgetPolicy | None = Field(
         default=None, description="How many same-step retries the provider may get."
     )
+    quota: QuotaPolicy | None = Field(
+        default=None,
+        description="Requests and tokens per minute this provider (key, deployment) allows: "
+        "{rpm, tpm}; calls beyond are not made.",
+    )
     prices: dict[str, Price] | None = Field(
         default=None,
         description="Model -> {input, output} USD per million tokens (cost_usd_est).",
@@ -173,6 +179,7 @@ class ProviderSettings:
     max_tokens_field: MaxTokensField = "max_tokens"
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
     retry_budget: RetryBudgetPolicy = field(default_factory=RetryBudgetPolicy)
+    quota: QuotaPolicy | None = None
     #: model -> (input, output, cache read, cache write) USD per million tokens (a cache
     #: price of None is the input price)
     prices: Mapping[str, ModelPrice] = field(default_factory=dict)
@@ -265,6 +272,8 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
         return BreakerPolicy
     if len(loc) == 3 and loc[0] == "providers" and loc[2] == "retry_budget":
         return RetryBudgetPolicy
+    if len(loc) == 3 and loc[0] == "providers" and loc[2] == "quota":
+        return QuotaPolicy
     return None
 
 
@@ -343,6 +352,7 @@ def _merge(name: str, entry: ProviderEntry, base: ProviderSettings | None) -> Pr
         "max_tokens_field": base.max_tokens_field,
         "breaker": base.breaker,
         "retry_budget": base.retry_budget,
+        "quota": base.quota,
         "prices": base.prices,
         **given,
     }

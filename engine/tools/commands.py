@@ -11,10 +11,13 @@ import json
 import os
 import stat
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from engine.errors import ChainConfigError, TorqError
+from engine.health import Health
+from engine.health.quota import QUOTA_PREFIX, usage
 from engine.manager.llm import LLMManager
 from engine.tools.review import (
     cmd_explain,
@@ -207,8 +210,10 @@ def cmd_health(args: argparse.Namespace) -> int:
         records = store.snapshot()
         source = repr(store) if type(store).__name__ != "LocalHealthStore" else "local"
         now = time.time()
-        names = sorted(set(manager.provider_settings) | set(records))
+        breakers = {k: v for k, v in records.items() if not k.startswith(QUOTA_PREFIX)}
+        names = sorted(set(manager.provider_settings) | set(breakers))
         rows: list[dict[str, Any]] = []
+        quotas = quota_rows(manager, records, now)
         for name in names:
             health = records.get(name)
             state = health.state if health else "closed"
@@ -228,7 +233,7 @@ def cmd_health(args: argparse.Namespace) -> int:
                 }
             )
     if args.json:
-        print(json.dumps({"source": source, "providers": rows}, indent=2))
+        print(json.dumps({"source": source, "providers": rows, "quotas": quotas}, indent=2))
         return 0
     print(f"provider health ({source})")
     shown = {r["provider"]: printable(r["provider"]) for r in rows}
@@ -240,9 +245,35 @@ def cmd_health(args: argparse.Namespace) -> int:
             f"  {name}  {r['state']:<9}  {r['consecutive_failures']} in a "
             f"row, {r['failures']}/{r['calls']} failed in the window{extra}"
         )
+    if quotas:
+        print("quotas (the last minute):")
+        for q in quotas:
+            limits = ", ".join(
+                f"{q[k]}/{q[k + '_limit']} {k[:-1] if k == 'requests' else k}"
+                for k in ("requests", "tokens") if q[k + "_limit"] is not None
+            )  # fmt: skip
+            print(f"  {printable(q['provider'])}  {limits}")
     if source == "local":
         print("  (local health lives in each process; set TORQ_REDIS_URL to share and see it)")
     return 0
+
+
+def quota_rows(manager: LLMManager, records: Mapping[str, Health], now: float) -> list[Any]:
+    """Each quota's use in the last minute against its limits (providers with a quota, and
+    any quota record the store holds)."""
+    limited = {n for n, s in manager.provider_settings.items() if s.quota is not None}
+    found = {k.removeprefix(QUOTA_PREFIX) for k in records if k.startswith(QUOTA_PREFIX)}
+    rows = []
+    for name in sorted(limited | found):
+        setting = manager.provider_settings.get(name)
+        policy = setting.quota if setting is not None else None
+        requests, tokens = usage(records.get(QUOTA_PREFIX + name), now)
+        rows.append({
+            "provider": name, "requests": requests, "tokens": tokens,
+            "requests_limit": policy.rpm if policy else None,
+            "tokens_limit": policy.tpm if policy else None,
+        })  # fmt: skip
+    return rows
 
 
 def cmd_stats(args: argparse.Namespace) -> int:

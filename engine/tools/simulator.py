@@ -42,6 +42,7 @@ Scripts are Python objects (:class:`Script`, :class:`Behaviour`) or YAML::
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -92,7 +93,10 @@ class Simulator:
     """The loopback server. Use as a context manager, or :meth:`start` / :meth:`stop`.
 
     ``script`` is a :class:`Script` or a mapping provider -> behaviours. ``host`` must be a
-    loopback address; ``port`` 0 picks a free one.
+    loopback address; ``port`` 0 picks a free one. ``rate_limits`` makes providers rate
+    limited deployments: provider -> requests allowed per ``rate_window`` seconds (a
+    sliding window); one more is answered 429 with a Retry-After, and counted in
+    ``limited``.
     """
 
     def __init__(
@@ -101,6 +105,8 @@ class Simulator:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        rate_limits: Mapping[str, int] | None = None,
+        rate_window: float = 60.0,
     ) -> None:
         if not (host.startswith("127.") or host in ("localhost", "::1")):
             raise ValueError(f"the simulator serves loopback only, not {host!r}")
@@ -111,6 +117,11 @@ class Simulator:
         #: Connections open right now, and opened in all (to check clients close theirs).
         self.open_connections = 0
         self.total_connections = 0
+        self.rate_limits = dict(rate_limits or {})
+        self.rate_window = rate_window
+        #: 429s sent for going over ``rate_limits``, per provider.
+        self.limited: dict[str, int] = {}
+        self._admitted: dict[str, collections.deque[float]] = {}
         #: Requests being answered right now, and the most there ever were at once.
         self.in_flight = 0
         self.peak_in_flight = 0
@@ -228,7 +239,7 @@ class Simulator:
             writer.write(_head(404, {"content-type": "application/json"}, len(payload)) + payload)
             await writer.drain()
             return True
-        behaviour = self.script.take(provider, _last_user_text(body))
+        behaviour = self._over_limit(provider) or self.script.take(provider, _last_user_text(body))
         key_sent = bool(headers.get("authorization") or headers.get("x-api-key"))
         self.requests.append(Request(provider, path, wire, body, key_sent, behaviour.kind))
         model = (body or {}).get("model") if isinstance(body, dict) else None
@@ -245,6 +256,21 @@ class Simulator:
             )
         finally:
             self.in_flight -= 1
+
+    def _over_limit(self, provider: str) -> Behaviour | None:
+        """A 429 when ``provider`` is rate limited and over its limit, else None (counted)."""
+        limit = self.rate_limits.get(provider)
+        if limit is None:
+            return None
+        now = time.monotonic()
+        times = self._admitted.setdefault(provider, collections.deque())
+        while times and times[0] <= now - self.rate_window:
+            times.popleft()
+        if len(times) < limit:
+            times.append(now)
+            return None
+        self.limited[provider] = self.limited.get(provider, 0) + 1
+        return Behaviour("rate_limit", retry_after=max(times[0] + self.rate_window - now, 0.001))
 
     async def _stream(
         self,

@@ -77,6 +77,8 @@ TAXONOMY: Final[Mapping[str, Rule]] = {
     # The provider's breaker is open: no call was made (status "skipped").
     "circuit_open": Rule("retryable", _PROVIDER, False),
     "contract_violation": Rule("retryable", _PROVIDER, False),
+    # The provider's quota (rpm, tpm in providers.yaml) is used up: no call made (skipped).
+    "quota_exhausted": Rule("retryable", _PROVIDER, False),
     # Timeouts are transient here; whether a step retries them is the step's retry_timeouts.
     "connect_timeout": Rule("timeout", "timeout", True),
     "read_timeout": Rule("timeout", "timeout", True),

@@ -1,0 +1,76 @@
+"""Whether a single-provider step's attempt may call its provider: its breaker's word, and
+when every breaker of the chain is open with nothing tried yet, a probe of the provider
+closest to recovery (``when_all_open: probe_nearest``); and how skipped attempts are told."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any
+
+from engine.core.actions import Admit, HealthOp, Peek, breaker_key
+from engine.core.machine import CompiledChain
+from engine.health import Admission, BreakerPolicy, HealthConfig, QuotaGrant
+
+__all__ = ["admit_step", "quota_message", "skipped_for"]
+
+
+def admit_step(
+    compiled: CompiledChain,
+    health: HealthConfig,
+    key: str,
+    breaker: BreakerPolicy,
+    force_key: str | None,
+    looked_all: bool,
+    attempts: list[dict[str, Any]],
+    wall: Callable[[], float],
+    left: float,
+) -> Generator[HealthOp, Any, tuple[Admission, str | None, bool]]:
+    """Admit (or refuse) the call; returns the admission, the key to force a probe of on a
+    later step (or None), and whether every breaker of the chain was looked at already."""
+    chain = compiled.chain
+    # Health keeps wall-clock times: a shared store compares them across processes.
+    admission: Admission = yield Admit(
+        key=key, policy=breaker, now=wall(), force=key == force_key, left=left
+    )
+    if key == force_key:
+        force_key = None
+    if (
+        not admission.allowed
+        and not looked_all
+        and not any(a["status"] != "skipped" for a in attempts)
+        and chain.when_all_open == "probe_nearest"
+    ):
+        # Nothing tried yet and this one is open: if every breaker of the chain is open,
+        # probe the provider closest to recovery rather than fail without trying. (Only on
+        # this rare path are the others looked at.)
+        looked_all = True
+        keys = [breaker_key(s) for s in chain.steps]
+        policies = [health.policies(s.provider)[0] for s in chain.steps]
+        admissions: list[Admission] = yield Peek(
+            keys=keys, policies=policies, now=wall(), left=left
+        )
+        if not any(a.allowed for a in admissions):
+            nearest = keys[min(range(len(keys)), key=lambda i: admissions[i].retry_in)]
+            if nearest == key:
+                admission = yield Admit(key=key, policy=breaker, now=wall(), force=True, left=left)
+            else:
+                force_key = nearest
+    return admission, force_key, looked_all
+
+
+def quota_message(name: str, grant: QuotaGrant) -> str:
+    """Why a call was not made: its provider's quota is used up."""
+    room = "never, the request alone is over it" if grant.wait == float("inf") else (
+        f"room in {grant.wait:.3g}s")  # fmt: skip
+    return (
+        f"{name}'s quota is used up ({grant.requests} requests, {grant.tokens} tokens in the "
+        f"last minute); no call made ({room})"
+    )
+
+
+def skipped_for(admission: Admission | None, grant: QuotaGrant | None) -> float:
+    """Seconds until a skipped attempt's provider could be called again."""
+    if admission is not None and not admission.allowed:
+        return admission.retry_in
+    wait = grant.wait if grant is not None else 0.0
+    return wait if wait != float("inf") else 60.0
