@@ -121,7 +121,8 @@ def coded(code: str, message: str, overrides: Mapping[str, Category]) -> Outcome
 _CODE_HEALTH: Final[Mapping[str | None, bool | None]] = {
     **dict.fromkeys(
         ("provider_not_found", "not_configured", "unsupported_request", "overloaded",
-         "queue_timeout", "circuit_open", "context_length_exceeded", "quota_exhausted"),
+         "queue_timeout", "circuit_open", "context_length_exceeded", "quota_exhausted",
+         "context_too_small"),
         None,
     ),
     "answer_rejected": False,

@@ -32,7 +32,7 @@ from engine.core.machine import CompiledChain
 from engine.core.perform import Performer
 from engine.core.quotas import acquire, quota_tokens, settle_usage
 from engine.core.records import attempt_record, failure, interrupted
-from engine.core.routing import Routing, choose_member
+from engine.core.routing import Routing, choose_member, too_small
 from engine.core.runtime import Runtime, backoff_bound, backoff_delay
 from engine.errors import ChainAbortedError, ChainExhaustedError
 from engine.health import Admission, HealthConfig, QuotaGrant
@@ -202,7 +202,7 @@ class FallbackExecutor(Performer):
                     run.deadline,
                 )  # fmt: skip
                 member, key, admission, why = pick.member, pick.key, pick.admission, pick.why
-                picked_grant, picked_tokens = pick.grant, pick.tokens
+                picked_grant, picked_tokens, small = pick.grant, pick.tokens, pick.small
                 name, model = member.provider, member.model
             else:
                 name, model, key = step.provider, step.model, breaker_key(step)
@@ -219,10 +219,16 @@ class FallbackExecutor(Performer):
                     compiled, health, key, breaker, force_key, looked_all, attempts, rt.wall,
                     run.deadline - now,
                 )  # fmt: skip
+            asked = request.with_params(step.params) if step.params else request
+            if not step.pool:  # a window too small for the request: skipped before any call
+                small = too_small(provider, model_of(provider, model), asked)
             grant: QuotaGrant | None = None
             quota = health.quotas(name) if health is not None and provider is not None else None
-            if quota is not None and not step.pool and (admission is None or admission.allowed):
-                tokens = quota_tokens(request, quota)
+            if (
+                quota is not None and not step.pool and small is None
+                and (admission is None or admission.allowed)
+            ):  # fmt: skip
+                tokens = quota_tokens(asked, quota)
                 grant = yield from acquire(
                     name, quota, tokens, step.quota_wait, rt.wall,
                     lambda: run.deadline - rt.monotonic(),
@@ -243,11 +249,12 @@ class FallbackExecutor(Performer):
                     f"no call made (a probe in {admission.retry_in:.3g}s)",
                     overrides,
                 )
+            elif small is not None:
+                outcome = coded("context_too_small", small, overrides)
             elif grant is not None and not grant.allowed:
                 outcome = coded("quota_exhausted", why or quota_message(name, grant), overrides)
             else:
                 model = model_of(provider, model)
-                asked = request.with_params(step.params) if step.params else request
                 left = run.deadline - now
                 timeouts = None
                 if stream:
@@ -301,7 +308,7 @@ class FallbackExecutor(Performer):
                     run.retries_used, step.backoff_base, step.backoff_max, outcome.retry_after
                 )
             refused = admission is not None and not admission.allowed
-            skipped = refused or (grant is not None and not grant.allowed)
+            skipped = refused or small is not None or (grant is not None and not grant.allowed)
             if health is not None and grant is not None and grant.allowed and tokens:
                 correction = settle_usage(name, tokens, outcome.completion, rt.wall())
                 if correction is not None:

@@ -183,6 +183,31 @@ class Choice:
     why: str | None = None
     grant: QuotaGrant | None = None
     tokens: int = 0
+    #: set when no member's context window can hold the request (why not)
+    small: str | None = None
+
+
+def too_small(provider: Any, model: str | None, request: ChatRequest) -> str | None:
+    """Why ``model`` cannot hold ``request`` (its estimated input plus the output it asks
+    for), by the provider's catalogue; None when it can, or when its window is unknown."""
+    window = getattr(provider, "context_window", None)
+    if not callable(window):
+        return None
+    try:
+        found = window(model)
+    except Exception:  # a provider that cannot say is never skipped for it
+        return None
+    if not isinstance(found, tuple) or not found or not isinstance(found[0], int):
+        return None
+    estimate = estimate_tokens(request)
+    needed = estimate + (request.max_tokens or 0)
+    if needed <= found[0]:
+        return None
+    out = f" + {request.max_tokens} out" if request.max_tokens else ""
+    return (
+        f"{model} holds {found[0]} tokens; the request needs about {needed} "
+        f"({estimate} in{out}); no call made"
+    )
 
 
 def _unavailable(
@@ -230,6 +255,17 @@ def choose_member(
     quota within ``quota_wait``) and returns the :class:`Choice`."""
     members = step.pool
     keys = [member_key(m) for m in members]
+    # Members whose window cannot hold the request leave the draw for good.
+    small = [
+        too_small(p, m.model or getattr(p, "model", None), request)
+        for m in members
+        for p in (lookup(m.provider),)
+    ]
+    if all(small):
+        why = f"no member of pool '{step.id}' can hold the request: " + "; ".join(
+            f"{m.provider}: {reason}" for m, reason in zip(members, small, strict=True)
+        )
+        return Choice(members[0], keys[0], small=why)
     policies = [health.policies(m.provider)[0] for m in members] if health else []
     quotas = [health.quotas(m.provider) for m in members] if health else [None] * len(members)
     limited = [i for i, q in enumerate(quotas) if q is not None]
@@ -255,7 +291,11 @@ def choose_member(
             )  # fmt: skip
             for i, grant in zip(limited, peeked, strict=True):
                 grants[i] = grant
-        open_ = [i for i, a in enumerate(looked) if a.allowed and (grants[i] or _ROOM).allowed]
+        open_ = [
+            i
+            for i, a in enumerate(looked)
+            if a.allowed and (grants[i] or _ROOM).allowed and small[i] is None
+        ]
         fresh = [i for i in open_ if keys[i] not in tried]
         candidates = fresh or open_  # a retry goes to another member while one is left
         while candidates:

@@ -30,6 +30,7 @@ from engine.errors import AIResponseError, ProviderError
 from engine.providers import http_stream, replies
 from engine.providers.body import ACCEPT_ENCODING, ERROR_BODY_BYTES, BodyReader
 from engine.providers.bulkhead import Bulkhead
+from engine.providers.catalogue import ModelWindow, window_of
 from engine.providers.exchange import Exchange
 from engine.providers.mapping import (
     attempt_timeout,
@@ -205,6 +206,11 @@ class HTTPProvider:
         """What a reply of these token counts would cost (USD, by the price table), or None
         when the model's price is unknown (pools' ``cost`` strategy)."""
         return self._resolved.settings.cost(model or self.model, tokens_in, tokens_out)
+
+    def context_window(self, model: str | None) -> ModelWindow | None:
+        """The model's (context window, longest output) in tokens, from the catalogue, or
+        None when unknown."""
+        return window_of(self._resolved.settings.models, model or self.model)
 
     def _priced(self, completion: Completion) -> Completion:
         """The completion with its estimated cost, when the model's price is known."""

@@ -35,6 +35,7 @@ from engine.health.policy import BreakerPolicy, HealthBackend, RetryBudgetPolicy
 from engine.health.quota import QuotaPolicy
 from engine.providers.body import DEFAULT_MAX_RESPONSE_BYTES
 from engine.providers.bulkhead import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_QUEUE
+from engine.providers.catalogue import PRICES, WINDOWS, ModelInfo, ModelPrice, ModelWindow
 from engine.providers.resolved import Resolved, describe, resolve
 
 __all__ = [
@@ -131,6 +132,11 @@ class ProviderEntry(BaseModel):
         description="Requests and tokens per minute this provider (key, deployment) allows: "
         "{rpm, tpm}; calls beyond are not made.",
     )
+    models: dict[str, ModelInfo] | None = Field(
+        default=None,
+        description="Model -> {context, max_output} in tokens: what a model can hold "
+        "(added to the built-in catalogue).",
+    )
     prices: dict[str, Price] | None = Field(
         default=None,
         description="Model -> {input, output} USD per million tokens (cost_usd_est).",
@@ -183,6 +189,8 @@ class ProviderSettings:
     #: model -> (input, output, cache read, cache write) USD per million tokens (a cache
     #: price of None is the input price)
     prices: Mapping[str, ModelPrice] = field(default_factory=dict)
+    #: model -> (context window, longest output) in tokens
+    models: Mapping[str, ModelWindow] = field(default_factory=dict)
 
     def cost(
         self,
@@ -215,50 +223,27 @@ class ProviderSettings:
         return round(total / 1_000_000, 8)
 
 
-#: (input, output, cache read, cache write) USD per million tokens; None: the input price.
-ModelPrice = tuple[float, float, float | None, float | None]
-
-#: Engine defaults: list prices (USD per million tokens: input, output, prompt-cache read,
-#: prompt-cache write) of the built-ins' usual models when this version was written.
-#: Prices change: set yours in providers.yaml.
-_PRICES: Final[Mapping[str, Mapping[str, ModelPrice]]] = {
-    "deepseek": {
-        "deepseek-chat": (0.27, 1.10, 0.07, None),
-        "deepseek-reasoner": (0.55, 2.19, 0.14, None),
-    },
-    "openai": {
-        "gpt-4.1-mini": (0.40, 1.60, 0.10, None), "gpt-4.1-nano": (0.10, 0.40, 0.025, None),
-        "gpt-4.1": (2.00, 8.00, 0.50, None), "gpt-4o-mini": (0.15, 0.60, 0.075, None),
-        "gpt-4o": (2.50, 10.00, 1.25, None),
-    },
-    "claude": {
-        "claude-sonnet-4-5": (3.00, 15.00, 0.30, 3.75),
-        "claude-haiku-4-5": (1.00, 5.00, 0.10, 1.25),
-        "claude-opus-4-1": (15.00, 75.00, 1.50, 18.75),
-    },
-    "ollama": {"": (0.0, 0.0, None, None)},  # local: every model is free to run
-}  # fmt: skip
-
 #: The built-in providers, under the names chains use.
 BUILTIN_SETTINGS: Final[Mapping[str, ProviderSettings]] = {
     "deepseek": ProviderSettings(
         "deepseek", "openai", "https://api.deepseek.com", "deepseek-chat",
         api_key_env="DEEPSEEK_API_KEY", base_url_env="DEEPSEEK_BASE_URL",
-        prices=_PRICES["deepseek"],
+        prices=PRICES["deepseek"], models=WINDOWS["deepseek"],
     ),
     "openai": ProviderSettings(
         "openai", "openai", "https://api.openai.com/v1", "gpt-4.1-mini",
         api_key_env="OPENAI_API_KEY", base_url_env="OPENAI_BASE_URL",
-        prices=_PRICES["openai"], max_tokens_field="max_completion_tokens",
+        prices=PRICES["openai"], models=WINDOWS["openai"],
+        max_tokens_field="max_completion_tokens",
     ),
     "claude": ProviderSettings(
         "claude", "anthropic", "https://api.anthropic.com", "claude-sonnet-4-5",
         api_key_env="ANTHROPIC_API_KEY", base_url_env="ANTHROPIC_BASE_URL",
-        prices=_PRICES["claude"],
+        prices=PRICES["claude"], models=WINDOWS["claude"],
     ),
     "ollama": ProviderSettings(
         "ollama", "ollama", "http://localhost:11434", "llama3.2",
-        base_url_env="OLLAMA_HOST", prices=_PRICES["ollama"],
+        base_url_env="OLLAMA_HOST", prices=PRICES["ollama"], models=WINDOWS["ollama"],
     ),
 }  # fmt: skip
 
@@ -268,13 +253,16 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
         return ProvidersFile
     if len(loc) == 2 and loc[0] == "providers":
         return ProviderEntry
-    if len(loc) == 3 and loc[0] == "providers" and loc[2] == "breaker":
-        return BreakerPolicy
-    if len(loc) == 3 and loc[0] == "providers" and loc[2] == "retry_budget":
-        return RetryBudgetPolicy
-    if len(loc) == 3 and loc[0] == "providers" and loc[2] == "quota":
-        return QuotaPolicy
+    if len(loc) == 3 and loc[0] == "providers":
+        return _SECTIONS.get(str(loc[2]))
+    if len(loc) == 4 and loc[0] == "providers" and loc[2] == "models":
+        return ModelInfo
     return None
+
+
+_SECTIONS: Final[Mapping[str, type[BaseModel]]] = {
+    "breaker": BreakerPolicy, "retry_budget": RetryBudgetPolicy, "quota": QuotaPolicy,
+}  # fmt: skip
 
 
 def check_providers_file(
@@ -335,6 +323,9 @@ def _merge(name: str, entry: ProviderEntry, base: ProviderSettings | None) -> Pr
             for m, p in given.pop("prices").items()
         }
         given["prices"] = {**(base.prices if base else {}), **own}
+    if "models" in given:  # added to (or replacing) the built-in catalogue, model by model
+        mine = {m: (i.context, i.max_output) for m, i in given.pop("models").items()}
+        given["models"] = {**(base.models if base else {}), **mine}
     if base is None:
         return ProviderSettings(name=name, **given)
     headers = {**base.headers, **given.pop("headers", {})}
@@ -354,6 +345,7 @@ def _merge(name: str, entry: ProviderEntry, base: ProviderSettings | None) -> Pr
         "retry_budget": base.retry_budget,
         "quota": base.quota,
         "prices": base.prices,
+        "models": base.models,
         **given,
     }
     if "base_url" in given and "base_url_env" not in given:

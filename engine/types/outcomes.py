@@ -70,6 +70,8 @@ TAXONOMY: Final[Mapping[str, Rule]] = {
     # the model failed, not the request; sampling again may succeed.
     "tool_use_failed": Rule("retryable", _PROVIDER, True),
     "context_length_exceeded": Rule("retryable", _PROVIDER, False),
+    # The model's window (the catalogue) cannot hold the request: skipped, no call made.
+    "context_too_small": Rule("retryable", _PROVIDER, False),
     # A provider that cannot express the request (a plain one given tools, say): next step.
     "unsupported_request": Rule("retryable", _PROVIDER, False),
     "response_too_large": Rule("retryable", _PROVIDER, False),
