@@ -12,13 +12,14 @@ from pathlib import Path
 __all__ = ["median_us", "start_simulator"]
 
 
-def start_simulator(script: str, folder: Path) -> tuple[subprocess.Popen[str], str]:
-    """``torq-fallback simulator`` with ``script`` (YAML), in its own process; returns the
-    process (stop it with ``terminate()``) and its base URL."""
+def start_simulator(script: str, folder: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    """``torq-fallback simulator`` with ``script`` (YAML) and ``extra`` options (e.g.
+    ``--rate-limit east=600``), in its own process; returns the process (stop it with
+    ``terminate()``) and its base URL."""
     path = folder / f"script-{abs(hash(script))}.yaml"
     path.write_text(script)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "simulator", "--script", str(path)],
+        [sys.executable, "-m", "engine.cli", "simulator", "--script", str(path), *extra],
         stdout=subprocess.PIPE,
         text=True,
     )

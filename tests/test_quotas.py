@@ -249,3 +249,21 @@ def test_bad_quotas_are_located(tmp_path, entry, message):
     result = run_cli("validate", str(tmp_path))
     assert result.returncode == 1 and "providers.yaml:6:" in result.stdout
     assert message in result.stdout
+
+
+def test_prometheus_labels_the_member_and_shows_no_quota_record_as_a_breaker(tmp_path, monkeypatch):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    monkeypatch.setenv("EAST_KEY", "k1")
+    monkeypatch.setenv("WEST_KEY", "k2")
+    script = Script({"east": [Behaviour("answer", text="e")] * 4,
+                     "west": [Behaviour("answer", text="w")] * 4})  # fmt: skip
+    with Simulator(script) as sim:
+        registry = CollectorRegistry()
+        with LLMManager(config={"chains_dir": str(_pool_dir(tmp_path, sim))}) as manager:
+            manager.enable_prometheus(registry)
+            for _ in range(4):
+                manager.generate_response("hi")
+    text = generate_latest(registry).decode()
+    assert 'provider="east"' in text or 'provider="west"' in text
+    assert "quota:" not in text

@@ -65,13 +65,25 @@ MemberEntry = Annotated[
 ]
 
 
+def key_part(text: str) -> str:
+    """A name as one part of a breaker key (``%`` and ``:`` escaped)."""
+    return text.replace("%", "%25").replace(":", "%3A")
+
+
 @dataclass(frozen=True, slots=True)
 class Member:
-    """A resolved pool member (a single-provider step is a pool of one)."""
+    """A resolved pool member (a single-provider step is a pool of one); ``key`` is its
+    breaker key, ``provider`` or ``provider:model`` (escaped), computed once."""
 
     provider: str
     weight: float = 1.0
     model: str | None = None
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            key = key_part(self.provider)
+            object.__setattr__(self, "key", f"{key}:{key_part(self.model)}" if self.model else key)
 
 
 def as_member(entry: str | MemberSpec, model: str | None = None) -> Member:
@@ -81,4 +93,4 @@ def as_member(entry: str | MemberSpec, model: str | None = None) -> Member:
     return Member(entry.provider, float(entry.weight), entry.model or model)
 
 
-__all__ += ["as_member"]
+__all__ += ["as_member", "key_part"]

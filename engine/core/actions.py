@@ -8,6 +8,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from engine.chain.pools import key_part
 from engine.chain.spec import Step
 from engine.core.request_check import check_request
 from engine.health.breaker import Admission
@@ -213,10 +214,6 @@ Action: TypeAlias = Call | Sleep | HealthOp
 
 
 Decisions: TypeAlias = Generator[Action, Any, Completion]
-
-
-def key_part(text: str) -> str:
-    return text.replace("%", "%25").replace(":", "%3A")
 
 
 def breaker_key(step: Step) -> str:

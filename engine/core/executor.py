@@ -32,7 +32,7 @@ from engine.core.machine import CompiledChain
 from engine.core.perform import Performer
 from engine.core.quotas import acquire, quota_tokens, settle_usage
 from engine.core.records import attempt_record, failure, interrupted
-from engine.core.routing import Routing, choose_member, too_small
+from engine.core.routing import LEARNED, TRACKED, Routing, choose_member, too_small
 from engine.core.runtime import Runtime, backoff_bound, backoff_delay
 from engine.errors import ChainAbortedError, ChainExhaustedError
 from engine.health import Admission, HealthConfig, QuotaGrant
@@ -263,15 +263,17 @@ class FallbackExecutor(Performer):
                         idle=step.idle_timeout or step.timeout,
                         total=left,
                     )
+                tracked = step.strategy in TRACKED and bool(step.pool)
                 if step.pool:
-                    self.routing.started(key)
                     tried.add(key)
+                if tracked:
+                    self.routing.started(key)
                 try:
                     result = yield Call(
                         provider, asked, min(step.timeout, left), model, timeouts, cut is not None
                     )
                 finally:  # also when the caller goes away mid-call
-                    if step.pool:
+                    if tracked:
                         self.routing.finished(key)
                 assert result is not None
                 if isinstance(result, StreamDone):
@@ -290,7 +292,7 @@ class FallbackExecutor(Performer):
                     if reason is not None:
                         outcome = rejected(answer, reason, overrides)
             ended = rt.monotonic()
-            if step.pool and outcome.category in ("success", "timeout"):
+            if step.pool and step.strategy == "latency" and outcome.category in LEARNED:
                 ttft = streamed.ttft if streamed is not None else None
                 self.routing.observe(key, ttft if ttft is not None else ended - now, ended)
             # A stream that broke (or whose answer was rejected) after handing over its first

@@ -8,8 +8,8 @@ rest:
 - ``priority``: the first available member, in order;
 - ``least_busy``: the fewest requests in flight from this engine (ties drawn at random);
 - ``latency``: power of two choices on each member's peak-EWMA latency (time to the first
-  token, for streams) times its requests in flight, so a slow or loaded member is avoided
-  and a member never measured is tried;
+  token, for streams), so a slow member is avoided; a member never measured is tried (one
+  request at a time), and one not heard from lately decays toward being tried again;
 - ``cost``: the cheapest for the request's estimated tokens, by the provider's price table.
 
 A member whose breaker closed less than ``slow_start`` seconds ago weighs a share of its
@@ -27,28 +27,44 @@ from typing import Any, Final
 
 from engine.chain.pools import Member
 from engine.chain.spec import Step
-from engine.core.actions import Action, Admit, Peek, QuotaPeek, QuotaTake, Sleep, key_part
+from engine.core.actions import Action, Admit, Peek, QuotaPeek, QuotaTake, Sleep
 from engine.core.runtime import Runtime
 from engine.health import Admission, HealthConfig, QuotaGrant
 from engine.health.quota import quota_key
 from engine.types.request import ChatRequest
 
-__all__ = ["Choice", "Routing", "choose_member", "estimate_tokens", "member_key"]
+#: Strategies that count each member's requests in flight.
+TRACKED: Final = frozenset({"least_busy", "latency"})
+#: Outcomes whose time is learnt as a member's latency (a timeout is the slowest of all).
+LEARNED: Final = frozenset({"success", "timeout"})
+
+__all__ = [
+    "LEARNED",
+    "TRACKED",
+    "Choice",
+    "Routing",
+    "choose_member",
+    "estimate_tokens",
+    "member_key",
+    "too_small",
+]
 
 #: Seconds over which a latency sample's weight decays to 1/e (as Finagle's peak EWMA).
 _DECAY: Final = 10.0
 #: The least share of its weight a recovering member gets (it must be tried to recover).
 _SLOW_START_FLOOR: Final = 0.05
+#: What a member never measured costs while a request to it is out (any measured one wins).
+_UNKNOWN: Final = 1e9
 #: Output tokens assumed for a request that sets no max_tokens (cost strategy).
 _OUTPUT_GUESS: Final = 512
 
 _ROOM: Final = QuotaGrant(True)
+_PASS: Final = Admission(True)
 
 
 def member_key(member: Member) -> str:
     """A member's breaker key: like a step's, ``provider`` or ``provider:model``."""
-    provider = key_part(member.provider)
-    return f"{provider}:{key_part(member.model)}" if member.model else provider
+    return member.key
 
 
 class _PeakEwma:
@@ -90,10 +106,15 @@ class Routing:
         else:
             known.add(seconds, now)
 
-    def load(self, key: str) -> float:
-        """Peak-EWMA latency times (requests in flight + 1); 0 for a member never measured."""
+    def load(self, key: str, now: float) -> float:
+        """The member's peak-EWMA latency, decayed while it is not heard from (so that a
+        slow one is tried again now and then: it may have recovered, as with Finagle's peak
+        EWMA). A member never measured costs nothing (it is tried), unless a request to it
+        is already out: one probe at a time."""
         known = self.latency.get(key)
-        return 0.0 if known is None else known.value * (self.in_flight.get(key, 0) + 1)
+        if known is None:
+            return _UNKNOWN if self.in_flight.get(key, 0) else 0.0
+        return known.value * math.exp(-max(now - known.at, 0.0) / _DECAY)
 
 
 def estimate_tokens(request: ChatRequest) -> int:
@@ -140,19 +161,26 @@ def _price(provider: Any, member: Member, tokens_in: int, tokens_out: int) -> fl
 def _pick(
     step: Step,
     candidates: list[int],
-    shares: list[float],
+    shares: list[float] | None,
     routing: Routing,
     random: Callable[[], float],
     cost_of: Callable[[int], float],
+    now: float,
 ) -> int:
     members = step.pool
     if step.strategy == "weighted":
-        weights = [members[i].weight * shares[n] for n, i in enumerate(candidates)]
+        if shares is None:
+            weights = [members[i].weight for i in candidates]
+        else:
+            weights = [members[i].weight * shares[n] for n, i in enumerate(candidates)]
         return candidates[_draw(weights, random)]
     # Slow start for the other strategies: a recovering member stays in the draw with the
     # odds of its share, as long as another member is in it.
-    kept = [i for n, i in enumerate(candidates) if shares[n] >= 1.0 or random() < shares[n]]
-    pool = kept or candidates
+    if shares is None:
+        pool = candidates
+    else:
+        kept = [i for n, i in enumerate(candidates) if shares[n] >= 1.0 or random() < shares[n]]
+        pool = kept or candidates
     if step.strategy == "priority" or len(pool) == 1:
         return pool[0]
     if step.strategy == "least_busy":
@@ -164,9 +192,10 @@ def _pick(
         second = min(int(random() * (len(pool) - 1)), len(pool) - 2)
         second += second >= first
         a, b = pool[first], pool[second]
-        return (
-            b if routing.load(member_key(members[b])) < routing.load(member_key(members[a])) else a
+        lighter = routing.load(member_key(members[b]), now) < routing.load(
+            member_key(members[a]), now
         )
+        return b if lighter else a
     costs = [cost_of(i) for i in pool]  # cost: the cheapest, the first of equals
     return pool[costs.index(min(costs))]
 
@@ -187,9 +216,12 @@ class Choice:
     small: str | None = None
 
 
-def too_small(provider: Any, model: str | None, request: ChatRequest) -> str | None:
+def too_small(
+    provider: Any, model: str | None, request: ChatRequest, estimate: int | None = None
+) -> str | None:
     """Why ``model`` cannot hold ``request`` (its estimated input plus the output it asks
-    for), by the provider's catalogue; None when it can, or when its window is unknown."""
+    for), by the provider's catalogue; None when it can, or when its window is unknown.
+    ``estimate``: the request's input tokens, when already known."""
     window = getattr(provider, "context_window", None)
     if not callable(window):
         return None
@@ -199,7 +231,8 @@ def too_small(provider: Any, model: str | None, request: ChatRequest) -> str | N
         return None
     if not isinstance(found, tuple) or not found or not isinstance(found[0], int):
         return None
-    estimate = estimate_tokens(request)
+    if estimate is None:
+        estimate = estimate_tokens(request)
     needed = estimate + (request.max_tokens or 0)
     if needed <= found[0]:
         return None
@@ -254,36 +287,30 @@ def choose_member(
     at every breaker and quota; taking the chosen one's quota and admitting it; a wait for
     quota within ``quota_wait``) and returns the :class:`Choice`."""
     members = step.pool
-    keys = [member_key(m) for m in members]
-    # Members whose window cannot hold the request leave the draw for good.
-    small = [
-        too_small(p, m.model or getattr(p, "model", None), request)
-        for m in members
-        for p in (lookup(m.provider),)
-    ]
-    if all(small):
-        why = f"no member of pool '{step.id}' can hold the request: " + "; ".join(
-            f"{m.provider}: {reason}" for m, reason in zip(members, small, strict=True)
-        )
-        return Choice(members[0], keys[0], small=why)
+    keys = [m.key for m in members]
+    count = len(members)
+    # Whether a member's window can hold the request is asked of the member drawn (almost
+    # always it can), and remembered: one that cannot leaves the draw.
+    small: list[str | None] = [None] * count
     policies = [health.policies(m.provider)[0] for m in members] if health else []
-    quotas = [health.quotas(m.provider) for m in members] if health else [None] * len(members)
+    quotas = [health.quotas(m.provider) for m in members] if health else [None] * count
     limited = [i for i, q in enumerate(quotas) if q is not None]
     tokens = estimate_tokens(request) + (request.max_tokens or 0) if limited else 0
-    tokens_in = estimate_tokens(request)
-    tokens_out = request.max_tokens or _OUTPUT_GUESS
 
     def cost_of(index: int) -> float:
         member = members[index]
-        return _price(lookup(member.provider), member, tokens_in, tokens_out)
+        estimate = estimate_tokens(request)
+        out = request.max_tokens or _OUTPUT_GUESS
+        return _price(lookup(member.provider), member, estimate, out)
 
     waited = 0.0
+    estimate: int | None = None
     while True:
         now, left = rt.wall(), deadline - rt.monotonic()
-        looked: list[Admission] = [Admission(True)] * len(members)
+        looked: list[Admission] = [_PASS] * count
         if health is not None:
             looked = yield Peek(keys=keys, policies=policies, now=now, left=left)
-        grants: list[QuotaGrant | None] = [None] * len(members)
+        grants: list[QuotaGrant | None] = [None] * count
         if limited:
             peeked: list[QuotaGrant] = yield QuotaPeek(
                 keys=[quota_key(members[i].provider) for i in limited],
@@ -294,13 +321,32 @@ def choose_member(
         open_ = [
             i
             for i, a in enumerate(looked)
-            if a.allowed and (grants[i] or _ROOM).allowed and small[i] is None
+            if a.allowed and (grants[i] or _ROOM).allowed and (small is None or small[i] is None)
         ]
         fresh = [i for i in open_ if keys[i] not in tried]
         candidates = fresh or open_  # a retry goes to another member while one is left
         while candidates:
-            shares = [_slow_start(looked[i], step, now) for i in candidates]
-            index = _pick(step, candidates, shares, routing, rt.random, cost_of)
+            shares = (
+                [_slow_start(looked[i], step, now) for i in candidates]
+                if health is not None and any(looked[i].recovered_at for i in candidates)
+                else None
+            )
+            index = _pick(step, candidates, shares, routing, rt.random, cost_of, rt.monotonic())
+            if estimate is None:
+                estimate = estimate_tokens(request)
+            member = members[index]
+            provider = lookup(member.provider)
+            reason = too_small(provider, member.model or getattr(provider, "model", None),
+                               request, estimate)  # fmt: skip
+            if reason is not None:
+                small[index] = reason
+                candidates.remove(index)
+                if all(small):
+                    why = f"no member of pool '{step.id}' can hold the request: " + "; ".join(
+                        f"{m.provider}: {r}" for m, r in zip(members, small, strict=True)
+                    )
+                    return Choice(members[0], keys[0], small=why)
+                continue
             quota = quotas[index]
             if quota is not None:
                 taken: QuotaGrant = yield QuotaTake(

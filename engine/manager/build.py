@@ -19,6 +19,7 @@ from engine.health import (
     RetryBudgetPolicy,
     default_policies,
 )
+from engine.health.quota import QUOTA_PREFIX
 from engine.manager.environment import Settings
 from engine.providers.http import HTTPProvider
 from engine.providers.settings import ProviderSettings, resolve
@@ -137,7 +138,10 @@ def prometheus_sink(
     from engine.telemetry.prometheus import PrometheusSink  # an optional integration
 
     def breakers() -> dict[str, str]:
-        return {key: h.state for key, h in store.snapshot().items()}
+        # Quota records live in the same store; they are no breakers.
+        return {
+            key: h.state for key, h in store.snapshot().items() if not key.startswith(QUOTA_PREFIX)
+        }
 
     def dropped() -> float:
         sink = log()

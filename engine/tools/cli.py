@@ -278,6 +278,17 @@ def _parser() -> argparse.ArgumentParser:
     simulator.add_argument("--script", metavar="FILE", help="YAML script of behaviours")
     simulator.add_argument("--host", default="127.0.0.1", help="loopback address")
     simulator.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    simulator.add_argument(
+        "--rate-limit",
+        metavar="PROVIDER=N",
+        action="append",
+        default=[],
+        help="make PROVIDER a rate-limited deployment: N requests per --rate-window seconds, "
+        "429 beyond (repeatable)",
+    )
+    simulator.add_argument(
+        "--rate-window", type=float, default=60.0, help="seconds of a rate limit's window"
+    )
     return parser
 
 

@@ -76,15 +76,27 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     from engine.tools.simulator import Script, Simulator, load_script
 
     script = load_script(args.script) if args.script else Script()
+    limits: dict[str, int] = {}
+    for item in args.rate_limit:
+        name, _, count = item.partition("=")
+        if not name or not count.isdigit() or int(count) < 1:
+            raise ValueError(f"--rate-limit {item!r}: write PROVIDER=N, N a whole number ≥ 1")
+        limits[name] = int(count)
+    if args.rate_window <= 0:
+        raise ValueError("--rate-window must be more than 0 seconds")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with Simulator(script, host=args.host, port=args.port) as sim:
+    with Simulator(
+        script, host=args.host, port=args.port, rate_limits=limits, rate_window=args.rate_window
+    ) as sim:
         print(f"provider simulator listening on http://{sim.host}:{sim.port}", flush=True)
         print("point the built-in providers at it with:", flush=True)
         for name, value in sim.env().items():
             print(f"  export {name}={value}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
+        if limits:  # what the rate limits turned away, for whoever started it
+            print(f"rate-limited: {json.dumps(sim.limited, sort_keys=True)}", flush=True)
     return 0
 
 

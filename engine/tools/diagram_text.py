@@ -238,7 +238,8 @@ def _taken_index(highlight: Highlight | None) -> dict[tuple[str, str, str], list
 #: What else an edge of a category carries, besides the usual failures (legend notes).
 LEGEND_NOTES: Final[Mapping[str, str]] = {
     "retryable": "also overloaded: the provider's line (max_queue) is full; "
-    "circuit_open: its breaker is open, the step is skipped without a call; and "
+    "circuit_open, quota_exhausted, context_too_small: its breaker is open, its quota used "
+    "up or its window too small, the step is skipped without a call; and "
     "answer_rejected: an answer the step's accept rules turn down",
     "timeout": "also queue_timeout: no free slot (max_in_flight) in time",
 }
