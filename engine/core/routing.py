@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from engine.chain.pools import Member
 from engine.chain.spec import Step
-from engine.core.actions import Action, Admit, Peek, QuotaPeek, QuotaTake, Sleep
+from engine.core.actions import Action, Admit, QuotaTake, Record, Sleep
 from engine.core.runtime import Runtime
 from engine.health import Admission, HealthConfig, QuotaGrant
 from engine.health.quota import quota_key
@@ -58,9 +57,6 @@ _UNKNOWN: Final = 1e9
 #: Output tokens assumed for a request that sets no max_tokens (cost strategy).
 _OUTPUT_GUESS: Final = 512
 
-_ROOM: Final = QuotaGrant(True)
-_PASS: Final = Admission(True)
-
 
 def member_key(member: Member) -> str:
     """A member's breaker key: like a step's, ``provider`` or ``provider:model``."""
@@ -89,6 +85,31 @@ class Routing:
     def __init__(self) -> None:
         self.in_flight: dict[str, int] = {}
         self.latency: dict[str, _PeakEwma] = {}
+        #: when each member's breaker last closed after an opening, as admissions said
+        self.recovered: dict[str, float] = {}
+
+    def admitted(self, key: str, admission: Admission) -> None:
+        """What an admission said of a member's breaker: when it last recovered (slow
+        start is computed from what the draws have seen, without a look at every breaker)."""
+        if admission.recovered_at:
+            self.recovered[key] = admission.recovered_at
+        elif key in self.recovered and admission.state != "closed":
+            del self.recovered[key]
+
+    def shares(
+        self, candidates: list[int], members: Sequence[Member], slow_start: float, now: float
+    ) -> list[float] | None:
+        """Each candidate's share of its weight under slow start; None: all full."""
+        if not self.recovered or slow_start <= 0:
+            return None
+        out = [1.0] * len(candidates)
+        full = True
+        for n, i in enumerate(candidates):
+            at = self.recovered.get(members[i].key)
+            if at is not None and now - at < slow_start:
+                out[n] = max((now - at) / slow_start, _SLOW_START_FLOOR)
+                full = False
+        return None if full else out
 
     def started(self, key: str) -> None:
         """A call to ``key`` went out."""
@@ -130,21 +151,14 @@ def estimate_tokens(request: ChatRequest) -> int:
     return chars // 4 + 1
 
 
-def _slow_start(admission: Admission, step: Step, now: float) -> float:
-    since = now - admission.recovered_at
-    if step.slow_start <= 0 or admission.recovered_at <= 0 or since >= step.slow_start:
-        return 1.0
-    return max(since / step.slow_start, _SLOW_START_FLOOR)
-
-
 def _draw(weights: Sequence[float], random: Callable[[], float]) -> int:
-    total = sum(weights)
-    point = random() * total
-    for index, weight in enumerate(weights):
-        point -= weight
+    point = random() * sum(weights)
+    last = len(weights) - 1
+    for index in range(last):
+        point -= weights[index]
         if point < 0:
             return index
-    return len(weights) - 1
+    return last
 
 
 def _price(provider: Any, member: Member, tokens_in: int, tokens_out: int) -> float:
@@ -200,8 +214,7 @@ def _pick(
     return pool[costs.index(min(costs))]
 
 
-@dataclass(frozen=True, slots=True)
-class Choice:
+class Choice(NamedTuple):
     """The member an attempt goes to, its breaker key, its admission and quota grant (None
     without health or quota), the tokens taken from its quota; ``why`` is set when no
     member is available (``member`` is then the one closest to being available)."""
@@ -244,33 +257,46 @@ def too_small(
 
 
 def _unavailable(
-    step: Step, looked: list[Admission], grants: list[QuotaGrant | None], keys: list[str]
+    step: Step,
+    refused: list[Admission | None],
+    grants: list[QuotaGrant | None],
+    small: list[str | None],
 ) -> Choice:
-    def wait(i: int) -> float:
-        grant = grants[i]
-        blocked = grant is not None and not grant.allowed
-        return max(looked[i].retry_in if not looked[i].allowed else 0.0,
-                   grant.wait if blocked and grant is not None else 0.0)  # fmt: skip
-
+    """The skipped attempt's choice when no member is available: the member closest to
+    being available, why each is not, and its refusal (breaker, quota or window)."""
     members = step.pool
+
+    def wait(i: int) -> float:
+        admission, grant = refused[i], grants[i]
+        if admission is not None:
+            return admission.retry_in
+        if grant is not None and not grant.allowed:
+            return grant.wait
+        return math.inf  # too small: waiting does not help
+
+    if all(small):
+        why = f"no member of pool '{step.id}' can hold the request: " + "; ".join(
+            f"{m.provider}: {r}" for m, r in zip(members, small, strict=True)
+        )
+        return Choice(members[0], members[0].key, small=why)
     nearest = min(range(len(members)), key=wait)
     states = []
     for i, m in enumerate(members):
-        grant = grants[i]
-        if not looked[i].allowed:
-            states.append(f"{m.provider} {looked[i].state.replace('_', '-')}")
-        elif grant is not None and not grant.allowed:
-            states.append(f"{m.provider} out of quota")
+        admission = refused[i]
+        if admission is not None:
+            states.append(f"{m.provider} {admission.state.replace('_', '-')}")
+        elif small[i] is not None:
+            states.append(f"{m.provider} too small")
         else:
-            states.append(f"{m.provider} refused")
+            states.append(f"{m.provider} out of quota")
     why = (
         f"no member of pool '{step.id}' is available ({', '.join(states)}; "
         f"room in {min(wait(nearest), 60.0):.3g}s)"
     )
-    grant = grants[nearest]
-    if looked[nearest].allowed and grant is not None and not grant.allowed:
-        return Choice(members[nearest], keys[nearest], None, why, grant)
-    return Choice(members[nearest], keys[nearest], looked[nearest], why)
+    member = members[nearest]
+    if refused[nearest] is not None:
+        return Choice(member, member.key, refused[nearest], why)
+    return Choice(member, member.key, None, why, grants[nearest])
 
 
 def choose_member(
@@ -283,93 +309,77 @@ def choose_member(
     rt: Runtime,
     deadline: float,
 ) -> Generator[Action, Any, Choice]:
-    """Pick the member for a pool step's attempt. Yields the operations it needs (one look
-    at every breaker and quota; taking the chosen one's quota and admitting it; a wait for
-    quota within ``quota_wait``) and returns the :class:`Choice`."""
+    """Pick the member for a pool step's attempt and return the :class:`Choice`.
+
+    The member drawn is asked, in turn, whether its window holds the request, whether its
+    breaker admits the call, and whether its quota has room; one that says no leaves the
+    draw and another is drawn (those not yet tried in this request first). Nothing is asked
+    of the members not drawn, so a pool costs about what a single step does. When none is
+    left, the attempt waits for a quota within ``quota_wait``, or is skipped."""
     members = step.pool
-    keys = [m.key for m in members]
     count = len(members)
-    # Whether a member's window can hold the request is asked of the member drawn (almost
-    # always it can), and remembered: one that cannot leaves the draw.
+    refused: list[Admission | None] = [None] * count
+    grants: list[QuotaGrant | None] = [None] * count
     small: list[str | None] = [None] * count
-    policies = [health.policies(m.provider)[0] for m in members] if health else []
-    quotas = [health.quotas(m.provider) for m in members] if health else [None] * count
-    limited = [i for i, q in enumerate(quotas) if q is not None]
-    tokens = estimate_tokens(request) + (request.max_tokens or 0) if limited else 0
-
-    def cost_of(index: int) -> float:
-        member = members[index]
-        estimate = estimate_tokens(request)
-        out = request.max_tokens or _OUTPUT_GUESS
-        return _price(lookup(member.provider), member, estimate, out)
-
-    waited = 0.0
     estimate: int | None = None
+    tokens = 0
+    waited = 0.0
+
+    def cost_of(index: int) -> float:  # only the cost strategy calls it
+        member = members[index]
+        out = request.max_tokens or _OUTPUT_GUESS
+        return _price(lookup(member.provider), member, estimate_tokens(request), out)
+
     while True:
-        now, left = rt.wall(), deadline - rt.monotonic()
-        looked: list[Admission] = [_PASS] * count
-        if health is not None:
-            looked = yield Peek(keys=keys, policies=policies, now=now, left=left)
-        grants: list[QuotaGrant | None] = [None] * count
-        if limited:
-            peeked: list[QuotaGrant] = yield QuotaPeek(
-                keys=[quota_key(members[i].provider) for i in limited],
-                policies=[q for q in quotas if q is not None], now=now, tokens=tokens, left=left,
-            )  # fmt: skip
-            for i, grant in zip(limited, peeked, strict=True):
-                grants[i] = grant
-        open_ = [
-            i
-            for i, a in enumerate(looked)
-            if a.allowed and (grants[i] or _ROOM).allowed and (small is None or small[i] is None)
-        ]
-        fresh = [i for i in open_ if keys[i] not in tried]
-        candidates = fresh or open_  # a retry goes to another member while one is left
-        while candidates:
-            shares = (
-                [_slow_start(looked[i], step, now) for i in candidates]
-                if health is not None and any(looked[i].recovered_at for i in candidates)
-                else None
-            )
+        now = rt.wall()
+        fresh = [i for i in range(count) if members[i].key not in tried] if tried else None
+        rest = [i for i in range(count) if i not in fresh] if fresh else []
+        candidates = fresh or list(range(count))
+        while candidates or rest:
+            if not candidates:  # every untried member said no: a tried one may answer
+                candidates, rest = rest, []
+                continue
+            shares = routing.shares(candidates, members, step.slow_start, now)
             index = _pick(step, candidates, shares, routing, rt.random, cost_of, rt.monotonic())
-            if estimate is None:
-                estimate = estimate_tokens(request)
+            candidates.remove(index)
             member = members[index]
             provider = lookup(member.provider)
-            reason = too_small(provider, member.model or getattr(provider, "model", None),
-                               request, estimate)  # fmt: skip
+            if estimate is None:
+                estimate = estimate_tokens(request)
+            model = member.model or getattr(provider, "model", None)
+            reason = too_small(provider, model, request, estimate)
             if reason is not None:
                 small[index] = reason
-                candidates.remove(index)
-                if all(small):
-                    why = f"no member of pool '{step.id}' can hold the request: " + "; ".join(
-                        f"{m.provider}: {r}" for m, r in zip(members, small, strict=True)
-                    )
-                    return Choice(members[0], keys[0], small=why)
                 continue
-            quota = quotas[index]
-            if quota is not None:
-                taken: QuotaGrant = yield QuotaTake(
-                    key=quota_key(members[index].provider), policy=quota, now=now,
-                    tokens=tokens, left=left,
-                )  # fmt: skip
-                grants[index] = taken
-                if not taken.allowed:  # used up meanwhile (another process): choose again
-                    candidates.remove(index)
-                    continue
             if health is None:
-                return Choice(members[index], keys[index], None, None, grants[index], tokens)
-            admission: Admission = yield Admit(
-                key=keys[index], policy=policies[index], now=now, left=left
+                return Choice(member, member.key)
+            breaker, budget = health.policies(member.provider)
+            left = deadline - rt.monotonic()
+            admission: Admission = yield Admit(key=member.key, policy=breaker, now=now, left=left)
+            routing.admitted(member.key, admission)
+            if not admission.allowed:
+                refused[index] = admission
+                continue
+            quota = health.quotas(member.provider)
+            if quota is None:
+                return Choice(member, member.key, admission)
+            tokens = estimate + (request.max_tokens or 0) if quota.tpm is not None else 0
+            taken: QuotaGrant = yield QuotaTake(
+                key=quota_key(member.provider), policy=quota, now=now, tokens=tokens, left=left
             )
-            if admission.allowed:
-                return Choice(members[index], keys[index], admission, None, grants[index], tokens)
-            looked[index] = admission  # its probe slots were taken meanwhile: choose again
-            candidates.remove(index)
-        choice = _unavailable(step, looked, grants, keys)
+            if taken.allowed:
+                return Choice(member, member.key, admission, None, taken, tokens)
+            grants[index] = taken
+            if admission.probe:  # the probe slot it was given goes back unused
+                yield Record(
+                    key=member.key, policy=breaker, budget=budget, now=now, failed=None,
+                    probe=True, retry_after=None, retry=False, left=left,
+                )  # fmt: skip
+        choice = _unavailable(step, refused, grants, small)
         # Only a quota is waited for (a breaker's cooldown is the chain's business).
         pause = choice.grant.wait if choice.grant is not None else math.inf
         if waited + pause > step.quota_wait or pause >= deadline - rt.monotonic():
             return choice
         waited += pause
+        refused, grants = [None] * count, [None] * count
         yield Sleep(pause)

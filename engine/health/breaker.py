@@ -189,7 +189,7 @@ def admit(health: Health, policy: BreakerPolicy, now: float, *, force: bool = Fa
             health.probes += 1
             return Admission(True, probe=True, state="half_open")
         return Admission(False, retry_in=0.0, state="half_open")
-    return Admission(True, state=health.state)
+    return Admission(True, state=health.state, recovered_at=health.recovered_at)
 
 
 def record(
