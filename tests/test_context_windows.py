@@ -16,6 +16,8 @@ PROVIDERS = """\
 providers:
   small: {kind: openai, base_url: "{sim}/small/v1", model: tiny, api_key_env: SMALL_KEY,
           models: {tiny: {context: 200, max_output: 100}}}
+  exact: {kind: openai, base_url: "{sim}/exact/v1", model: gpt-4o-tiny, api_key_env: BIG_KEY,
+          models: {gpt-4o-tiny: {context: 1000}}}
   big: {kind: openai, base_url: "{sim}/big/v1", model: huge, api_key_env: BIG_KEY,
         models: {huge: {context: 1000000}}}
 """
@@ -70,11 +72,12 @@ def test_a_built_in_models_window_is_known(tmp_path, sim):
     sim.script = Script({"big": [Behaviour("answer", text="held")]})
     chain = "steps:\n  - provider: openai\n    model: gpt-4o-mini\n  - big\n"
     with manager_for(tmp_path, sim, chain) as manager:
-        # ~150,000 tokens by the estimate: more than gpt-4o-mini's 128,000
-        completion, meta = manager.chat([{"role": "user", "content": "word " * 120_000}])
+        # ~140,000 tokens counted (o200k): more than gpt-4o-mini's 128,000
+        completion, meta = manager.chat([{"role": "user", "content": "word " * 140_000}])
     assert completion.text == "held"
     assert meta.provider_attempts[0]["error_code"] == "context_too_small"
-    assert "gpt-4o-mini holds 128000 tokens" in meta.provider_attempts[0]["message"]
+    assert "gpt-4o-mini holds 128000 tokens; the request needs counted 1400" in \
+        meta.provider_attempts[0]["message"]  # fmt: skip
 
 
 def test_a_pool_member_too_small_leaves_the_draw(tmp_path, sim):
@@ -108,3 +111,19 @@ def test_a_models_entry_is_validated(tmp_path):
     assert result.returncode == 1
     assert "providers.openai.models.gpt-4o.context: must be 1 or more" in result.stdout
     assert "unknown key 'max_ouput' (did you mean 'max_output'?)" in result.stdout
+
+
+def test_openai_models_are_counted_exactly_both_ways(tmp_path, sim):
+    """The estimate (4 characters a token) is wrong both ways for these: English words are
+    5 characters a token here, a rare Chinese character two tokens. Counting decides."""
+    sim.script = Script({"exact": [Behaviour("answer", text="counted in")],
+                         "big": [Behaviour("answer", text="held")] * 2})  # fmt: skip
+    with manager_for(tmp_path, sim, "steps: [exact, big]\n") as manager:
+        english = "word " * 900  # 4,500 characters: ~1,125 by the estimate, ~900 counted
+        completion, meta = manager.chat([{"role": "user", "content": english}])
+        assert completion.text == "counted in" and len(meta.provider_attempts) == 1
+        rare = "龘" * 1000  # 1,000 characters: ~250 by the estimate, ~2,000 counted
+        completion, meta = manager.chat([{"role": "user", "content": rare}])
+    assert completion.text == "held"
+    assert "gpt-4o-tiny holds 1000 tokens; the request needs counted" in \
+        meta.provider_attempts[0]["message"]  # fmt: skip

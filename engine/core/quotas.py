@@ -8,7 +8,7 @@ from collections.abc import Generator
 from typing import Any, Final
 
 from engine.core.actions import QuotaSettle, QuotaTake, Sleep
-from engine.core.routing import estimate_tokens
+from engine.core.tokens import estimate_tokens
 from engine.health import QuotaGrant, QuotaPolicy
 from engine.health.quota import quota_key
 from engine.types.completion import Completion

@@ -28,6 +28,7 @@ from engine.chain.pools import Member
 from engine.chain.spec import Step
 from engine.core.actions import Action, Admit, QuotaTake, Record, Sleep
 from engine.core.runtime import Runtime
+from engine.core.tokens import count_tokens, estimate_tokens, fits_for_sure
 from engine.health import Admission, HealthConfig, QuotaGrant
 from engine.health.quota import quota_key
 from engine.types.request import ChatRequest
@@ -138,19 +139,6 @@ class Routing:
         return known.value * math.exp(-max(now - known.at, 0.0) / _DECAY)
 
 
-def estimate_tokens(request: ChatRequest) -> int:
-    """A cheap estimate of a request's input tokens (about 4 characters a token, plus a few
-    per message and the tools' definitions)."""
-    chars = len(request.system or "")
-    for message in request.messages:
-        chars += len(message.content or "") + 16
-        for call in message.tool_calls:
-            chars += len(call.name) + len(call.arguments)
-    for tool in request.tools:
-        chars += len(tool.name) + len(tool.description) + 200
-    return chars // 4 + 1
-
-
 def _draw(weights: Sequence[float], random: Callable[[], float]) -> int:
     point = random() * sum(weights)
     last = len(weights) - 1
@@ -244,15 +232,21 @@ def too_small(
         return None
     if not isinstance(found, tuple) or not found or not isinstance(found[0], int):
         return None
-    if estimate is None:
-        estimate = estimate_tokens(request)
-    needed = estimate + (request.max_tokens or 0)
-    if needed <= found[0]:
+    room = found[0] - (request.max_tokens or 0)
+    if fits_for_sure(request, room):  # the common case, known without counting
         return None
+    exact = count_tokens(request, model)
+    if exact is None and estimate is None:
+        estimate = estimate_tokens(request)
+    tokens = exact if exact is not None else estimate
+    assert tokens is not None
+    if tokens <= room:
+        return None
+    how = "counted" if exact is not None else "about"
     out = f" + {request.max_tokens} out" if request.max_tokens else ""
     return (
-        f"{model} holds {found[0]} tokens; the request needs about {needed} "
-        f"({estimate} in{out}); no call made"
+        f"{model} holds {found[0]} tokens; the request needs {how} "
+        f"{tokens + (request.max_tokens or 0)} ({tokens} in{out}); no call made"
     )
 
 
