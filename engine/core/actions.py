@@ -27,7 +27,6 @@ __all__ = [
     "HealthOp",
     "Peek",
     "ProviderLookup",
-    "QuotaPeek",
     "QuotaSettle",
     "QuotaTake",
     "Record",
@@ -161,22 +160,6 @@ class RetryAllowed(HealthOp):
 
     async def arun(self, store: HealthStore) -> bool:
         return await store.aretry_allowed(self.key, self.budget, self.now)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class QuotaPeek(HealthOp):
-    """Would each quota record let a call of ``tokens`` through now? (Changes nothing.)"""
-
-    keys: Sequence[str]
-    policies: Sequence[QuotaPolicy]
-    now: float
-    tokens: int
-
-    def run(self, store: HealthStore) -> list[QuotaGrant]:
-        return store.peek_quota(self.keys, self.policies, self.now, self.tokens)
-
-    async def arun(self, store: HealthStore) -> list[QuotaGrant]:
-        return await store.apeek_quota(self.keys, self.policies, self.now, self.tokens)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

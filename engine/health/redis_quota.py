@@ -3,12 +3,12 @@ on the same records, compare-and-set and local fallback as its breakers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from engine.health.breaker import Health
 from engine.health.quota import QuotaGrant, QuotaPolicy, settle, take
-from engine.health.store import LocalHealthStore, peek_quota
+from engine.health.store import LocalHealthStore
 
 __all__ = ["RedisQuotas"]
 
@@ -17,48 +17,17 @@ _T = TypeVar("_T")
 
 class RedisQuotas:
     """Mixed into the Redis store: everything here goes through its ``_change`` (atomic,
-    bounded, degrading to the local store) and its cached reads."""
+    bounded, degrading to the local store)."""
 
     _local: LocalHealthStore
-    _errors: tuple[type[BaseException], ...]
-    _down_until: float
-    _clock: Callable[[], float]
-    _aclients: Any
 
     def _change(self, key: str, apply: Callable[[Health], _T], local: Callable[[], _T]) -> _T:
-        raise NotImplementedError
+        raise NotImplementedError  # the store's own
 
     async def _achange(
         self, key: str, apply: Callable[[Health], _T], local: Callable[[], _T]
     ) -> _T:
-        raise NotImplementedError
-
-    def _read(self, key: str, fresh: bool) -> str:
-        raise NotImplementedError
-
-    async def _aread(self, client: Any, key: str) -> str:
-        raise NotImplementedError
-
-    def _health(self, key: str, raw: str) -> Health | None:
-        raise NotImplementedError
-
-    def _failed(self, exc: BaseException) -> None:
-        raise NotImplementedError
-
-    def peek_quota(
-        self, keys: Sequence[str], policies: Sequence[QuotaPolicy], now: float, tokens: int
-    ) -> list[QuotaGrant]:
-        if self._clock() < self._down_until:
-            return self._local.peek_quota(keys, policies, now, tokens)
-        try:
-            values = [self._read(key, fresh=False) for key in keys]
-        except self._errors as exc:
-            self._failed(exc)
-            return self._local.peek_quota(keys, policies, now, tokens)
-        return [
-            peek_quota(self._health(key, raw), policy, now, tokens)
-            for key, raw, policy in zip(keys, values, policies, strict=True)
-        ]
+        raise NotImplementedError  # the store's own
 
     def take_quota(self, key: str, policy: QuotaPolicy, now: float, tokens: int) -> QuotaGrant:
         return self._change(
@@ -73,22 +42,6 @@ class RedisQuotas:
             lambda h: settle(h, now, tokens),
             lambda: self._local.settle_quota(key, now, tokens),
         )
-
-    async def apeek_quota(
-        self, keys: Sequence[str], policies: Sequence[QuotaPolicy], now: float, tokens: int
-    ) -> list[QuotaGrant]:
-        if self._clock() < self._down_until:
-            return self._local.peek_quota(keys, policies, now, tokens)
-        try:
-            client = self._aclients.get()
-            values = [await self._aread(client, key) for key in keys]
-        except self._errors as exc:
-            self._failed(exc)
-            return self._local.peek_quota(keys, policies, now, tokens)
-        return [
-            peek_quota(self._health(key, raw), policy, now, tokens)
-            for key, raw, policy in zip(keys, values, policies, strict=True)
-        ]
 
     async def atake_quota(
         self, key: str, policy: QuotaPolicy, now: float, tokens: int

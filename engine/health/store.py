@@ -21,21 +21,9 @@ from engine.health.breaker import (
     retry_allowed,
 )
 from engine.health.policy import BreakerPolicy, RetryBudgetPolicy
-from engine.health.quota import QuotaGrant, QuotaPolicy, settle, take, usage
+from engine.health.quota import QuotaGrant, QuotaPolicy, settle, take
 
-__all__ = ["HealthStore", "LocalHealthStore", "peek_quota"]
-
-
-def peek_quota(health: Health | None, policy: QuotaPolicy, now: float, tokens: int) -> QuotaGrant:
-    """Whether a call of ``tokens`` would fit ``policy`` now (on a copy: changes nothing)."""
-    if health is None:
-        health = Health()
-    trial = Health(usage={k: list(v) for k, v in health.usage.items()})
-    grant = take(trial, policy, now, tokens)
-    if grant.allowed:
-        requests, used = usage(health, now)
-        return QuotaGrant(True, 0.0, requests, used)
-    return grant
+__all__ = ["HealthStore", "LocalHealthStore"]
 
 
 class HealthStore(Protocol):
@@ -67,24 +55,12 @@ class HealthStore(Protocol):
         """Every record, for ``torq-fallback health`` and tests."""
         ...
 
-    def peek_quota(
-        self, keys: Sequence[str], policies: Sequence[QuotaPolicy], now: float, tokens: int
-    ) -> list[QuotaGrant]:
-        """Would each quota record let a call of ``tokens`` through now? (Changes nothing.)"""
-        ...
-
     def take_quota(self, key: str, policy: QuotaPolicy, now: float, tokens: int) -> QuotaGrant:
         """Take a request and ``tokens`` from a quota record, or refuse."""
         ...
 
     def settle_quota(self, key: str, now: float, tokens: int) -> None:
         """Correct a quota record's tokens by ``tokens`` (reported minus estimated)."""
-        ...
-
-    async def apeek_quota(
-        self, keys: Sequence[str], policies: Sequence[QuotaPolicy], now: float, tokens: int
-    ) -> list[QuotaGrant]:
-        """The async twin of :meth:`peek_quota`."""
         ...
 
     async def atake_quota(
@@ -157,13 +133,6 @@ class LocalHealthStore:
             health = self._get(key)
             return retry_allowed(health, now, budget.ratio, budget.min_per_second, budget.window)
 
-    def peek_quota(
-        self, keys: Sequence[str], policies: Sequence[QuotaPolicy], now: float, tokens: int
-    ) -> list[QuotaGrant]:
-        with self._lock:
-            return [peek_quota(self._records.get(k), p, now, tokens) for k, p in zip(
-                keys, policies, strict=True)]  # fmt: skip
-
     def take_quota(self, key: str, policy: QuotaPolicy, now: float, tokens: int) -> QuotaGrant:
         with self._lock:
             return take(self._get(key), policy, now, tokens)
@@ -171,11 +140,6 @@ class LocalHealthStore:
     def settle_quota(self, key: str, now: float, tokens: int) -> None:
         with self._lock:
             settle(self._get(key), now, tokens)
-
-    async def apeek_quota(
-        self, keys: Sequence[str], policies: Sequence[QuotaPolicy], now: float, tokens: int
-    ) -> list[QuotaGrant]:
-        return self.peek_quota(keys, policies, now, tokens)
 
     async def atake_quota(
         self, key: str, policy: QuotaPolicy, now: float, tokens: int

@@ -183,7 +183,7 @@ def health_states(spec: str | None) -> dict[str, str]:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from engine.tools.scenario import explain
+    from engine.tools.explain import explain
 
     if (args.code is None) == (args.category is None):
         raise ValueError("give exactly one of --code and --category")
