@@ -175,7 +175,8 @@ _WORKER = textwrap.dedent(
     import json, sys
     from engine import LLMManager
     folder, url, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    config = {"chains_dir": folder, "health": {"backend": "redis", "url": url}}
+    # a second per command: sharing is tested here, not how a slow store degrades
+    config = {"chains_dir": folder, "health": {"backend": "redis", "url": url, "timeout": 1.0}}
     codes = []
     with LLMManager(config=config) as manager:
         for _ in range(n):
@@ -267,3 +268,79 @@ def test_prometheus_labels_the_member_and_shows_no_quota_record_as_a_breaker(tmp
     text = generate_latest(registry).decode()
     assert 'provider="east"' in text or 'provider="west"' in text
     assert "quota:" not in text
+
+
+def test_async_calls_take_their_quota_in_redis_too(tmp_path, monkeypatch):
+    import asyncio
+
+    redis = RedisServer()
+    if redis.binary is None:
+        pytest.skip("redis-server is not installed (CI installs it)")
+    redis.start()
+    monkeypatch.setenv("EAST_KEY", "k1")
+    monkeypatch.setenv("WEST_KEY", "k2")
+    try:
+        script = Script({"east": [Behaviour("answer", text="e")] * 20,
+                         "west": [Behaviour("answer", text="w")] * 20})  # fmt: skip
+        with Simulator(script, rate_limits={"east": 5, "west": 5}) as sim:
+            folder = _pool_dir(tmp_path, sim)
+            # A second per command: what is tested here is that async takes are atomic in
+            # Redis, not how a store too slow for its deadline degrades (a burst of first
+            # connections can outlast the 25 ms default on a loaded machine).
+            health = {"backend": "redis", "url": redis.url, "timeout": 1.0}
+            config = {"chains_dir": str(folder), "health": health}
+
+            async def go():
+                async with LLMManager(config=config) as manager:
+                    return await asyncio.gather(
+                        *(manager.agenerate_response("hi") for _ in range(12))
+                    )
+
+            results = asyncio.run(go())
+            assert sim.limited == {} and len(sim.requests) == 10
+            assert sum(meta.error is None for _, meta in results) == 10
+            # The use is in Redis, where another process would see it.
+            check = LLMManager(config=config)
+            try:
+                records = check.health.store.snapshot()
+                used = [sum(b[0] for b in records[f"quota:{n}"].usage.values()) for n in
+                        ("east", "west")]  # fmt: skip
+            finally:
+                check.close()
+            assert used == [5, 5]
+    finally:
+        redis.stop()
+
+
+@pytest.mark.parametrize("call", ["stream", "astream"])
+def test_a_pool_streams_through_the_member_drawn(tmp_path, monkeypatch, call):
+    import asyncio
+
+    monkeypatch.setenv("EAST_KEY", "k1")
+    monkeypatch.setenv("WEST_KEY", "k2")
+    script = Script({"east": [Behaviour("answer", text="from east", chunks=3)] * 6,
+                     "west": [Behaviour("answer", text="from west", chunks=3)] * 6})  # fmt: skip
+    with Simulator(script) as sim:
+        folder = _pool_dir(tmp_path, sim)
+        (folder / "default.yaml").write_text(
+            "steps:\n  - id: gpt\n    pool: [east, west]\n    strategy: latency\n"
+        )
+        messages = [{"role": "user", "content": "hi"}]
+        with LLMManager(config={"chains_dir": str(folder)}) as manager:
+            for _ in range(6):
+                if call == "stream":
+                    stream = manager.stream(messages)
+                    text = "".join(e.text for e in stream)
+                else:
+
+                    async def go():
+                        stream = manager.astream(messages)
+                        return "".join([e.text async for e in stream]), stream
+
+                    text, stream = asyncio.run(go())
+                (attempt,) = stream.meta.provider_attempts
+                assert text == f"from {attempt['provider']}" and attempt["state"] == "gpt"
+                assert attempt["ttft_ms"] is not None
+        # the latency strategy learnt each member it called from its first token
+        assert set(manager._executor.routing.latency) <= {"east", "west"}
+        assert manager._executor.routing.latency
