@@ -338,10 +338,8 @@ def choose_member(
             candidates.remove(index)
             member = members[index]
             provider = lookup(member.provider)
-            if estimate is None:
-                estimate = estimate_tokens(request)
             model = member.model or getattr(provider, "model", None)
-            reason = too_small(provider, model, request, estimate)
+            reason = too_small(provider, model, request)
             if reason is not None:
                 small[index] = reason
                 continue
@@ -357,6 +355,8 @@ def choose_member(
             quota = health.quotas(member.provider)
             if quota is None:
                 return Choice(member, member.key, admission)
+            if estimate is None:
+                estimate = estimate_tokens(request)
             tokens = estimate + (request.max_tokens or 0) if quota.tpm is not None else 0
             taken: QuotaGrant = yield QuotaTake(
                 key=quota_key(member.provider), policy=quota, now=now, tokens=tokens, left=left
