@@ -344,3 +344,26 @@ def test_a_pool_streams_through_the_member_drawn(tmp_path, monkeypatch, call):
         # the latency strategy learnt each member it called from its first token
         assert set(manager._executor.routing.latency) <= {"east", "west"}
         assert manager._executor.routing.latency
+
+
+def test_when_redis_goes_away_local_counting_starts_from_what_it_last_said(caplog):
+    import time
+
+    from engine.health.redis_store import RedisHealthStore
+
+    redis = RedisServer()
+    if redis.binary is None:
+        pytest.skip("redis-server is not installed (CI installs it)")
+    redis.start()
+    store = RedisHealthStore(redis.url, timeout=1.0, retry_interval=60)
+    policy = QuotaPolicy(rpm=5)
+    now = time.time()
+    try:
+        assert all(store.take_quota("quota:east", policy, now, 0).allowed for _ in range(3))
+    finally:
+        redis.stop()
+    with caplog.at_level("WARNING", logger="engine.health"):
+        grants = [store.take_quota("quota:east", policy, now + 1, 0).allowed for _ in range(4)]
+    store.close()
+    assert grants == [True, True, False, False]  # 3 counted in Redis, 2 more locally
+    assert "unreachable" in caplog.text

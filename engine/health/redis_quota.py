@@ -17,9 +17,21 @@ _T = TypeVar("_T")
 
 class RedisQuotas:
     """Mixed into the Redis store: everything here goes through its ``_change`` (atomic,
-    bounded, degrading to the local store)."""
+    bounded, degrading to the local store). When it degrades, the local store first counts
+    what Redis last said of the quota, so the process does not start the minute afresh."""
 
     _local: LocalHealthStore
+    _cache: dict[str, tuple[float, str]]
+
+    def _health(self, key: str, raw: str) -> Health | None:
+        raise NotImplementedError  # the store's own
+
+    def _local_take(self, key: str, policy: QuotaPolicy, now: float, tokens: int) -> QuotaGrant:
+        cached = self._cache.get(key)
+        last = self._health(key, cached[1]) if cached is not None else None
+        if last is not None and last.usage:
+            self._local.seed_usage(key, last.usage)
+        return self._local.take_quota(key, policy, now, tokens)
 
     def _change(self, key: str, apply: Callable[[Health], _T], local: Callable[[], _T]) -> _T:
         raise NotImplementedError  # the store's own
@@ -33,7 +45,7 @@ class RedisQuotas:
         return self._change(
             key,
             lambda h: take(h, policy, now, tokens),
-            lambda: self._local.take_quota(key, policy, now, tokens),
+            lambda: self._local_take(key, policy, now, tokens),
         )
 
     def settle_quota(self, key: str, now: float, tokens: int) -> None:
@@ -49,7 +61,7 @@ class RedisQuotas:
         return await self._achange(
             key,
             lambda h: take(h, policy, now, tokens),
-            lambda: self._local.take_quota(key, policy, now, tokens),
+            lambda: self._local_take(key, policy, now, tokens),
         )
 
     async def asettle_quota(self, key: str, now: float, tokens: int) -> None:

@@ -149,6 +149,15 @@ class LocalHealthStore:
     async def asettle_quota(self, key: str, now: float, tokens: int) -> None:
         self.settle_quota(key, now, tokens)
 
+    def seed_usage(self, key: str, usage: dict[int, list[int]]) -> None:
+        """Count at least ``usage`` (per second: [requests, tokens]) in ``key``'s quota record:
+        what a shared store last said, when this store stands in for it."""
+        with self._lock:
+            mine = self._get(key).usage
+            for second, (requests, tokens) in usage.items():
+                bucket = mine.setdefault(second, [0, 0])
+                bucket[0], bucket[1] = max(bucket[0], requests), max(bucket[1], tokens)
+
     def set(self, key: str, health: Health) -> None:
         """Put a breaker in a given state (``simulate --health``, tests)."""
         with self._lock:
