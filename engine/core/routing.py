@@ -20,6 +20,8 @@ Only when no member is available does the step record one skipped attempt.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, Final, NamedTuple
@@ -88,6 +90,18 @@ class Routing:
         self.latency: dict[str, _PeakEwma] = {}
         #: when each member's breaker last closed after an opening, as admissions said
         self.recovered: dict[str, float] = {}
+        self._bounds: dict[int, tuple[Sequence[Member], list[float]]] = {}
+
+    def bounds(self, members: Sequence[Member]) -> list[float]:
+        """The running totals of a pool's weights (kept per pool)."""
+        known = self._bounds.get(id(members))
+        if known is not None and known[0] is members:
+            return known[1]
+        bounds = list(itertools.accumulate(m.weight for m in members))
+        if len(self._bounds) >= 256:  # pools of reloaded chains: forget the old ones
+            self._bounds.clear()
+        self._bounds[id(members)] = (members, bounds)
+        return bounds
 
     def admitted(self, key: str, admission: Admission) -> None:
         """What an admission said of a member's breaker: when it last recovered (slow
@@ -160,6 +174,24 @@ def _price(provider: Any, member: Member, tokens_in: int, tokens_out: int) -> fl
     return float(cost) if isinstance(cost, int | float) else math.inf
 
 
+def _no_cost(index: int) -> float:
+    return 0.0
+
+
+def _costs(
+    members: Sequence[Member], lookup: Callable[[str], Any], request: ChatRequest
+) -> Callable[[int], float]:
+    """Each member's price for the request (the cost strategy)."""
+    tokens_in = estimate_tokens(request)
+    tokens_out = request.max_tokens or _OUTPUT_GUESS
+
+    def cost_of(index: int) -> float:
+        member = members[index]
+        return _price(lookup(member.provider), member, tokens_in, tokens_out)
+
+    return cost_of
+
+
 def _pick(
     step: Step,
     candidates: list[int],
@@ -171,6 +203,9 @@ def _pick(
 ) -> int:
     members = step.pool
     if step.strategy == "weighted":
+        if shares is None and len(candidates) == len(members):  # the usual draw: all in it
+            bounds = routing.bounds(members)
+            return min(bisect.bisect_right(bounds, random() * bounds[-1]), len(members) - 1)
         if shares is None:
             weights = [members[i].weight for i in candidates]
         else:
@@ -318,11 +353,7 @@ def choose_member(
     estimate: int | None = None
     tokens = 0
     waited = 0.0
-
-    def cost_of(index: int) -> float:  # only the cost strategy calls it
-        member = members[index]
-        out = request.max_tokens or _OUTPUT_GUESS
-        return _price(lookup(member.provider), member, estimate_tokens(request), out)
+    cost_of = _costs(members, lookup, request) if step.strategy == "cost" else _no_cost
 
     while True:
         now = rt.wall()
