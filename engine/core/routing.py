@@ -47,7 +47,6 @@ __all__ = [
     "Routing",
     "choose_member",
     "estimate_tokens",
-    "member_key",
     "too_small",
 ]
 
@@ -59,11 +58,6 @@ _SLOW_START_FLOOR: Final = 0.05
 _UNKNOWN: Final = 1e9
 #: Output tokens assumed for a request that sets no max_tokens (cost strategy).
 _OUTPUT_GUESS: Final = 512
-
-
-def member_key(member: Member) -> str:
-    """A member's breaker key: like a step's, ``provider`` or ``provider:model``."""
-    return member.key
 
 
 class _PeakEwma:
@@ -221,7 +215,7 @@ def _pick(
     if step.strategy == "priority" or len(pool) == 1:
         return pool[0]
     if step.strategy == "least_busy":
-        busy = [routing.in_flight.get(member_key(members[i]), 0) for i in pool]
+        busy = [routing.in_flight.get(members[i].key, 0) for i in pool]
         fewest = [i for i, n in zip(pool, busy, strict=True) if n == min(busy)]
         return fewest[min(int(random() * len(fewest)), len(fewest) - 1)]
     if step.strategy == "latency":
@@ -229,9 +223,7 @@ def _pick(
         second = min(int(random() * (len(pool) - 1)), len(pool) - 2)
         second += second >= first
         a, b = pool[first], pool[second]
-        lighter = routing.load(member_key(members[b]), now) < routing.load(
-            member_key(members[a]), now
-        )
+        lighter = routing.load(members[b].key, now) < routing.load(members[a].key, now)
         return b if lighter else a
     costs = [cost_of(i) for i in pool]  # cost: the cheapest, the first of equals
     return pool[costs.index(min(costs))]

@@ -25,7 +25,6 @@ from engine.chain.loader import read_yaml
 from engine.core.classify import classify_exception
 from engine.core.executor import FallbackExecutor
 from engine.core.machine import CompiledChain
-from engine.core.routing import member_key
 from engine.core.runtime import Runtime
 from engine.core.streaming import ChatStream
 from engine.errors import (
@@ -289,7 +288,7 @@ def simulate(
     keys: dict[str, set[str]] = {}
     for step in compiled.chain.steps:
         for member in step.members:
-            keys.setdefault(member.provider, {member.provider}).add(member_key(member))
+            keys.setdefault(member.provider, {member.provider}).add(member.key)
     for name, state in (health or {}).items():
         breaker = lookup(name)[0]
         for key in keys.get(name, {name}):
