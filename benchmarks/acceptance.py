@@ -14,8 +14,9 @@ import argparse
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
+
+from common import measure
 
 from engine import Completion, FallbackExecutor, GenerationMeta, ToolCall, load_chain
 from engine.chain.accept import DEFAULT_ACCEPTANCE
@@ -39,16 +40,6 @@ class Instant:
 
     def generate_response(self, *, prompt: str, timeout: float) -> Completion:
         return Completion(ANSWER, "instant")
-
-
-def measure(fn, requests: int, rounds: int = 5) -> float:
-    per_request = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(requests):
-            fn()
-        per_request.append((time.perf_counter() - start) / requests * 1e6)
-    return statistics.median(per_request)
 
 
 def chain_with(folder: Path, name: str, accept: str) -> object:

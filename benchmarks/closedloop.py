@@ -31,6 +31,37 @@ async def closed_loop(
     return latencies, failed
 
 
+async def open_loop(
+    call: Callable[[], Awaitable[bool]], total: int, per_minute: float
+) -> tuple[list[float], int]:
+    """``total`` requests, one every ``60 / per_minute`` seconds whatever the answers take;
+    returns every latency (seconds) and how many requests failed."""
+    latencies: list[float] = []
+    failed = 0
+
+    async def one() -> None:
+        nonlocal failed
+        start = time.perf_counter()
+        ok = await call()
+        latencies.append(time.perf_counter() - start)
+        failed += not ok
+
+    gap, begin, tasks = 60.0 / per_minute, time.perf_counter(), []
+    for index in range(total):
+        delay = begin + index * gap - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one()))
+    await asyncio.gather(*tasks)
+    return latencies, failed
+
+
+def p99(latencies: list[float]) -> float:
+    """The 99th percentile of ``latencies``."""
+    ordered = sorted(latencies)
+    return ordered[max(int(len(ordered) * 0.99) - 1, 0)]
+
+
 def summary(latencies: list[float], failed: int, wall: float, cpu: float) -> dict[str, float]:
     """Requests/s, p50/p99 (ms), CPU per request (ms), answered and failed."""
     latencies = sorted(latencies)

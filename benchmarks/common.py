@@ -6,10 +6,13 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["median_us", "start_simulator"]
+__all__ = ["litellm_python", "measure", "median_us", "start_simulator"]
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def start_simulator(script: str, folder: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
@@ -31,3 +34,26 @@ def start_simulator(script: str, folder: Path, *extra: str) -> tuple[subprocess.
 def median_us(seconds: Sequence[float]) -> float:
     """The median of per-request times, in microseconds."""
     return statistics.median(seconds) * 1e6
+
+
+def measure(fn: Callable[[], object], requests: int, rounds: int = 5) -> float:
+    """Microseconds per call of ``fn``: the median of ``rounds`` rounds of ``requests``."""
+    per_request = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(requests):
+            fn()
+        per_request.append((time.perf_counter() - start) / requests * 1e6)
+    return statistics.median(per_request)
+
+
+def litellm_python() -> Path:
+    """The Python of LiteLLM's own virtual environment (``.bench/litellm-venv``), made
+    once: LiteLLM's dependencies never meet the engine's."""
+    venv = ROOT / ".bench" / "litellm-venv"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print("  (creating .bench/litellm-venv and installing litellm: once)", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "litellm"], check=True)
+    return python

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import time
+
+from common import measure
 
 from engine import FallbackExecutor, GenerationMeta, LLMManager, ProviderError
 
@@ -29,16 +30,6 @@ class Instant:
 class AsyncInstant(Instant):
     async def generate_response(self, *, prompt: str, timeout: float) -> str:  # type: ignore[override]
         return super().generate_response(prompt=prompt, timeout=timeout)
-
-
-def measure(fn, requests: int, rounds: int = 5) -> float:
-    per_request = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(requests):
-            fn()
-        per_request.append((time.perf_counter() - start) / requests * 1e6)
-    return statistics.median(per_request)
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import httpx
 from closedloop import closed_loop, summary
-from common import start_simulator
+from common import litellm_python, start_simulator
 
 from engine import LLMManager
 from engine.providers.bulkhead import DEFAULT_MAX_IN_FLIGHT
@@ -163,12 +163,7 @@ def measure(
 
 def litellm_row(base: str, concurrency: int, total: int, sim_pid: int) -> dict[str, float]:
     """The same calls through LiteLLM's Router, in its own virtual environment."""
-    venv = ROOT / ".bench" / "litellm-venv"
-    python = venv / "bin" / "python"
-    if not python.exists():
-        print("  (creating .bench/litellm-venv and installing litellm: once)", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "litellm"], check=True)
+    python = litellm_python()
     sim0, started = cpu_seconds(sim_pid), time.perf_counter()
     out = subprocess.run(
         [str(python), str(HERE / "litellm_load.py"), base, str(concurrency), str(total)],

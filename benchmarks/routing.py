@@ -26,12 +26,11 @@ import asyncio
 import json
 import statistics
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import start_simulator
+from closedloop import closed_loop, open_loop, p99
+from common import litellm_python, measure, start_simulator
 
 from engine import FallbackExecutor, GenerationMeta, LLMManager, Runtime, load_chain
 from engine.core.machine import compile_chain
@@ -69,34 +68,17 @@ def stop(proc: subprocess.Popen[str]) -> dict[str, int]:
     return {}
 
 
-def p99(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[max(int(len(ordered) * 0.99) - 1, 0)] if ordered else float("nan")
+async def offered(manager: LLMManager, total: int, per_minute: float) -> dict[str, float]:
+    """The open loop through ``manager``, counting answers and skipped attempts."""
+    counts = {"answered": 0, "skipped": 0}
 
-
-async def open_loop(manager: LLMManager, total: int, per_minute: float) -> dict[str, float]:
-    """``total`` requests, one every 60/per_minute seconds, whatever the answers take."""
-    gap = 60.0 / per_minute
-    latencies: list[float] = []
-    counts = {"answered": 0, "429s": 0, "skipped": 0}
-
-    async def one() -> None:
-        started = time.perf_counter()
+    async def one() -> bool:
         _, meta = await manager.agenerate_response("hi")
-        latencies.append(time.perf_counter() - started)
         counts["answered"] += meta.error is None
-        for attempt in meta.provider_attempts:
-            counts["429s"] += attempt["error_code"] == "429"
-            counts["skipped"] += attempt["status"] == "skipped"
+        counts["skipped"] += sum(a["status"] == "skipped" for a in meta.provider_attempts)
+        return meta.error is None
 
-    tasks = []
-    begin = time.perf_counter()
-    for index in range(total):
-        delay = begin + index * gap - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one()))
-    await asyncio.gather(*tasks)
+    latencies, _ = await open_loop(one, total, per_minute)
     return {**counts, "p99_ms": p99(latencies) * 1000}
 
 
@@ -114,7 +96,7 @@ def quotas(args: argparse.Namespace, work: Path) -> None:
 
             async def go(folder: Path = folder) -> dict[str, float]:
                 async with LLMManager(config={"chains_dir": str(folder)}) as manager:
-                    return await open_loop(manager, args.requests, args.rate)
+                    return await offered(manager, args.requests, args.rate)
 
             row = asyncio.run(go())
         finally:
@@ -128,18 +110,13 @@ def quotas(args: argparse.Namespace, work: Path) -> None:
 
 
 async def closed(manager: LLMManager, total: int, concurrency: int) -> list[float]:
-    latencies: list[float] = []
-    remaining = total
+    """The closed loop through ``manager``; every latency."""
 
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            started = time.perf_counter()
-            await manager.agenerate_response("hi")
-            latencies.append(time.perf_counter() - started)
+    async def one() -> bool:
+        _, meta = await manager.agenerate_response("hi")
+        return meta.error is None
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    latencies, _ = await closed_loop(one, concurrency, total)
     return latencies
 
 
@@ -184,13 +161,6 @@ class Instant:
         return "answer"
 
 
-def measure(fn, n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - start) / n * 1e6
-
-
 def cost(args: argparse.Namespace, work: Path) -> None:
     n = args.cost_requests
     print(f"3. cost of routing, in process, instant providers ({n} requests x {args.rounds} "
@@ -212,8 +182,8 @@ def cost(args: argparse.Namespace, work: Path) -> None:
 
         a, b = [], []
         for _ in range(args.rounds):  # alternating, so both see the same machine
-            a.append(measure(run(one), n))
-            b.append(measure(run(three), n))
+            a.append(measure(run(one), n, rounds=1))
+            b.append(measure(run(three), n, rounds=1))
         # The least of the rounds: the one the shared machine disturbed least.
         x, y = min(a), min(b)
         print(f"   {label:<14} single step {x:6.1f} us   pool of 3 {y:6.1f} us   "
@@ -221,12 +191,7 @@ def cost(args: argparse.Namespace, work: Path) -> None:
 
 
 def litellm(part: str, args: argparse.Namespace, work: Path, script: str) -> None:
-    venv = ROOT / ".bench" / "litellm-venv"
-    python = venv / "bin" / "python"
-    if not python.exists():
-        print("   (creating .bench/litellm-venv and installing litellm: once)", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "litellm"], check=True)
+    python = litellm_python()
     runs = (
         ["fallbacks", "usage-based-routing-v2"]
         if part == "quotas"

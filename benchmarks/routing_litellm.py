@@ -14,14 +14,10 @@ import logging
 import os
 import statistics
 import sys
-import time
+
+from closedloop import closed_loop, open_loop, p99
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no fetch over the network
-
-
-def p99(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[max(int(len(ordered) * 0.99) - 1, 0)]
 
 
 def deployment(name: str, base: str, rpm: int | None = None) -> dict:
@@ -56,44 +52,23 @@ def main() -> None:
             model_list=[deployment(n, base) for n in ("fast1", "slow", "fast2")],
             routing_strategy=strategy, num_retries=0, timeout=30,
         )  # fmt: skip
-    latencies: list[float] = []
-    answered = 0
 
-    async def one() -> None:
-        nonlocal answered
-        started = time.perf_counter()
+    async def call() -> bool:
         try:
             await router.acompletion(model="chat", messages=messages)
-            answered += 1
-        except Exception:
-            pass
-        latencies.append(time.perf_counter() - started)
+        except Exception:  # a refusal or a 429 that got through: counted as not answered
+            return False
+        return True
 
-    async def run_open() -> None:
-        gap, begin, tasks = 60.0 / per_minute, time.perf_counter(), []
-        for index in range(total_n):
-            delay = begin + index * gap - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one()))
-        await asyncio.gather(*tasks)
+    async def run() -> tuple[list[float], int]:
+        if part == "quotas":
+            return await open_loop(call, total_n, per_minute)
+        await closed_loop(call, 8, 50)  # warm: connections, first measurements
+        return await closed_loop(call, 8, total_n)
 
-    async def run_closed() -> None:
-        remaining = 50
-
-        async def worker() -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                await one()
-
-        await asyncio.gather(*(worker() for _ in range(8)))  # warm
-        latencies.clear()
-        remaining = total_n
-        await asyncio.gather(*(worker() for _ in range(8)))
-
-    asyncio.run(run_open() if part == "quotas" else run_closed())
-    print(json.dumps({"answered": answered, "p50_ms": statistics.median(latencies) * 1000,
+    latencies, failed = asyncio.run(run())
+    print(json.dumps({"answered": len(latencies) - failed,
+                      "p50_ms": statistics.median(latencies) * 1000,
                       "p99_ms": p99(latencies) * 1000}))  # fmt: skip
 
 
