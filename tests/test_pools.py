@@ -395,3 +395,17 @@ def test_validate_warns_of_undeclared_members(tmp_path):
     assert "default.yaml:5:20: steps[0].pool[1].provider: warning: provider 'opnai_west'" in \
         result.stdout  # fmt: skip
     assert "(did you mean 'openai'?)" in result.stdout and "this member is skipped" in result.stdout
+
+
+def test_a_pool_attempt_looks_its_provider_up_once(tmp_path):
+    compiled = pool_chain(tmp_path, "[a, b]")
+    providers = {n: Named(n) for n in "ab"}
+    looked: list[str] = []
+
+    def lookup(name):
+        looked.append(name)
+        return providers.get(name)
+
+    executor = FallbackExecutor(lookup, Runtime(random=random.Random(2).random))
+    metas = run(executor, compiled, 10)
+    assert len(looked) == 10 and looked == [m.provider for m in metas]

@@ -367,3 +367,28 @@ def test_when_redis_goes_away_local_counting_starts_from_what_it_last_said(caplo
     store.close()
     assert grants == [True, True, False, False]  # 3 counted in Redis, 2 more locally
     assert "unreachable" in caplog.text
+
+
+def test_the_simulator_command_serves_rate_limited_deployments():
+    import httpx
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "simulator", "--rate-limit", "east=1",
+         "--rate-window", "60"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        base = proc.stdout.readline().rsplit(" ", 1)[1].strip()
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        statuses = [
+            httpx.post(f"{base}/east/v1/chat/completions", json=body, timeout=10).status_code
+            for _ in range(3)
+        ]
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert statuses == [200, 429, 429]
+    assert 'rate-limited: {"east": 2}' in out
+    bad = run_cli("simulator", "--rate-limit", "east=0")
+    assert bad.returncode == 2 and "write PROVIDER=N" in bad.stderr

@@ -203,14 +203,15 @@ class FallbackExecutor(Performer):
                 )  # fmt: skip
                 member, key, admission, why = pick.member, pick.key, pick.admission, pick.why
                 picked_grant, picked_tokens, small = pick.grant, pick.tokens, pick.small
-                name, model = member.provider, member.model
+                name, model, provider = member.provider, member.model, pick.provider
             else:
-                name, model, key = step.provider, step.model, breaker_key(step)
+                name, model, key, provider = step.provider, step.model, breaker_key(step), None
             lookup_error: Exception | None = None
-            try:
-                provider = self.lookup(name)  # once per attempt
-            except Exception as exc:
-                provider, lookup_error = None, exc
+            if provider is None:  # once per attempt (a pool's draw may have done it)
+                try:
+                    provider = self.lookup(name)
+                except Exception as exc:
+                    provider, lookup_error = None, exc
             streamed: StreamDone | None = None
             if health is not None:
                 breaker, retry_budget = health.policies(name)  # once per attempt

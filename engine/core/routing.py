@@ -242,6 +242,9 @@ class Choice(NamedTuple):
     tokens: int = 0
     #: set when no member's context window can hold the request (why not)
     small: str | None = None
+    #: the member's provider object, as the draw looked it up (None: look it up again, so
+    #: that a lookup that raises is the attempt's recorded failure)
+    provider: Any = None
 
 
 def too_small(
@@ -367,7 +370,7 @@ def choose_member(
                 small[index] = reason
                 continue
             if health is None:
-                return Choice(member, member.key)
+                return Choice(member, member.key, provider=provider)
             breaker, budget = health.policies(member.provider)
             left = deadline - rt.monotonic()
             admission: Admission = yield Admit(key=member.key, policy=breaker, now=now, left=left)
@@ -377,7 +380,7 @@ def choose_member(
                 continue
             quota = health.quotas(member.provider)
             if quota is None:
-                return Choice(member, member.key, admission)
+                return Choice(member, member.key, admission, provider=provider)
             if estimate is None:
                 estimate = estimate_tokens(request)
             tokens = estimate + (request.max_tokens or 0) if quota.tpm is not None else 0
@@ -385,7 +388,7 @@ def choose_member(
                 key=quota_key(member.provider), policy=quota, now=now, tokens=tokens, left=left
             )
             if taken.allowed:
-                return Choice(member, member.key, admission, None, taken, tokens)
+                return Choice(member, member.key, admission, None, taken, tokens, None, provider)
             grants[index] = taken
             if admission.probe:  # the probe slot it was given goes back unused
                 yield Record(
