@@ -7,7 +7,12 @@ time left until the attempt's deadline, never more, so a sync attempt ends withi
 timeout in every phase whatever the server does. The deadline is set per attempt with
 :func:`deadline` (a context variable, so threads sharing one client do not mix theirs up).
 
-Async attempts need none of this: ``asyncio.timeout`` bounds them as a whole.
+A call made under :func:`cancelling` can also be ended from another thread: a hedged copy
+that lost its race has its socket shut down at once (:class:`Cancel`), so that its thread
+ends and the server sees the connection closed.
+
+Async attempts need none of this: ``asyncio.timeout`` bounds them as a whole, and a
+cancelled task closes its connection.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import contextlib
 import functools
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
@@ -26,6 +32,8 @@ import httpx
 from httpcore._backends.sync import SyncStream
 
 __all__ = [
+    "Cancel",
+    "cancelling",
     "deadline",
     "sync_transport",
     "tls_context",
@@ -47,6 +55,63 @@ def deadline(at: float) -> Iterator[None]:
         _DEADLINE.reset(token)
 
 
+class Cancel:
+    """Ends the calls made under it (:func:`cancelling`) from any thread: the socket each is
+    reading or writing is shut down, and no new socket operation starts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self.cancelled = False
+
+    def watch(self, sock: socket.socket) -> None:
+        """``sock`` is about to be used (raises once cancelled)."""
+        with self._lock:
+            if self.cancelled:
+                raise httpcore.ReadError("the call was cancelled (a hedged copy that lost)")
+            self._sockets.add(sock)
+
+    def unwatch(self, sock: socket.socket) -> None:
+        """``sock`` is no longer in use by the call."""
+        with self._lock:
+            self._sockets.discard(sock)
+
+    def cancel(self) -> None:
+        """End the calls now: their sockets are shut down (the blocked read returns)."""
+        with self._lock:
+            self.cancelled = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):  # already closed by its owner: nothing to end
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+_CANCEL: ContextVar[Cancel | None] = ContextVar("torq_fallback_cancel", default=None)
+
+
+@contextlib.contextmanager
+def cancelling(cancel: Cancel) -> Iterator[None]:
+    """Make the socket operations in this block endable by ``cancel.cancel()``."""
+    token = _CANCEL.set(cancel)
+    try:
+        yield
+    finally:
+        _CANCEL.reset(token)
+
+
+@contextlib.contextmanager
+def _watched(sock: socket.socket) -> Iterator[None]:
+    cancel = _CANCEL.get()
+    if cancel is None:
+        yield
+        return
+    cancel.watch(sock)
+    try:
+        yield
+    finally:
+        cancel.unwatch(sock)
+
+
 def _left(timeout: float | None) -> float | None:
     """The timeout an operation gets: its own, capped by the time left before the deadline."""
     at = _DEADLINE.get()
@@ -63,11 +128,19 @@ class _DeadlineStream(SyncStream):
         left = _left(timeout)
         if left is not None and left <= 0:
             raise httpcore.ReadTimeout("the attempt's deadline passed while reading")
-        data: bytes = super().read(max_bytes, left)
-        return data
+        if _CANCEL.get() is None:
+            data: bytes = super().read(max_bytes, left)
+            return data
+        with _watched(self._sock):
+            data = super().read(max_bytes, left)
+            return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         # httpcore gives every send() the whole timeout again; here the sends share one.
+        with _watched(self._sock):
+            self._write(buffer, timeout)
+
+    def _write(self, buffer: bytes, timeout: float | None) -> None:
         view = memoryview(buffer)
         while view:
             left = _left(timeout)
@@ -108,6 +181,9 @@ class _DeadlineBackend(httpcore.SyncBackend):
         left = _left(timeout)
         if left is not None and left <= 0:
             raise httpcore.ConnectTimeout("the attempt's deadline passed before connecting")
+        cancel = _CANCEL.get()
+        if cancel is not None and cancel.cancelled:
+            raise httpcore.ConnectError("the call was cancelled (a hedged copy that lost)")
         stream = super().connect_tcp(host, port, left, local_address, socket_options)
         sock: socket.socket = stream.get_extra_info("socket")
         return _DeadlineStream(sock)

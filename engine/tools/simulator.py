@@ -117,6 +117,8 @@ class Simulator:
         #: Connections open right now, and opened in all (to check clients close theirs).
         self.open_connections = 0
         self.total_connections = 0
+        #: Requests whose client hung up while the reply was being delayed.
+        self.hung_up = 0
         self.rate_limits = dict(rate_limits or {})
         self.rate_window = rate_window
         #: 429s sent for going over ``rate_limits``, per provider.
@@ -249,13 +251,27 @@ class Simulator:
         try:
             if stream and behaviour.kind in ("answer", "tool_call"):
                 if behaviour.delay:
-                    await asyncio.sleep(behaviour.delay)
+                    await self._pause(reader, behaviour.delay)
                 return await self._stream(writer, reader, wire, behaviour, model or "sim-model")
             return await self._respond(
                 writer, reader, wire, provider, behaviour, model or "sim-model"
             )
         finally:
             self.in_flight -= 1
+
+    async def _pause(self, reader: asyncio.StreamReader, seconds: float) -> None:
+        """Wait ``seconds`` before replying, unless the client hangs up first (counted in
+        ``hung_up``, and the connection ends): nothing else can arrive while a reply is
+        due, so a read that returns is the client going away."""
+        try:
+            async with asyncio.timeout(seconds):
+                data = await reader.read(1)
+        except TimeoutError:
+            return
+        if data:  # a client that pipelines: not ours to judge; the reply is still due
+            raise ConnectionError("the client sent more before its reply")
+        self.hung_up += 1
+        raise ConnectionError("the client hung up before its reply")
 
     def _over_limit(self, provider: str) -> Behaviour | None:
         """A 429 when ``provider`` is rate limited and over its limit, else None (counted)."""
@@ -298,7 +314,7 @@ class Simulator:
         for frame in parts.head:
             await send(frame)
         if b.first_token_delay:
-            await asyncio.sleep(b.first_token_delay)
+            await self._pause(reader, b.first_token_delay)
         for index, frame in enumerate(parts.content):
             if index == b.cut_after:
                 return False  # the connection closes mid-stream
@@ -332,7 +348,7 @@ class Simulator:
         model: str,
     ) -> bool:
         if b.delay:
-            await asyncio.sleep(b.delay)
+            await self._pause(reader, b.delay)
         if b.kind == "close":
             return False
         headers = {"content-type": "application/json", **b.headers}
