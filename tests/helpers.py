@@ -133,7 +133,7 @@ def assert_invariants(meta: GenerationMeta) -> None:
     assert len(attempts) >= 1
     for attempt in attempts:
         assert set(ATTEMPT_KEYS) <= set(attempt)
-        assert attempt["status"] in ("success", "failed", "skipped")
+        assert attempt["status"] in ("success", "failed", "skipped", "cancelled")
     assert meta.fallback_used is (len(attempts) > 1)
     if meta.fallback_used:
         first = attempts[0]

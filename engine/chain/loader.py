@@ -20,6 +20,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from engine.chain.accept import AcceptanceProblem, AcceptSpec, acceptance_problems
 from engine.chain.filelimits import MAX_PROBLEMS_SHOWN, read_config_text, screen_yaml
+from engine.chain.hedge import HedgeSpec
 from engine.chain.pools import MemberSpec
 from engine.chain.problems import field_name, locate, validation_problems
 from engine.chain.resolve import build_chain
@@ -120,6 +121,8 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
         return Params
     if loc[-1] == "accept":
         return AcceptSpec
+    if loc[-1] == "hedge":
+        return HedgeSpec
     if len(loc) == 4 and loc[2] == "pool":
         return MemberSpec
     return None

@@ -72,6 +72,8 @@ def _message(
         return f"a chain has at most {ctx.get('max_length')} steps (got {ctx.get('actual_length')})"
     if kind == "string_too_short":
         return "must not be empty"
+    if kind == "value_error":  # our own validators' messages name the value already
+        return str(error["msg"]).removeprefix("Value error, ")
     return f"{error['msg']} (got {snippet(repr(value))})"
 
 

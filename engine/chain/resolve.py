@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.chain.accept import resolve_acceptance
+from engine.chain.hedge import resolve_hedge
 from engine.chain.pools import DEFAULT_SLOW_START, as_member
 from engine.chain.spec import (
     _KEYWORD_DEST,
@@ -89,6 +90,7 @@ def build_chain(spec: ChainSpec, name: str, source: str, base: Path | None = Non
                 strategy=entry.strategy or "weighted",
                 slow_start=DEFAULT_SLOW_START if entry.slow_start is None else entry.slow_start,
                 quota_wait=float(_setting(spec, entry, "quota_wait")),
+                hedge=resolve_hedge(entry.hedge),
             )
         )
     return Chain(

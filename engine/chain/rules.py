@@ -36,6 +36,19 @@ def _suggest(word: str, choices: Sequence[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def _hedge_problems(step: StepSpec, index: int) -> list[tuple[Loc, str]]:
+    """A hedge waits a positive number of seconds, and a floor goes with a percentile."""
+    hedge = step.hedge
+    if hedge is None:
+        return []
+    here: Loc = ("steps", index, "hedge")
+    if not isinstance(hedge.after, str) and hedge.after <= 0:
+        return [((*here, "after"), "after must be more than 0 seconds (or p90, p95, ...)")]
+    if not isinstance(hedge.after, str) and hedge.floor is not None:
+        return [((*here, "floor"), "floor goes with a percentile after (e.g. after: p95)")]
+    return []
+
+
 def _pool_problems(step: StepSpec, index: int) -> list[tuple[Loc, str]]:
     """A step names one provider or a pool (with an id), and a pool each member once."""
     here: Loc = ("steps", index)
@@ -78,7 +91,7 @@ def check_chain(spec: ChainSpec, *, reachability: bool = True) -> list[tuple[Loc
         loc: Loc = ("steps", index) if isinstance(entry, str) else ("steps", index, "id")
         if isinstance(entry, StepSpec):
             found = _pool_problems(entry, index)
-            problems += found
+            problems += found + _hedge_problems(entry, index)
             if found and not sid:
                 continue  # the id problem is the pool's (named above)
         if isinstance(entry, StepSpec) and entry.id is None:

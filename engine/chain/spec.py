@@ -44,6 +44,7 @@ from pydantic import (
 )
 
 from engine.chain.accept import DEFAULT_ACCEPTANCE, Acceptance, AcceptSpec
+from engine.chain.hedge import Hedge, HedgeSpec
 from engine.chain.pools import (
     DEFAULT_SLOW_START,
     MAX_MEMBERS,
@@ -214,6 +215,12 @@ class StepSpec(_StepSettings):
         description="Seconds over which a pool member back from an open breaker grows to its "
         "full weight (default 30; 0: at once).",
     )
+    hedge: HedgeSpec | None = Field(
+        default=None,
+        description="Hedged requests: {after: seconds or p90/p95, max: copies}; an attempt "
+        "slower than after is sent again (another pool member, or the same provider) and "
+        "the first success wins.",
+    )
 
 
 def _step_kind(value: Any) -> str:
@@ -288,6 +295,8 @@ class Step:
     slow_start: float = DEFAULT_SLOW_START
     #: seconds an attempt may wait for its provider's quota
     quota_wait: float = 0.0
+    #: hedged requests (``hedge:``), None when the step does not hedge
+    hedge: Hedge | None = None
 
     @property
     def members(self) -> tuple[Member, ...]:
@@ -330,8 +339,11 @@ class Chain:
 
     @property
     def max_attempts(self) -> int:
-        """Upper bound on attempts in one run: every step once plus all of its retries."""
-        return sum(1 + step.retries for step in self.steps)
+        """Upper bound on attempts in one run: every step once plus all of its retries,
+        each with its hedged copies."""
+        return sum(
+            (1 + step.retries) * (1 + (step.hedge.max if step.hedge else 0)) for step in self.steps
+        )
 
 
 def _as_step(entry: str | StepSpec) -> StepSpec:

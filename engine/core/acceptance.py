@@ -16,13 +16,15 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeAlias
 
 from engine.chain.accept import DEFAULT_ACCEPTANCE, Acceptance
+from engine.core.actions import StreamDone
+from engine.core.classify import classify_exception, classify_result
 from engine.core.request_check import response_schema
 from engine.support.schemas import compile_schema, schema_error
 from engine.types.completion import Completion
 from engine.types.outcomes import TAXONOMY, Category, Outcome
 from engine.types.request import ChatRequest
 
-__all__ = ["Judge", "Validator", "judge", "missing_validators", "rejected"]
+__all__ = ["Judge", "Validator", "conclude", "judge", "missing_validators", "rejected"]
 
 #: An application's check: gets the answer, returns None (it counts) or why it does not.
 Validator: TypeAlias = Callable[[Completion], "str | None"]
@@ -148,3 +150,26 @@ def rejected(completion: Completion, reason: str, overrides: Mapping[str, Catego
         overrides.get("answer_rejected", rule.category), rule.error_category, "answer_rejected",
         rule.transient, f"answer rejected: {reason}", completion=completion,
     )  # fmt: skip
+
+
+def conclude(
+    result: Any,
+    model: str | None,
+    accept: Acceptance,
+    request: ChatRequest,
+    judge: Judge,
+    validators: Mapping[str, Validator],
+    overrides: Mapping[str, Category],
+) -> Outcome:
+    """What a call's result (a ``(ok, value)`` pair or a stream's ``StreamDone``) says:
+    classified, and an answer judged by ``accept`` (``answer_rejected`` when it fails)."""
+    ok, value = (result.ok, result.value) if isinstance(result, StreamDone) else result
+    if not ok:
+        return classify_exception(value, overrides)
+    outcome = classify_result(value, model, overrides)
+    answer = outcome.completion
+    if answer is not None:  # an answer: does it count?
+        reason = judge(answer, accept, request, validators)
+        if reason is not None:
+            return rejected(answer, reason, overrides)
+    return outcome

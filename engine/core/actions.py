@@ -1,12 +1,13 @@
 """What the decision core asks its shells to do, as typed actions: call a provider (plain or
-streamed), sleep, or perform an operation on the health store; and what a streamed call came
-to. The shells (sync, async, streaming) perform them; the core never does I/O itself."""
+streamed), race copies of a call (hedged requests), sleep, or perform an operation on the
+health store; and what a streamed call came to. The shells (sync, async, streaming) perform
+them; the core never does I/O itself."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from engine.chain.pools import key_part
 from engine.chain.spec import Step
@@ -20,15 +21,21 @@ from engine.types.request import ChatRequest
 from engine.types.timeouts import StreamTimeouts
 
 __all__ = [
+    "FIRST_CHUNK",
+    "Abandon",
     "Action",
     "Admit",
+    "Await",
     "Call",
     "Decisions",
+    "Follow",
     "HealthOp",
+    "Launch",
     "Peek",
     "ProviderLookup",
     "QuotaSettle",
     "QuotaTake",
+    "RaceOp",
     "Record",
     "RetryAllowed",
     "Sleep",
@@ -67,6 +74,46 @@ class StreamDone:
     chunks: int = 0
     ttft: float | None = None
     text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """Start copy number ``copy`` of a hedged attempt (0 is the attempt itself) and return
+    at once (answered with None); :class:`Await` says when it ends."""
+
+    copy: int
+    call: Call
+
+
+@dataclass(frozen=True, slots=True)
+class Await:
+    """Wait for a launched copy to end, until ``until`` on the runtime's monotonic clock
+    (None: for as long as it takes). Answered with ``(copy, result)``, the result a
+    :data:`~engine.providers.base.CallResult` (a :class:`StreamDone` for a streamed copy,
+    or :data:`FIRST_CHUNK` when a streamed copy has its first chunk ready), or None when
+    ``until`` came first."""
+
+    until: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Abandon:
+    """Cancel these copies and close their connections (answered with None); nothing they
+    produce reaches the caller."""
+
+    copies: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Follow:
+    """Streams: hand the caller this copy's chunks, its first included, until it ends;
+    answered with its :class:`StreamDone`."""
+
+    copy: int
+
+
+#: What :class:`Await` answers for a streamed copy whose first chunk is ready.
+FIRST_CHUNK: Final = "first chunk"
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +240,8 @@ class QuotaSettle(HealthOp):
         await store.asettle_quota(self.key, self.now, self.tokens)
 
 
-Action: TypeAlias = Call | Sleep | HealthOp
+RaceOp: TypeAlias = Launch | Await | Abandon | Follow
+Action: TypeAlias = Call | Sleep | HealthOp | RaceOp
 
 
 Decisions: TypeAlias = Generator[Action, Any, Completion]

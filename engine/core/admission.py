@@ -4,14 +4,16 @@ closest to recovery (``when_all_open: probe_nearest``); and how skipped attempts
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 from engine.core.actions import Admit, HealthOp, Peek, breaker_key
+from engine.core.classify import classify_exception, coded
 from engine.core.machine import CompiledChain
 from engine.health import Admission, BreakerPolicy, HealthConfig, QuotaGrant
+from engine.types.outcomes import Category, Outcome
 
-__all__ = ["admit_step", "quota_message", "skipped_for"]
+__all__ = ["admit_step", "quota_message", "refusal", "skipped_for"]
 
 
 def admit_step(
@@ -74,3 +76,35 @@ def skipped_for(admission: Admission | None, grant: QuotaGrant | None) -> float:
         return admission.retry_in
     wait = grant.wait if grant is not None else 0.0
     return wait if wait != float("inf") else 60.0
+
+
+def refusal(
+    name: str,
+    provider: Any,
+    lookup_error: Exception | None,
+    admission: Admission | None,
+    small: str | None,
+    grant: QuotaGrant | None,
+    why: str | None,
+    overrides: Mapping[str, Category],
+) -> Outcome | None:
+    """The outcome of an attempt that makes no call (its provider cannot be looked up, its
+    breaker is open, its window too small, its quota used up; ``why``: a pool's own
+    account), or None when the call may go."""
+    if lookup_error is not None:
+        return classify_exception(lookup_error, overrides)
+    if provider is None:
+        return coded("provider_not_found", f"no provider named '{name}' is registered", overrides)
+    if admission is not None and not admission.allowed:
+        return coded(
+            "circuit_open",
+            why
+            or f"{name}'s breaker is {admission.state.replace('_', '-')}; "
+            f"no call made (a probe in {admission.retry_in:.3g}s)",
+            overrides,
+        )
+    if small is not None:
+        return coded("context_too_small", small, overrides)
+    if grant is not None and not grant.allowed:
+        return coded("quota_exhausted", why or quota_message(name, grant), overrides)
+    return None

@@ -10,10 +10,12 @@ retry layer: providers must not retry on their own.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from engine.chain.spec import FINAL_STATES, SUCCEEDED
-from engine.core.acceptance import Judge, Validator, judge, missing_validators, rejected
+from engine.chain.spec import FINAL_STATES, SUCCEEDED, Step
+from engine.core import records
+from engine.core.acceptance import Judge, Validator, conclude, judge, missing_validators
 from engine.core.actions import (
     Call,
     Decisions,
@@ -26,21 +28,22 @@ from engine.core.actions import (
     breaker_key,
     model_of,
 )
-from engine.core.admission import admit_step, quota_message, skipped_for
-from engine.core.classify import classify_exception, classify_result, coded, health_verdict
+from engine.core.admission import admit_step, refusal, skipped_for
+from engine.core.classify import health_verdict
+from engine.core.hedging import Copy, HedgeLatencies, Race, race
 from engine.core.machine import CompiledChain
 from engine.core.perform import Performer
 from engine.core.quotas import acquire, quota_tokens, settle_usage
-from engine.core.records import attempt_record, failure, interrupted
+from engine.core.racing import RACE_OPS, SyncRace, TaskRace, ThreadRace, Workers
+from engine.core.records import attempt_record
 from engine.core.routing import LEARNED, TRACKED, Routing, choose_member, too_small
 from engine.core.runtime import Runtime, backoff_bound, backoff_delay
-from engine.errors import ChainAbortedError, ChainExhaustedError
 from engine.health import Admission, HealthConfig, QuotaGrant
-from engine.providers.base import CallResult, acall, call
+from engine.providers.base import acall, call
 from engine.telemetry.events import AttemptFinished, RequestFinished, RequestStarted, Sinks
 from engine.types.completion import Completion
-from engine.types.meta import GenerationMeta, fallback_reason, snapshot
-from engine.types.outcomes import Outcome
+from engine.types.meta import GenerationMeta, snapshot
+from engine.types.outcomes import Category, Outcome
 from engine.types.request import ChatRequest
 from engine.types.timeouts import StreamTimeouts
 
@@ -78,6 +81,19 @@ class FallbackExecutor(Performer):
         self.judge: Judge = judge
         #: What pools choose by: each member's requests in flight and latency.
         self.routing = Routing()
+        #: Hedged steps' recent latencies (``hedge: {after: p95}``).
+        self.hedges = HedgeLatencies()
+        #: The threads sync races run their copies on (joined by :meth:`close`).
+        self.workers = Workers()
+        #: Makes a sync shell's race, given how one streamed copy is performed (None: the
+        #: copies are plain calls); replaceable: ``simulate`` races over virtual time.
+        self.thread_race: Callable[[Any], SyncRace] = lambda pump: ThreadRace(
+            self.workers, self.runtime.monotonic, pump
+        )
+
+    def close(self) -> None:
+        """Wait for the hedged copies still ending on worker threads, and stop them."""
+        self.workers.close()
 
     def _finished(
         self,
@@ -95,6 +111,17 @@ class FallbackExecutor(Performer):
             )
         )
 
+    def _conclude(
+        self,
+        result: Any,
+        model: str | None,
+        step: Step,
+        request: ChatRequest,
+        overrides: Mapping[str, Category],
+    ) -> Outcome:
+        """What a call's result says: classified, and an answer judged by the step's rules."""
+        return conclude(result, model, step.accept, request, self.judge, self.validators, overrides)
+
     def execute(
         self,
         chain: CompiledChain,
@@ -109,18 +136,25 @@ class FallbackExecutor(Performer):
         filled either way). ``timeout`` caps the whole run, with the chain's deadline.
         """
         decisions = self.decide(chain, as_request(prompt), meta, timeout)
-        result: CallResult | None = None
+        result: Any = None
+        racing: SyncRace | None = None
         try:
             while True:
                 action = decisions.send(result)
                 if isinstance(action, Call):
                     result = call(action.provider, action.request, action.timeout, action.model)
+                elif isinstance(action, RACE_OPS):
+                    if racing is None:
+                        racing = self.thread_race(None)
+                    result = racing.do(action)  # type: ignore[arg-type]
                 else:
                     result = self.perform(action)
         except StopIteration as done:
             answer: Completion = done.value
             return answer
         finally:
+            if racing is not None:
+                racing.close()
             decisions.close()  # a call abandoned mid-way (an exception) ends its bookkeeping
 
     async def aexecute(
@@ -132,7 +166,8 @@ class FallbackExecutor(Performer):
     ) -> Completion:
         """The async twin of :meth:`execute`: same decisions, awaited I/O."""
         decisions = self.decide(chain, as_request(prompt), meta, timeout)
-        result: CallResult | None = None
+        result: Any = None
+        racing: TaskRace | None = None
         try:
             while True:
                 action = decisions.send(result)
@@ -140,12 +175,18 @@ class FallbackExecutor(Performer):
                     result = await acall(
                         action.provider, action.request, action.timeout, action.model
                     )
+                elif isinstance(action, RACE_OPS):
+                    if racing is None:
+                        racing = TaskRace(self.runtime.monotonic)
+                    result = await racing.do(action)  # type: ignore[arg-type]
                 else:
                     result = await self.aperform(action)
         except StopIteration as done:
             answer: Completion = done.value
             return answer
         finally:
+            if racing is not None:
+                await racing.aclose()
             decisions.close()  # cancelled mid-call: the core's bookkeeping ends now
 
     def decide(
@@ -224,6 +265,8 @@ class FallbackExecutor(Performer):
             if not step.pool:  # a window too small for the request: skipped before any call
                 small = too_small(provider, model_of(provider, model), asked)
             grant: QuotaGrant | None = None
+            tokens = 0
+            hedged: int | None = None  # a hedged attempt: the copy that decides the step
             quota = health.quotas(name) if health is not None and provider is not None else None
             if (
                 quota is not None and not step.pool and small is None
@@ -236,24 +279,11 @@ class FallbackExecutor(Performer):
                 )  # fmt: skip
             elif step.pool:
                 grant, tokens = picked_grant, picked_tokens
-            if lookup_error is not None:
-                outcome = classify_exception(lookup_error, overrides)
-            elif provider is None:
-                outcome = coded(
-                    "provider_not_found", f"no provider named '{name}' is registered", overrides
-                )
-            elif admission is not None and not admission.allowed:
-                outcome = coded(
-                    "circuit_open",
-                    why
-                    or f"{name}'s breaker is {admission.state.replace('_', '-')}; "
-                    f"no call made (a probe in {admission.retry_in:.3g}s)",
-                    overrides,
-                )
-            elif small is not None:
-                outcome = coded("context_too_small", small, overrides)
-            elif grant is not None and not grant.allowed:
-                outcome = coded("quota_exhausted", why or quota_message(name, grant), overrides)
+            refused_with = refusal(
+                name, provider, lookup_error, admission, small, grant, why, overrides
+            )
+            if refused_with is not None:  # no call made
+                outcome = refused_with
             else:
                 model = model_of(provider, model)
                 left = run.deadline - now
@@ -264,34 +294,40 @@ class FallbackExecutor(Performer):
                         idle=step.idle_timeout or step.timeout,
                         total=left,
                     )
-                tracked = step.strategy in TRACKED and bool(step.pool)
-                if step.pool:
-                    tried.add(key)
-                if tracked:
-                    self.routing.started(key)
-                try:
-                    result = yield Call(
-                        provider, asked, min(step.timeout, left), model, timeouts, cut is not None
-                    )
-                finally:  # also when the caller goes away mid-call
+                call_action = Call(
+                    provider, asked, min(step.timeout, left), model, timeouts, cut is not None
+                )
+                if step.hedge is not None:  # raced against copies (engine.core.hedging)
+                    end = yield from race(
+                        Race(self, chain.name, step, request, asked, overrides, run.deadline,
+                             tried, run.retries_used, call_action),
+                        Copy(0, name, model, key, provider, admission, grant, tokens, now, stamp),
+                    )  # fmt: skip
+                    won, result = end.copy, end.result
+                    name, model, key, provider = won.name, won.model, won.key, won.provider
+                    admission, grant, tokens = won.admission, won.grant, won.tokens
+                    hedged, now, stamp = won.number, won.started, won.stamp
+                    for extra in end.records:
+                        attempts.append(extra)
+                        if self.sinks.attempts:
+                            self.sinks.emit(AttemptFinished(chain.name, meta.mode.value, extra))
+                    if health is not None:
+                        breaker, retry_budget = health.policies(name)
+                else:
+                    tracked = step.strategy in TRACKED and bool(step.pool)
+                    if step.pool:
+                        tried.add(key)
                     if tracked:
-                        self.routing.finished(key)
+                        self.routing.started(key)
+                    try:
+                        result = yield call_action
+                    finally:  # also when the caller goes away mid-call
+                        if tracked:
+                            self.routing.finished(key)
                 assert result is not None
                 if isinstance(result, StreamDone):
                     streamed = result
-                    ok, value = result.ok, result.value
-                else:
-                    ok, value = result
-                outcome = (
-                    classify_result(value, model, overrides)
-                    if ok
-                    else classify_exception(value, overrides)
-                )
-                answer = outcome.completion
-                if answer is not None:  # an answer: does it count?
-                    reason = self.judge(answer, step.accept, request, self.validators)
-                    if reason is not None:
-                        outcome = rejected(answer, reason, overrides)
+                outcome = self._conclude(result, model, step, request, overrides)
             ended = rt.monotonic()
             if step.pool and step.strategy == "latency" and outcome.category in LEARNED:
                 ttft = streamed.ttft if streamed is not None else None
@@ -322,7 +358,7 @@ class FallbackExecutor(Performer):
                 yield Record(
                     key=key, policy=breaker, budget=retry_budget, now=rt.wall(), failed=failed,
                     probe=admission is not None and admission.probe,
-                    retry_after=outcome.retry_after, retry=run.retries_used > 0,
+                    retry_after=outcome.retry_after, retry=run.retries_used > 0 or bool(hedged),
                     left=run.deadline - ended,
                 )  # fmt: skip
             budget_ok = True
@@ -340,7 +376,7 @@ class FallbackExecutor(Performer):
                 step, model, outcome, ended - now, stamp, run.retries_used, state, name,
                 skipped_for=skipped_for(admission, grant) if skipped else None,
                 retry_refused=not budget_ok and not retrying, streamed=streamed,
-                category=trigger if streamed is not None else None,
+                category=trigger if streamed is not None else None, hedge=hedged,
             )  # fmt: skip
             attempts.append(record)
             if is_cut:
@@ -363,37 +399,17 @@ class FallbackExecutor(Performer):
                 break
 
         elapsed_ms = round((rt.monotonic() - started) * 1000)
-        meta.duration_ms = elapsed_ms
-        meta.fallback_used = len(attempts) > 1
-        meta.fallback_reason = fallback_reason(attempts)
         assert last is not None
         completion = last.completion
         if state == SUCCEEDED and completion is not None:
-            winner = attempts[-1]
-            meta.provider = winner["provider"]
-            meta.model = winner["model"]
-            meta.latency_ms = winner["latency_ms"]
-            meta.tokens_in = completion.tokens_in
-            meta.tokens_out = completion.tokens_out
-            meta.tokens_total = completion.tokens_total
-            meta.cost_usd_est = completion.cost_usd
-            meta.error = None
-            meta.error_category = None
+            records.answered(meta, attempts, completion, elapsed_ms)
             if self.sinks.finished:
                 self._finished(chain.name, state, meta, request, completion.text)
             return completion
+        records.ended(meta, attempts, elapsed_ms)
         meta.latency_ms = elapsed_ms
         if self.sinks.finished:
             self._finished(chain.name, state, meta, request, None)
-        if cut is not None and attempts[-1].get("category") == "cut" and not out_of_time:
-            meta.truncated = bool(attempts[-1]["truncated"])  # not for a rejected answer
-            error: ChainExhaustedError | ChainAbortedError = interrupted(
-                chain.name, attempts, last, cut.text
-            )
-            meta.error = str(error)
-            meta.error_category = error.error_category
-            raise error
-        error = failure(chain.name, state, attempts, last, budget, out_of_time)
-        meta.error = str(error)
-        meta.error_category = error.error_category
-        raise error
+        # A stream cut after its first chunk (not a rejected answer) ends it as interrupted.
+        broken = cut if cut is not None and attempts[-1].get("category") == "cut" else None
+        raise records.failed(meta, chain.name, state, attempts, last, budget, out_of_time, broken)

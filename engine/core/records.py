@@ -9,10 +9,21 @@ from engine.chain.spec import ABORTED, Step
 from engine.core.actions import StreamDone
 from engine.errors import ChainAbortedError, ChainExhaustedError, StreamInterruptedError
 from engine.types.attempt import Attempt
-from engine.types.meta import iso_timestamp
+from engine.types.completion import Completion
+from engine.types.meta import GenerationMeta, fallback_reason, iso_timestamp
 from engine.types.outcomes import Outcome
 
-__all__ = ["attempt_record", "describe", "failure", "interrupted", "reason_of", "who"]
+__all__ = [
+    "answered",
+    "attempt_record",
+    "describe",
+    "ended",
+    "failed",
+    "failure",
+    "interrupted",
+    "reason_of",
+    "who",
+]
 
 
 def attempt_record(
@@ -29,17 +40,22 @@ def attempt_record(
     retry_refused: bool = False,
     streamed: StreamDone | None = None,
     category: str | None = None,
+    hedge: int | None = None,
+    cancelled: bool = False,
 ) -> dict[str, Any]:
     """The record of one attempt, made once: ``skipped_for`` (seconds until a probe) for an
     attempt a breaker skipped, ``streamed`` for a streamed call (``category``: its trigger,
     ``cut`` when it broke after its first chunk); ``provider``: the pool member called (the
-    step's provider by default)."""
+    step's provider by default); ``hedge``: the copy number of a hedged attempt,
+    ``cancelled`` for one another copy beat."""
     completion = outcome.completion
     attempt = Attempt(
         provider=provider or step.provider,
         model=(completion.model if completion is not None else None) or model,
         status="skipped"
         if skipped_for is not None
+        else "cancelled"
+        if cancelled
         else "success"
         if outcome.category == "success"
         else "failed",
@@ -65,6 +81,7 @@ def attempt_record(
         truncated=None
         if streamed is None
         else category == "cut" and outcome.error_code != "answer_rejected",
+        hedge=hedge,
     )
     return attempt.to_dict()
 
@@ -131,3 +148,50 @@ def failure(
     else:
         message = f"all providers failed for {who(name)} after {count}: {summary}"
     return ChainExhaustedError(message, last.error_code, attempts, cause)
+
+
+def ended(meta: GenerationMeta, attempts: list[dict[str, Any]], elapsed_ms: int) -> None:
+    """Fill what ``meta`` says of any request once it is over."""
+    meta.duration_ms = elapsed_ms
+    meta.fallback_used = len(attempts) > 1
+    meta.fallback_reason = fallback_reason(attempts)
+
+
+def answered(
+    meta: GenerationMeta, attempts: list[dict[str, Any]], completion: Completion, elapsed_ms: int
+) -> None:
+    """Fill ``meta`` for a request the last attempt answered."""
+    ended(meta, attempts, elapsed_ms)
+    winner = attempts[-1]
+    meta.provider = winner["provider"]
+    meta.model = winner["model"]
+    meta.latency_ms = winner["latency_ms"]
+    meta.tokens_in = completion.tokens_in
+    meta.tokens_out = completion.tokens_out
+    meta.tokens_total = completion.tokens_total
+    meta.cost_usd_est = completion.cost_usd
+    meta.error = None
+    meta.error_category = None
+
+
+def failed(
+    meta: GenerationMeta,
+    name: str,
+    state: str,
+    attempts: list[dict[str, Any]],
+    last: Outcome,
+    deadline: float,
+    out_of_time: bool,
+    cut: StreamDone | None,
+) -> ChainExhaustedError | ChainAbortedError:
+    """Fill ``meta`` for a request no attempt answered; return the error to raise
+    (``cut``: the stream that broke after its first chunk, when that ended the request)."""
+    error: ChainExhaustedError | ChainAbortedError
+    if cut is not None and not out_of_time:
+        meta.truncated = bool(attempts[-1]["truncated"])  # not for a rejected answer
+        error = interrupted(name, attempts, last, cut.text)
+    else:
+        error = failure(name, state, attempts, last, deadline, out_of_time)
+    meta.error = str(error)
+    meta.error_category = error.error_category
+    return error

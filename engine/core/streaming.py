@@ -23,10 +23,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from engine.core.actions import Call, StreamDone
+from engine.core.actions import Call, Follow, StreamDone
 from engine.core.classify import classify_result
 from engine.core.executor import FallbackExecutor, as_request
 from engine.core.machine import CompiledChain
+from engine.core.racing import RACE_OPS, SyncRace, TaskRace
 from engine.providers.base import acall, call
 from engine.types.completion import Completion
 from engine.types.deltas import TextDelta, ToolCallDelta
@@ -211,16 +212,26 @@ class ChatStream(_Streamed):
     ) -> Generator[StreamEvent, None, None]:
         decisions = executor.decide(chain, request, self.meta, timeout, stream=True)
         result: Any = None
+        racing: SyncRace | None = None
         try:
             while True:
                 action = decisions.send(result)
                 if isinstance(action, Call):
                     result = yield from _pump(action)
+                elif isinstance(action, RACE_OPS):
+                    if racing is None:
+                        racing = executor.thread_race(_pump)
+                    if isinstance(action, Follow):
+                        result = yield from racing.follow(action)
+                    else:
+                        result = racing.do(action)
                 else:
                     result = executor.perform(action)
         except StopIteration as done:
             self._ended(done.value)
         finally:
+            if racing is not None:
+                racing.close()
             decisions.close()
 
     def __iter__(self) -> Iterator[StreamEvent]:
@@ -250,9 +261,22 @@ class AsyncChatStream(_Streamed):
     ) -> AsyncGenerator[StreamEvent, None]:
         decisions = executor.decide(chain, request, self.meta, timeout, stream=True)
         result: Any = None
+        racing: TaskRace | None = None
         try:
             while True:
                 action = decisions.send(result)
+                if isinstance(action, RACE_OPS):
+                    if racing is None:
+                        racing = TaskRace(executor.runtime.monotonic, _apump)
+                    if isinstance(action, Follow):
+                        async for event in racing.follow(action):
+                            if isinstance(event, StreamDone):
+                                result = event
+                            else:
+                                yield event
+                    else:
+                        result = await racing.do(action)
+                    continue
                 if not isinstance(action, Call):
                     result = await executor.aperform(action)
                     continue
@@ -267,6 +291,8 @@ class AsyncChatStream(_Streamed):
         except StopIteration as done:
             self._ended(done.value)
         finally:
+            if racing is not None:
+                await racing.aclose()
             decisions.close()
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:

@@ -129,17 +129,20 @@ class LLMManager:
     # -- lifecycle --------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the providers' HTTP clients, the health store's connections and the sinks."""
+        """Close the providers' HTTP clients, the health store's connections and the sinks,
+        and wait for the hedged copies still ending (they were cancelled)."""
         if self._reloader_ is not None:
             self._reloader_.stop()
-        build.close_all([*self.providers.values(), self.health.store, *self._executor.sinks])
+        build.close_all(
+            [*self.providers.values(), self._executor, self.health.store, *self._executor.sinks]
+        )
 
     async def aclose(self) -> None:
         """The async twin of :meth:`close` (async clients closed in their own loops)."""
         if self._reloader_ is not None:
             self._reloader_.stop()
         await build.aclose_all([*self.providers.values(), self.health.store])
-        build.close_all(self._executor.sinks)
+        build.close_all([self._executor, *self._executor.sinks])
 
     def __enter__(self) -> LLMManager:
         return self

@@ -9,11 +9,13 @@ __all__ = ["Attempt"]
 
 
 class Attempt(NamedTuple):
-    """How one attempt went. ``status`` is ``success``, ``failed`` or ``skipped`` (a breaker
-    was open: no call was made); the streamed fields are None for a call that did not
-    stream, ``retry_in_ms`` is set for a skipped attempt, ``retry_refused`` when the retry
-    budget refused a retry. (A named tuple: immutable, and made on every attempt, where a
-    frozen dataclass's checked field-by-field setup would cost three times as much.)"""
+    """How one attempt went. ``status`` is ``success``, ``failed``, ``skipped`` (a breaker
+    was open: no call was made) or ``cancelled`` (a hedged copy that another beat); the
+    streamed fields are None for a call that did not stream, ``retry_in_ms`` is set for a
+    skipped attempt, ``retry_refused`` when the retry budget refused a retry, ``hedge`` is
+    the copy number of a hedged attempt. (A named tuple: immutable, and made on every
+    attempt, where a frozen dataclass's checked field-by-field setup would cost three
+    times as much.)"""
 
     provider: str
     model: str | None
@@ -38,6 +40,8 @@ class Attempt(NamedTuple):
     ttft_ms: int | None = None
     chunks: int | None = None
     truncated: bool | None = None
+    #: a hedged attempt's copy: 0 the attempt itself, 1.. the copies sent after it
+    hedge: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The metadata contract's dict: every key of an attempt, then those that apply."""
@@ -69,4 +73,6 @@ class Attempt(NamedTuple):
             out["ttft_ms"] = self.ttft_ms
             out["chunks"] = self.chunks
             out["truncated"] = self.truncated
+        if self.hedge is not None:
+            out["hedge"] = self.hedge
         return out

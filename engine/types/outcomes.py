@@ -97,4 +97,7 @@ TAXONOMY: Final[Mapping[str, Rule]] = {
     # arguments, too long, a validator): another provider may answer better.
     "answer_rejected": Rule("retryable", "ai_error", False),
     "refusal": Rule("non_retryable", "ai_error", False),
+    # A hedged copy still running when another answered first: cancelled (status
+    # "cancelled"); slower than another, which says nothing of the provider's health.
+    "hedge_lost": Rule("retryable", "timeout", False),
 }
