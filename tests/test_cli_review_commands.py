@@ -181,7 +181,7 @@ def test_simulate_from_a_scenario_file_with_retries_and_a_path_diagram(tmp_path)
     ("args", "message"),
     [
         (("simulate", "direct", "--outcomes", "deepsek=retryable:429"), "provider 'deepsek' is not in chain 'direct' (did you mean 'deepseek'?)"),
-        (("simulate", "direct", "--outcomes", "deepseek=retriable:429"), "'retriable:429' is not CATEGORY[:CODE] (did you mean 'retryable'?)"),
+        (("simulate", "direct", "--outcomes", "deepseek=retriable:429"), "'retriable:429' is not CATEGORY[:CODE][@SECONDS] (did you mean 'retryable'?)"),
         (("simulate", "direct", "--outcomes", "deepseek=retryable:400"), "code 400 is non_retryable in chain 'direct'"),
         (("simulate", "direct", "--outcomes", "deepseek"), "'deepseek' is not PROVIDER=CATEGORY[:CODE]"),
         (("simulate", "direct"), "give MODE and --outcomes, or --scenario FILE"),

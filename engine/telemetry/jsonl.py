@@ -46,7 +46,7 @@ _ATTEMPT_KEYS: Final = (
     "provider", "model", "status", "error_category", "error_code", "latency_ms", "timestamp",
     "tokens_in", "tokens_out", "tokens_total", "cost_usd_est", "category", "state", "retry",
     "next", "http_status", "retry_after_ms", "ttft_ms", "chunks", "truncated", "retry_in_ms",
-    "retry_refused",
+    "retry_refused", "hedge",
 )  # fmt: skip
 _STOP: Final = object()
 
@@ -94,7 +94,7 @@ def line_schema() -> dict[str, Any]:
         "properties": {
             "provider": {"type": "string"},
             "model": nullable_str,
-            "status": {"enum": ["success", "failed", "skipped"]},
+            "status": {"enum": ["success", "failed", "skipped", "cancelled"]},
             "error_category": nullable_str,
             "error_code": nullable_str,
             "latency_ms": {"type": "integer"},
@@ -108,6 +108,9 @@ def line_schema() -> dict[str, Any]:
             "retry": {"type": "integer"},
             "next": {"type": "string"},
             "http_status": nullable_int,
+            "hedge": {"type": "integer", "minimum": 0,
+                      "description": "A hedged attempt's copy: 0 the attempt, 1.. the copies "
+                                     "sent after it."},
         },
     }  # fmt: skip
     return {

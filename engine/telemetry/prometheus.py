@@ -42,6 +42,13 @@ class PrometheusSink:
             ["chain", "provider", "status", "category", "code"],
             **kwargs,
         )
+        self.hedges = prom.Counter(
+            "hedges",
+            "Hedged copies sent (a step's attempt slower than its hedge delay), by chain, "
+            "provider and how each ended: won, lost (cancelled) or failed.",
+            ["chain", "provider", "result"],
+            **kwargs,
+        )
         self.latency = prom.Histogram(
             "attempt_latency_seconds",
             "Attempt latency (skipped attempts are not observed).",
@@ -74,6 +81,9 @@ class PrometheusSink:
                 event.chain, str(a["provider"]), str(a["status"]), str(a.get("category")),
                 str(a.get("error_code") or ""),
             ).inc()  # fmt: skip
+            if a.get("hedge"):  # a copy sent after the attempt itself
+                result = {"success": "won", "cancelled": "lost"}.get(str(a["status"]), "failed")
+                self.hedges.labels(event.chain, str(a["provider"]), result).inc()
             if a["status"] != "skipped":
                 self.latency.labels(str(a["provider"])).observe(int(a["latency_ms"]) / 1000)
         elif isinstance(event, RequestFinished):

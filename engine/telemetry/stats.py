@@ -41,7 +41,8 @@ def stats(lines: Sequence[dict[str, Any]]) -> dict[str, Any]:
     )  # fmt: skip
     chains: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"requests": 0, "succeeded": 0, "fallbacks": 0, "latencies": [],
-                 "paths": Counter(), "codes": Counter(), "cost_usd": 0.0, "tokens_total": 0}
+                 "paths": Counter(), "codes": Counter(), "cost_usd": 0.0, "tokens_total": 0,
+                 "hedged": 0, "hedge_wins": 0, "hedges": 0}
     )  # fmt: skip
     for line in lines:
         c = chains[str(line.get("chain"))]
@@ -51,7 +52,12 @@ def stats(lines: Sequence[dict[str, Any]]) -> dict[str, Any]:
         c["latencies"].append(request_ms(line))
         c["tokens_total"] += int(line.get("tokens_total") or 0)
         c["cost_usd"] += float(line.get("cost_usd_est") or 0)
-        path = " -> ".join(str(a.get("state")) for a in line["attempts"])
+        copies = [a for a in line["attempts"] if a.get("hedge")]  # sent after the attempt
+        if copies:
+            c["hedged"] += 1
+            c["hedges"] += len(copies)
+            c["hedge_wins"] += any(a.get("status") == "success" for a in copies)
+        path = " -> ".join(str(a.get("state")) for a in line["attempts"] if not a.get("hedge"))
         c["paths"][f"{path} -> {line.get('final_state')}"] += 1
         for attempt in line["attempts"]:
             p = providers[str(attempt.get("provider"))]
@@ -88,6 +94,10 @@ def stats(lines: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "requests": c["requests"],
             "success_rate": c["succeeded"] / c["requests"],
             "fallback_rate": c["fallbacks"] / c["requests"],
+            # Requests that sent a hedged copy, the copies sent, and the requests a copy won.
+            "hedge_rate": c["hedged"] / c["requests"],
+            "hedges_sent": c["hedges"],
+            "hedge_wins": c["hedge_wins"],
             "latency_ms": _latency(c["latencies"]),
             "top_error_codes": c["codes"].most_common(5),
             "top_paths": c["paths"].most_common(5),
@@ -123,6 +133,12 @@ def stats_text(report: dict[str, Any]) -> str:
             f"{_pct(c['fallback_rate'])} fell back; latency p50 {_ms(lat['p50'])}, "
             f"p95 {_ms(lat['p95'])}, p99 {_ms(lat['p99'])}; {c['tokens_total']} tokens, "
             f"${c['cost_usd']:.4f}"
+            + (
+                f"; {_pct(c['hedge_rate'])} hedged ({c['hedges_sent']} copies sent, "
+                f"{c['hedge_wins']} won by a copy)"
+                if c.get("hedges_sent")
+                else ""
+            )
         )
         for path, count in c["top_paths"]:
             lines.append(f"      {count:>6}  {_name(path)}")

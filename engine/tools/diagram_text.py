@@ -147,6 +147,9 @@ def _step_lines(step: Step, source: str = "") -> list[str]:
     rules = step.accept.rules()
     if rules:
         lines.append("accepts: " + ", ".join(rules))
+    if step.hedge is not None:
+        target = "another member" if step.pool else "the same provider"
+        lines.append(f"hedged: {step.hedge.describe()}, to {target}")
     return lines
 
 

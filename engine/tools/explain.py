@@ -69,6 +69,19 @@ def explain(
                 "every call ends provider_not_found)"
             )
         lines.append(f"  {step.id.ljust(width)}  {where}")
+    hedged = [step for step in chain.steps if step.hedge is not None]
+    if hedged or code == "hedge_lost":
+        lines.append(
+            "hedged steps (an attempt slower than this is sent again, the first success "
+            "wins, the other copies are cancelled as hedge_lost; no hedge once the retry "
+            "budget is spent):"
+        )
+        for step in hedged:
+            assert step.hedge is not None
+            target = "another member of the pool" if step.pool else "the same provider"
+            lines.append(f"  {step.id.ljust(width)}  {step.hedge.describe()}, to {target}")
+        if not hedged:
+            lines.append("  (none in this chain)")
     checked = [(step, step.accept.rules()) for step in chain.steps]
     if code == "answer_rejected" or any(rules for _, rules in checked):
         lines.append(

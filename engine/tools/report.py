@@ -25,6 +25,8 @@ def _rows(attempts: Sequence[dict[str, Any]]) -> list[tuple[str, ...]]:
         step = str(attempt.get("state", attempt["provider"]))
         if attempt.get("retry"):
             step += f" (retry {attempt['retry']})"
+        if attempt.get("hedge"):  # a copy sent after the attempt itself
+            step += f" (hedge {attempt['hedge']})"
         rows.append(
             (
                 str(index),

@@ -1,12 +1,15 @@
 """Dry runs of chains: what a chain does with given outcomes (``simulate``) and where one
 outcome leads from each step (``explain``), with no provider and no network.
 
-Outcomes are written ``category[:code]`` per provider, several in a row separated by
-``|`` (for retries): ``"deepseek=retryable:429|success,openai=timeout"``; ``rejected`` is an
-answer the step's ``accept`` rules turn down (``answer_rejected``). A provider with no
+Outcomes are written ``category[:code][@seconds]`` per provider, several in a row separated
+by ``|`` (for retries): ``"deepseek=retryable:429|success,openai=timeout"``; ``rejected`` is
+an answer the step's ``accept`` rules turn down (``answer_rejected``). A provider with no
 outcome left answers, and its answers count (no rule is checked against simulated text).
-Time is virtual: a timeout takes the attempt's whole timeout, every other outcome takes no
-time, and retry waits pass instantly, so runs are deterministic.
+Time is virtual: ``@seconds`` is how long an outcome takes (none: no time; one longer than
+the attempt's timeout is that timeout), a timeout takes the attempt's whole timeout, and
+retry waits pass instantly, so runs are deterministic. Hedged steps race their copies over
+this time: ``deepseek=success@2|success@0.1`` with ``hedge: {after: 0.5}`` answers from the
+copy sent at 0.5 s, at 0.6 s.
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ import difflib
 import os
 import random
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from engine.chain.accept import Acceptance
 from engine.chain.loader import read_yaml
+from engine.core.actions import FIRST_CHUNK, Abandon, Await, Follow, Launch, StreamDone
 from engine.core.classify import classify_exception
 from engine.core.executor import FallbackExecutor
 from engine.core.machine import CompiledChain
@@ -44,6 +48,7 @@ from engine.health import (
     RetryBudgetPolicy,
     default_policies,
 )
+from engine.providers.base import call
 from engine.types.completion import Completion
 from engine.types.deltas import TextDelta
 from engine.types.meta import ExecutionMode, GenerationMeta, iso_timestamp
@@ -54,7 +59,8 @@ from engine.types.timeouts import StreamTimeouts
 __all__ = ["Scenario", "load_scenario", "parse_outcomes", "simulate"]
 
 _OUTCOME: Final = re.compile(
-    r"^(success|retryable|timeout|non_retryable|cut|rejected)(?::([^\s|,]+))?$"
+    r"^(success|retryable|timeout|non_retryable|cut|rejected)(?::([^\s|,@]+))?"
+    r"(?:@(\d+(?:\.\d+)?))?$"
 )
 #: How a scripted answer that the chain must reject starts (see :func:`_scripted_judge`).
 _REJECTED: Final = "(simulated answer rejected"
@@ -99,7 +105,7 @@ def _check_outcome(item: str, where: str) -> None:
         close = difflib.get_close_matches(item.split(":")[0], CATEGORIES, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ValueError(
-            f"{where}: {item!r} is not CATEGORY[:CODE]{hint}; categories: "
+            f"{where}: {item!r} is not CATEGORY[:CODE][@SECONDS]{hint}; categories: "
             f"{', '.join(CATEGORIES)}, cut:N, rejected"
         )
     if match.group(1) in ("success", "rejected") and match.group(2):
@@ -191,7 +197,12 @@ class _Scripted:
 
     def generate_response(self, *, prompt: str, timeout: float, model: str | None = None) -> str:
         outcome = self.outcomes.pop(0) if self.outcomes else "success"
+        outcome, _, took = outcome.partition("@")
         category, _, code = outcome.partition(":")
+        if took and float(took) >= timeout and category != "timeout":
+            category, code = "timeout", "attempt_timeout"  # as a real call would end
+        elif took and category != "timeout":  # a timeout takes the whole timeout
+            self.clock.now += float(took)
         if category == "success":
             return f"(simulated answer from {self.name})"
         if category == "rejected":
@@ -207,9 +218,11 @@ class _Scripted:
     ) -> Iterator[TextDelta | Completion]:
         """The streamed outcome: ``cut:N`` hands over N chunks, then the stream breaks."""
         outcome = self.outcomes[0] if self.outcomes else "success"
+        outcome, _, took = outcome.partition("@")
         category, _, code = outcome.partition(":")
         if category == "cut":
             self.outcomes.pop(0)
+            self.clock.now += float(took or 0)
             for index in range(int(code)):
                 yield TextDelta(f"(chunk {index + 1} from {self.name}) ")
             raise ProviderError(
@@ -218,6 +231,64 @@ class _Scripted:
         text = self.generate_response(prompt="", timeout=timeouts.first_token, model=model)
         yield TextDelta(text)
         yield Completion(text)
+
+
+class _VirtualRace:
+    """A hedged attempt's race over virtual time: each copy is played at once, and ends
+    (or hands over its first chunk) when its scripted time says; the earliest goes first,
+    the lower copy number on a tie."""
+
+    def __init__(self, clock: _VirtualTime, pump: Any) -> None:
+        self.clock = clock
+        self.pump = pump
+        self.pending: dict[int, tuple[float, Any, list[Any]]] = {}
+        self.following: dict[int, tuple[Any, list[Any]]] = {}
+
+    def do(self, action: Launch | Await | Abandon) -> Any:
+        clock = self.clock
+        if isinstance(action, Launch):
+            started = clock.now
+            events: list[Any] = []
+            c = action.call
+            if self.pump is None:
+                result: Any = call(c.provider, c.request, c.timeout, c.model)
+            else:
+                pump = self.pump(c)
+                while True:
+                    try:
+                        events.append(next(pump))
+                    except StopIteration as stop:
+                        result = stop.value
+                        break
+            self.pending[action.copy] = (clock.now, result, events)
+            clock.now = started
+            return None
+        if isinstance(action, Abandon):
+            for copy in action.copies:
+                self.pending.pop(copy, None)
+            return None
+        if not self.pending:
+            return None
+        copy = min(self.pending, key=lambda n: (self.pending[n][0], n))
+        at, result, events = self.pending[copy]
+        if action.until is not None and at > action.until:
+            clock.now = max(clock.now, action.until)
+            return None
+        clock.now = max(clock.now, at)
+        del self.pending[copy]
+        if isinstance(result, StreamDone) and result.chunks:
+            self.following[copy] = (result, events)
+            return copy, FIRST_CHUNK
+        return copy, result
+
+    def follow(self, action: Follow) -> Generator[Any, None, StreamDone]:
+        result, events = self.following.pop(action.copy)
+        yield from events
+        done: StreamDone = result
+        return done
+
+    def close(self) -> None:
+        self.pending.clear()
 
 
 def _check_against_chain(compiled: CompiledChain, outcomes: Mapping[str, list[str]]) -> None:
@@ -232,7 +303,7 @@ def _check_against_chain(compiled: CompiledChain, outcomes: Mapping[str, list[st
                 f"its providers: {', '.join(providers)}"
             )
         for item in items:
-            category, _, code = item.partition(":")
+            category, _, code = item.partition("@")[0].partition(":")
             if category in ("success", "cut", "rejected"):
                 continue
             exc = _EXCEPTION[category]("", code=code or None)
@@ -298,6 +369,7 @@ def simulate(
             store.set(key, start)
     executor = FallbackExecutor(providers.get, clock.runtime(seed), HealthConfig(store, lookup))
     executor.judge = _scripted_judge
+    executor.thread_race = lambda pump: _VirtualRace(clock, pump)
     for name in compiled.validator_names:  # named, never run: answers are scripted
         executor.validators[name] = lambda completion: None
     streamed = any(item.startswith("cut") for items in outcomes.values() for item in items)
