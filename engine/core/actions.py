@@ -51,7 +51,7 @@ __all__ = [
 ProviderLookup: TypeAlias = Callable[[str], Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Call:
     provider: Any
     request: ChatRequest
@@ -64,7 +64,7 @@ class Call:
     reset: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StreamDone:
     """What a streamed call came to: like a :data:`CallResult`, plus how far it got
     (``chunks`` handed to the caller, time to the first, the text handed over)."""
@@ -76,7 +76,7 @@ class StreamDone:
     text: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Launch:
     """Start copy number ``copy`` of a hedged attempt (0 is the attempt itself) and return
     at once (answered with None); :class:`Await` says when it ends."""
@@ -85,7 +85,7 @@ class Launch:
     call: Call
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Await:
     """Wait for a launched copy to end, until ``until`` on the runtime's monotonic clock
     (None: for as long as it takes). Answered with ``(copy, result)``, the result a
@@ -96,7 +96,7 @@ class Await:
     until: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Abandon:
     """Cancel these copies and close their connections (answered with None); nothing they
     produce reaches the caller."""
@@ -104,7 +104,7 @@ class Abandon:
     copies: tuple[int, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Follow:
     """Streams: hand the caller this copy's chunks, its first included, until it ends;
     answered with its :class:`StreamDone`."""
@@ -116,14 +116,14 @@ class Follow:
 FIRST_CHUNK: Final = "first chunk"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Sleep:
     """Wait ``seconds`` (a backoff), on the runtime's clock."""
 
     seconds: float
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class HealthOp:
     """An operation on the health store; ``left``: seconds left of the attempt, which no
     health command may outlast. Each kind knows how a sync and an async shell perform it."""
@@ -139,7 +139,7 @@ class HealthOp:
         raise NotImplementedError
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Peek(HealthOp):
     """Would each breaker admit a call now? (Changes nothing.)"""
 
@@ -154,7 +154,7 @@ class Peek(HealthOp):
         return await store.apeek(self.keys, self.policies, self.now)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Admit(HealthOp):
     """Admit (or refuse) one call to ``key``; ``force``: probe even while open."""
 
@@ -170,7 +170,7 @@ class Admit(HealthOp):
         return await store.aadmit(self.key, self.policy, self.now, self.force)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Record(HealthOp):
     """What a call came to (``failed`` None: not the provider's doing, not counted)."""
 
@@ -194,7 +194,7 @@ class Record(HealthOp):
         await store.arecord(*self._args())
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class RetryAllowed(HealthOp):
     """Whether one more same-step retry of ``key`` fits the retry budget."""
 
@@ -209,7 +209,7 @@ class RetryAllowed(HealthOp):
         return await store.aretry_allowed(self.key, self.budget, self.now)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class QuotaTake(HealthOp):
     """Take a request and ``tokens`` from ``key``'s quota, or refuse with the wait."""
 
@@ -225,7 +225,7 @@ class QuotaTake(HealthOp):
         return await store.atake_quota(self.key, self.policy, self.now, self.tokens)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class QuotaSettle(HealthOp):
     """Correct ``key``'s quota by ``tokens`` (the reported usage minus the estimate)."""
 

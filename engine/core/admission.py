@@ -13,32 +13,28 @@ from engine.core.machine import CompiledChain
 from engine.health import Admission, BreakerPolicy, HealthConfig, QuotaGrant
 from engine.types.outcomes import Category, Outcome
 
-__all__ = ["admit_step", "quota_message", "refusal", "skipped_for"]
+__all__ = ["admit_refused", "quota_message", "refusal", "skipped_for"]
 
 
-def admit_step(
+def admit_refused(
     compiled: CompiledChain,
     health: HealthConfig,
     key: str,
     breaker: BreakerPolicy,
+    admission: Admission,
     force_key: str | None,
     looked_all: bool,
     attempts: list[dict[str, Any]],
     wall: Callable[[], float],
     left: float,
 ) -> Generator[HealthOp, Any, tuple[Admission, str | None, bool]]:
-    """Admit (or refuse) the call; returns the admission, the key to force a probe of on a
-    later step (or None), and whether every breaker of the chain was looked at already."""
+    """A single step's breaker refused the call (``admission``): when every breaker of the
+    chain is open and nothing was tried yet, probe the provider closest to recovery
+    (``when_all_open: probe_nearest``). Returns the admission, the key to force a probe of
+    on a later step (or None), and whether every breaker was looked at already."""
     chain = compiled.chain
-    # Health keeps wall-clock times: a shared store compares them across processes.
-    admission: Admission = yield Admit(
-        key=key, policy=breaker, now=wall(), force=key == force_key, left=left
-    )
-    if key == force_key:
-        force_key = None
     if (
-        not admission.allowed
-        and not looked_all
+        not looked_all
         and not any(a["status"] != "skipped" for a in attempts)
         and chain.when_all_open == "probe_nearest"
     ):

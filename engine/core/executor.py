@@ -17,6 +17,7 @@ from engine.chain.spec import FINAL_STATES, SUCCEEDED, Step
 from engine.core import records
 from engine.core.acceptance import Judge, Validator, conclude, judge, missing_validators
 from engine.core.actions import (
+    Admit,
     Call,
     Decisions,
     ProviderLookup,
@@ -28,7 +29,7 @@ from engine.core.actions import (
     breaker_key,
     model_of,
 )
-from engine.core.admission import admit_step, refusal, skipped_for
+from engine.core.admission import admit_refused, refusal, skipped_for
 from engine.core.classify import health_verdict
 from engine.core.hedging import Copy, HedgeLatencies, Race, race
 from engine.core.machine import CompiledChain
@@ -257,10 +258,21 @@ class FallbackExecutor(Performer):
             if health is not None:
                 breaker, retry_budget = health.policies(name)  # once per attempt
             if health is not None and provider is not None and not step.pool:
-                admission, force_key, looked_all = yield from admit_step(
-                    compiled, health, key, breaker, force_key, looked_all, attempts, rt.wall,
-                    run.deadline - now,
-                )  # fmt: skip
+                # Health keeps wall-clock times: a shared store compares them across processes.
+                admission = yield Admit(
+                    key=key,
+                    policy=breaker,
+                    now=stamp,
+                    force=key == force_key,
+                    left=run.deadline - now,
+                )
+                if key == force_key:
+                    force_key = None
+                if not admission.allowed:
+                    admission, force_key, looked_all = yield from admit_refused(
+                        compiled, health, key, breaker, admission, force_key, looked_all,
+                        attempts, rt.wall, run.deadline - now,
+                    )  # fmt: skip
             asked = request.with_params(step.params) if step.params else request
             if not step.pool:  # a window too small for the request: skipped before any call
                 small = too_small(provider, model_of(provider, model), asked)

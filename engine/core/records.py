@@ -8,7 +8,6 @@ from typing import Any
 from engine.chain.spec import ABORTED, Step
 from engine.core.actions import StreamDone
 from engine.errors import ChainAbortedError, ChainExhaustedError, StreamInterruptedError
-from engine.types.attempt import Attempt
 from engine.types.completion import Completion
 from engine.types.meta import GenerationMeta, fallback_reason, iso_timestamp
 from engine.types.outcomes import Outcome
@@ -49,41 +48,47 @@ def attempt_record(
     step's provider by default); ``hedge``: the copy number of a hedged attempt,
     ``cancelled`` for one another copy beat."""
     completion = outcome.completion
-    attempt = Attempt(
-        provider=provider or step.provider,
-        model=(completion.model if completion is not None else None) or model,
-        status="skipped"
+    # A plain dict, built once in the contract's key order (the keys every attempt has,
+    # then those that apply): made on every attempt, so no intermediate object.
+    record: dict[str, Any] = {
+        "provider": provider or step.provider,
+        "model": (completion.model if completion is not None else None) or model,
+        "status": "skipped"
         if skipped_for is not None
         else "cancelled"
         if cancelled
         else "success"
         if outcome.category == "success"
         else "failed",
-        error_category=outcome.error_category,
-        error_code=outcome.error_code,
-        latency_ms=0 if skipped_for is not None else round(seconds * 1000),
-        timestamp=iso_timestamp(stamp),
-        tokens_in=completion.tokens_in if completion else 0,
-        tokens_out=completion.tokens_out if completion else 0,
-        tokens_total=completion.tokens_total if completion else 0,
-        cost_usd_est=completion.cost_usd if completion else None,
-        category=category or outcome.category,
-        state=step.id,
-        retry=retry,
-        retry_after_ms=None if outcome.retry_after is None else round(outcome.retry_after * 1000),
-        message=outcome.message,
-        http_status=outcome.http_status,
-        next=next_state,
-        retry_in_ms=None if skipped_for is None else round(skipped_for * 1000),
-        retry_refused="retry_budget_exhausted" if retry_refused else None,
-        ttft_ms=None if streamed is None or streamed.ttft is None else round(streamed.ttft * 1000),
-        chunks=None if streamed is None else streamed.chunks,
-        truncated=None
-        if streamed is None
-        else category == "cut" and outcome.error_code != "answer_rejected",
-        hedge=hedge,
-    )
-    return attempt.to_dict()
+        "error_category": outcome.error_category,
+        "error_code": outcome.error_code,
+        "latency_ms": 0 if skipped_for is not None else round(seconds * 1000),
+        "timestamp": iso_timestamp(stamp),
+        "tokens_in": completion.tokens_in if completion else 0,
+        "tokens_out": completion.tokens_out if completion else 0,
+        "tokens_total": completion.tokens_in + completion.tokens_out if completion else 0,
+        "cost_usd_est": completion.cost_usd if completion else None,
+        "category": category or outcome.category,
+        "state": step.id,
+        "retry": retry,
+        "retry_after_ms": None
+        if outcome.retry_after is None
+        else round(outcome.retry_after * 1000),
+        "message": outcome.message,
+        "http_status": outcome.http_status,
+        "next": next_state,
+    }
+    if skipped_for is not None:
+        record["retry_in_ms"] = round(skipped_for * 1000)
+    if retry_refused:
+        record["retry_refused"] = "retry_budget_exhausted"
+    if streamed is not None:
+        record["ttft_ms"] = None if streamed.ttft is None else round(streamed.ttft * 1000)
+        record["chunks"] = streamed.chunks
+        record["truncated"] = category == "cut" and outcome.error_code != "answer_rejected"
+    if hedge is not None:
+        record["hedge"] = hedge
+    return record
 
 
 def reason_of(attempt: dict[str, Any]) -> str:

@@ -111,7 +111,7 @@ class Health:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Admission:
     """Whether a call may go to the provider now: ``probe`` when it is a half-open probe;
     when refused, ``retry_in`` seconds until the breaker lets a probe through;

@@ -37,7 +37,7 @@ class QuotaPolicy(BaseModel):
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class QuotaGrant:
     """Whether a call fits its provider's quota now; when not, ``wait`` seconds until it
     would, and what is in use (requests, tokens in the window)."""

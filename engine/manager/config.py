@@ -162,7 +162,7 @@ def _config_message(exc: ValidationError) -> str:
 
 def check_timeout(timeout: Any) -> float:
     """A call's ``timeout``: a positive, finite number of seconds (not a bool or a str)."""
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise TypeError(f"timeout must be a number of seconds, got {type(timeout).__name__}")
     value = float(timeout)
     if not math.isfinite(value) or value <= 0:

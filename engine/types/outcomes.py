@@ -27,7 +27,7 @@ class Rule:
     transient: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     """How one attempt ended."""
 
