@@ -98,6 +98,9 @@ class HealthStore(Protocol):
 class LocalHealthStore:
     """Health in this process, shared by its threads and event loops (a lock, no I/O)."""
 
+    #: No I/O: async shells call its operations directly, without awaiting a coroutine.
+    in_process = True
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._records: dict[str, Health] = {}

@@ -37,7 +37,7 @@ from typing import Any
 import aiohttp
 import httpx
 
-__all__ = ["AiohttpTransport"]
+__all__ = ["AiohttpTransport", "raw_chunks"]
 
 
 def _mapped(exc: BaseException) -> httpx.TransportError:
@@ -55,6 +55,23 @@ def _mapped(exc: BaseException) -> httpx.TransportError:
     return httpx.ReadError(text)
 
 
+async def raw_chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """A reply's raw bytes as they arrive, aiohttp's errors mapped as everywhere else."""
+    try:
+        async for chunk in response.content.iter_any():
+            yield chunk
+    except aiohttp.ClientError as exc:
+        raise _mapped(exc) from exc
+
+
+def finish(response: aiohttp.ClientResponse) -> None:
+    """Let a reply go: its connection is reused when the body was read to the end."""
+    if response.content.is_eof():
+        response.release()
+    else:
+        response.close()  # abandoned midway: the connection cannot be reused
+
+
 class _Body(httpx.AsyncByteStream):
     """The reply's raw bytes, as they arrive."""
 
@@ -69,10 +86,7 @@ class _Body(httpx.AsyncByteStream):
             raise _mapped(exc) from exc
 
     async def aclose(self) -> None:
-        if self._response.content.is_eof():
-            self._response.release()  # read to the end: the connection can be reused
-        else:
-            self._response.close()  # abandoned midway: the connection cannot
+        finish(self._response)
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -138,6 +152,29 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             stream=_Body(response),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": b""},
         )
+
+    async def post(
+        self,
+        url: httpx.URL,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        connect: float,
+    ) -> aiohttp.ClientResponse:
+        """POST ``body`` straight through aiohttp, with no httpx request or response built
+        (the provider's non-streamed async calls: the hot path); errors mapped as above.
+        Only connecting has a timer of its own: the caller bounds the whole exchange."""
+        try:
+            return await self._open().request(
+                "POST",
+                str(url),
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect),
+                allow_redirects=False,
+                proxy=self._proxy(url) if self._proxies else None,
+            )
+        except aiohttp.ClientError as exc:
+            raise _mapped(exc) from exc
 
     async def aclose(self) -> None:
         if self._session is not None:

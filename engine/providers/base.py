@@ -163,9 +163,12 @@ async def acall(
 ) -> CallResult:
     """Call ``provider`` from async code, bounded by ``timeout``. Sync providers run on a
     worker thread so that they never block the event loop."""
-    # A provider that enforces the timeout itself (naming where it was cut off) gets a
-    # moment more, so that its own, more precise, outcome is the one recorded.
-    limit = timeout + _GRACE if getattr(provider, "bounds_own_timeout", False) else timeout
+    # A provider that enforces the timeout itself (naming where it was cut off; its async
+    # calls run under their own asyncio.timeout) is awaited as it is: a second timer per
+    # call would only cost. Its sync calls, on a worker thread, get a moment more, so that
+    # its own, more precise, outcome is the one recorded.
+    own = getattr(provider, "bounds_own_timeout", False)
+    limit = timeout + _GRACE if own else timeout
     try:
         chat = _chat_method(provider, ("achat", "chat"))
         if chat is not None:
@@ -176,7 +179,7 @@ async def acall(
             native = getattr(provider, "agenerate_response", None)
             method = native if inspect.iscoroutinefunction(native) else provider.generate_response
         if inspect.iscoroutinefunction(method):
-            value = await _bounded(method(**kwargs), limit)
+            value = await (method(**kwargs) if own else _bounded(method(**kwargs), limit))
         else:
             value = await _bounded(asyncio.to_thread(method, **kwargs), limit)
             if inspect.isawaitable(value):

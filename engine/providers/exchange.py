@@ -10,10 +10,9 @@ carries the reply's status, and the provider's bulkhead slot is given back.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from types import TracebackType
+from typing import TYPE_CHECKING, Literal
 
 import httpx
 
@@ -41,21 +40,32 @@ class Exchange:
     phase: str = "wait"
     response: httpx.Response | None = None
     delivered: bool = False
+    #: The reply's status, when it came without an httpx response (the aiohttp hot path).
+    status: int | None = None
 
-    @contextlib.contextmanager
-    def mapped(self) -> Iterator[Exchange]:
-        """Run the exchange: failures leave as outcomes, and the bulkhead slot (taken
-        before) is released, however it ends."""
+    def mapped(self) -> Exchange:
+        """Run the exchange (``with exchange.mapped():``): failures leave as outcomes, and
+        the bulkhead slot (taken before) is released, however it ends."""
+        return self
+
+    def __enter__(self) -> Exchange:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> Literal[False]:
+        # A class, not a generator-based context manager: this runs on every call.
         try:
-            yield self
-        except (httpx.HTTPError, TimeoutError) as exc:
-            raise self._transport(exc) from exc
-        except (ErrorEvent, ProviderError, AIResponseError) as exc:
-            status = self.response.status_code if self.response is not None else None
-            found = owned(self.provider, exc, status)
-            if found is exc:
-                raise
-            raise found from None
+            if exc is None:
+                return False
+            if isinstance(exc, httpx.HTTPError | TimeoutError):
+                raise self._transport(exc) from exc
+            if isinstance(exc, ErrorEvent | ProviderError | AIResponseError):
+                status = self.response.status_code if self.response is not None else self.status
+                found = owned(self.provider, exc, status)
+                if found is not exc:
+                    raise found from None
+            return False
         finally:
             self.provider.bulkhead.release()
 

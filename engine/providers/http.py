@@ -22,7 +22,7 @@ import dataclasses
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 
 import httpx
 
@@ -99,6 +99,8 @@ class HTTPProvider:
                 **(resolved.headers if resolved.unusable is None else {}),
             }
         )
+        #: The same headers as pairs, for the aiohttp hot path.
+        self.header_items = list(self._headers.items())
         self._secrets = resolved.secrets
         self._transport = transport
         self._async_transport = async_transport
@@ -169,13 +171,18 @@ class HTTPProvider:
         """A bounded reader for ``response``'s body (error bodies: only their start)."""
         # A response built in memory (httpx.MockTransport) arrives already read and decoded.
         encoding = None if _in_memory(response) else response.headers.get("content-encoding")
-        if response.status_code >= 300:
+        return self.body_reader(response.status_code, encoding)
+
+    def body_reader(self, status: int, encoding: str | None) -> BodyReader:
+        """A bounded reader for a reply's body, ``encoding`` its Content-Encoding (error
+        bodies: only their start)."""
+        if status >= 300:
             limit = min(self.max_response_bytes, ERROR_BODY_BYTES)
             return BodyReader(limit, encoding, self.name, truncate=True)
         return BodyReader(self.max_response_bytes, encoding, self.name)
 
     def _finish(
-        self, status: int, headers: httpx.Headers, body: bytes, model: str | None
+        self, status: int, headers: Mapping[str, str], body: bytes, model: str | None
     ) -> Completion:
         if status >= 300:
             raise error_for_status(status, headers, body, self.wire, self.name, self._secrets)
@@ -316,6 +323,10 @@ class HTTPProvider:
         body = self._body(request, model)
         self._check_configured()  # before queueing: a missing key needs no slot
         await self.bulkhead.aacquire(timeout)  # the wait counts against the attempt's time
+        if hasattr(transport, "post"):  # aiohttp (the default): no httpx objects at all
+            from engine.providers import http_aio  # loaded with aiohttp, on first use
+
+            return await http_aio.achat(self, transport, body, ends, timeout, model)
         with Exchange(self, timeout).mapped() as exchange:
             left = ends - time.monotonic()
             request_out = self._request(body, left)

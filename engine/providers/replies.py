@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import httpx
@@ -34,7 +34,7 @@ def _is_stream(response: httpx.Response, wire: str) -> bool:
     return "ndjson" in kind if wire == "ollama" else "text/event-stream" in kind
 
 
-def _is_event_body(headers: httpx.Headers) -> bool:
+def _is_event_body(headers: Mapping[str, str]) -> bool:
     """Whether a whole reply is a stream of events (a server that streams although it was
     not asked to): it is then read by the stream parser, to the same answer."""
     kind = headers.get("content-type", "")
@@ -169,7 +169,15 @@ def owned(provider: HTTPProvider, exc: BaseException, status: int | None) -> Bas
 
 def event_body(provider: HTTPProvider, response: httpx.Response) -> _EventBody | None:
     """A reader for a successful reply that is a stream of events, else None."""
-    if response.status_code >= 300 or not _is_event_body(response.headers):
+    return event_reader(provider, response.status_code, response.headers)
+
+
+def event_reader(
+    provider: HTTPProvider, status: int, headers: Mapping[str, str]
+) -> _EventBody | None:
+    """A reader for a successful reply (``status``, ``headers``) that is a stream of
+    events, else None."""
+    if status >= 300 or not _is_event_body(headers):
         return None
     return _EventBody(provider.wire.name, provider.name)
 

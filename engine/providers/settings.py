@@ -191,6 +191,26 @@ class ProviderSettings:
     prices: Mapping[str, ModelPrice] = field(default_factory=dict)
     #: model -> (context window, longest output) in tokens
     models: Mapping[str, ModelWindow] = field(default_factory=dict)
+    #: the price each model name a reply gave resolved to (a prefix match is looked for
+    #: once per name, not once per reply)
+    _priced: dict[str, ModelPrice | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def price_of(self, model: str) -> ModelPrice | None:
+        """The price of ``model``: its own, or that of the longest known name it starts
+        with ("gpt-4.1-mini-2025-04-14" is priced as "gpt-4.1-mini"); None when unknown."""
+        price = self.prices.get(model)
+        if price is not None:
+            return price
+        known = self._priced.get(model, False)
+        if known is not False:
+            return known  # type: ignore[return-value]
+        names = [name for name in self.prices if model.startswith(name)]
+        found = self.prices[max(names, key=len)] if names else None
+        if len(self._priced) < 1024:  # reply-given names: bounded
+            self._priced[model] = found
+        return found
 
     def cost(
         self,
@@ -209,12 +229,9 @@ class ProviderSettings:
         (OpenAI's ``prompt_tokens`` does, Anthropic's ``input_tokens`` does not)."""
         if not model:
             return None
-        price = self.prices.get(model)
+        price = self.price_of(model)
         if price is None:
-            known = [name for name in self.prices if model.startswith(name)]
-            if not known:
-                return None
-            price = self.prices[max(known, key=len)]
+            return None
         plain = tokens_in - cache_read - cache_write if cache_in_input else tokens_in
         read = price[0] if price[2] is None else price[2]
         write = price[0] if price[3] is None else price[3]
