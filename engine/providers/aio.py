@@ -93,9 +93,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     """Sends httpx requests through one ``aiohttp.ClientSession`` (made in the loop of the
     first request; close the client in that loop)."""
 
-    def __init__(self, limits: httpx.Limits, ssl_context: ssl.SSLContext) -> None:
+    def __init__(
+        self,
+        limits: httpx.Limits,
+        ssl_context: ssl.SSLContext,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
         self._limits = limits
         self._ssl = ssl_context
+        #: Sent with every request (the provider's own headers: set once, not per request).
+        self._headers = headers
         self._session: aiohttp.ClientSession | None = None
         self._proxies = urllib.request.getproxies()
         self._proxy_for: dict[tuple[str, str], str | None] = {}
@@ -122,6 +129,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             session = aiohttp.ClientSession(
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),
+                headers=self._headers,
                 auto_decompress=False,
                 trust_env=False,
                 timeout=aiohttp.ClientTimeout(total=None),
@@ -153,22 +161,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": b""},
         )
 
-    async def post(
-        self,
-        url: httpx.URL,
-        headers: list[tuple[str, str]],
-        body: bytes,
-        connect: float,
-    ) -> aiohttp.ClientResponse:
+    async def post(self, url: httpx.URL, body: bytes, connect: float) -> aiohttp.ClientResponse:
         """POST ``body`` straight through aiohttp, with no httpx request or response built
         (the provider's non-streamed async calls: the hot path); errors mapped as above.
-        Only connecting has a timer of its own: the caller bounds the whole exchange."""
+        Only connecting has a timer of its own: the caller bounds the whole exchange; the
+        headers are the session's."""
         try:
             return await self._open().request(
                 "POST",
                 str(url),
                 data=body,
-                headers=headers,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect),
                 allow_redirects=False,
                 proxy=self._proxy(url) if self._proxies else None,

@@ -81,6 +81,23 @@ def _takes_request(method: Any) -> bool:
     return known
 
 
+_COROUTINE: dict[Any, bool] = {}
+
+
+def _is_coroutine(method: Any) -> bool:
+    """``inspect.iscoroutinefunction``, remembered per function (asked on every call)."""
+    func = getattr(method, "__func__", method)
+    try:
+        known = _COROUTINE.get(func)
+    except TypeError:  # an unhashable callable: ask each time
+        return inspect.iscoroutinefunction(method)
+    if known is None:
+        known = inspect.iscoroutinefunction(method)
+        if len(_COROUTINE) < 1024:  # keyed by function, so this stays small
+            _COROUTINE[func] = known
+    return known
+
+
 def _chat_method(provider: Any, names: tuple[str, ...]) -> Any:
     for name in names:
         method = getattr(provider, name, None)
@@ -177,8 +194,8 @@ async def acall(
         else:
             kwargs = _plain_kwargs(provider, request, timeout, model)
             native = getattr(provider, "agenerate_response", None)
-            method = native if inspect.iscoroutinefunction(native) else provider.generate_response
-        if inspect.iscoroutinefunction(method):
+            method = native if _is_coroutine(native) else provider.generate_response
+        if _is_coroutine(method):
             value = await (method(**kwargs) if own else _bounded(method(**kwargs), limit))
         else:
             value = await _bounded(asyncio.to_thread(method, **kwargs), limit)

@@ -301,7 +301,7 @@ class HTTPProvider:
                 AiohttpTransport,  # aiohttp loads only when async calls start
             )
 
-            return AiohttpTransport(self._limits, tls_context())
+            return AiohttpTransport(self._limits, tls_context(), self.header_items)
         return httpx.AsyncHTTPTransport(
             retries=0, limits=self._limits, verify=tls_context(), trust_env=True
         )

@@ -42,7 +42,7 @@ async def achat(
         # Connecting gets at most 90% of the attempt (as on the httpx path).
         connect = min(provider.connect_timeout, 0.9 * left)
         async with asyncio.timeout(left):
-            response = await transport.post(provider._url, provider.header_items, body, connect)
+            response = await transport.post(provider._url, body, connect)
             status = exchange.status = response.status
             headers = response.headers
             exchange.phase = "body"
