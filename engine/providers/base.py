@@ -168,7 +168,7 @@ def call(provider: Any, request: ChatRequest, timeout: float, model: str | None)
             value = chat(**_chat_kwargs(request, timeout, model))
         else:
             value = provider.generate_response(**_plain_kwargs(provider, request, timeout, model))
-        if inspect.isawaitable(value):
+        if type(value) is not str and inspect.isawaitable(value):  # text: the usual answer
             value = _run_to_completion(value, timeout)
         return True, value
     except Exception as exc:  # classified and recorded by the executor
