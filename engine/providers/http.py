@@ -343,13 +343,8 @@ class HTTPProvider:
                             reader.feed(response.content)
                     else:
                         async for chunk in response.aiter_raw():
-                            if events is not None:
-                                if events.feed(reader.take(chunk)):
-                                    break  # the end marker: nothing after it is read
-                                continue
-                            reader.feed(chunk)
-                            if reader.full:
-                                break
+                            if replies.fed(reader, events, chunk):
+                                break  # the end marker or the bound: nothing more is read
                 finally:
                     await response.aclose()
         if events is not None:

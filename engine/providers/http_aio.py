@@ -50,13 +50,8 @@ async def achat(
                 reader = provider.body_reader(status, headers.get("content-encoding"))
                 events = replies.event_reader(provider, status, headers)
                 async for chunk in raw_chunks(response):
-                    if events is not None:
-                        if events.feed(reader.take(chunk)):
-                            break  # the end marker: nothing after it is read
-                        continue
-                    reader.feed(chunk)
-                    if reader.full:
-                        break
+                    if replies.fed(reader, events, chunk):
+                        break  # the end marker or the bound: nothing more is read
             finally:
                 finish(response)
     if events is not None:

@@ -167,6 +167,16 @@ def owned(provider: HTTPProvider, exc: BaseException, status: int | None) -> Bas
     return exc
 
 
+def fed(reader: BodyReader, events: _EventBody | None, chunk: bytes) -> bool:
+    """Feed one chunk of a reply's body (through ``events`` when the reply is a stream of
+    events); True when nothing more is to be read: the events' end marker, or the body's
+    size bound."""
+    if events is not None:
+        return events.feed(reader.take(chunk))
+    reader.feed(chunk)
+    return reader.full
+
+
 def event_body(provider: HTTPProvider, response: httpx.Response) -> _EventBody | None:
     """A reader for a successful reply that is a stream of events, else None."""
     return event_reader(provider, response.status_code, response.headers)
