@@ -51,6 +51,7 @@ from engine.chain.pools import (
     Member,
     MemberEntry,
     Strategy,
+    key_part,
 )
 from engine.types.outcomes import Category
 
@@ -297,6 +298,13 @@ class Step:
     quota_wait: float = 0.0
     #: hedged requests (``hedge:``), None when the step does not hedge
     hedge: Hedge | None = None
+    #: the breaker key of the step's provider (and model): computed once
+    key: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        provider = key_part(self.provider)
+        key = f"{provider}:{key_part(self.model)}" if self.model else provider
+        object.__setattr__(self, "key", key)  # frozen: set once, here
 
     @property
     def members(self) -> tuple[Member, ...]:

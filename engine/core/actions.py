@@ -250,9 +250,8 @@ Decisions: TypeAlias = Generator[Action, Any, Completion]
 def breaker_key(step: Step) -> str:
     """A breaker per provider, and per model when the step names one: ``provider:model``,
     with ``%`` and ``:`` inside either escaped, so that provider ``acme:gpt`` and provider
-    ``acme`` with model ``gpt`` never share one."""
-    provider = key_part(step.provider)
-    return f"{provider}:{key_part(step.model)}" if step.model else provider
+    ``acme`` with model ``gpt`` never share one (computed once, as ``step.key``)."""
+    return step.key
 
 
 def model_of(provider: Any, model: str | None) -> str | None:

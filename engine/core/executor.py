@@ -140,11 +140,16 @@ class FallbackExecutor(Performer):
         decisions = self.decide(chain, as_request(prompt), meta, timeout)
         result: Any = None
         racing: SyncRace | None = None
+        # An in-process health store does no I/O: its operations are done at once.
+        store = self.health.store if self.health is not None else None
+        local = store if getattr(store, "in_process", False) else None
         try:
             while True:
                 action = decisions.send(result)
                 if isinstance(action, Call):
                     result = call(action.provider, action.request, action.timeout, action.model)
+                elif local is not None and isinstance(action, HealthOp):
+                    result = action.run(local)
                 elif isinstance(action, RACE_OPS):
                     if racing is None:
                         racing = self.thread_race(None)

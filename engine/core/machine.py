@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from transitions import Event, EventData, Machine, Transition
 
@@ -81,17 +81,23 @@ class _ChainTransition(Transition):
 
 class _ChainEvent(Event):
     """A trigger of a machine that is never queued and has no callbacks: the transitions
-    from the model's state are tried in order until one executes."""
+    from the model's state are tried in order until one executes (an unconditional one
+    executes at once: without callbacks, executing it is setting the state)."""
 
     def trigger(self, model: Any, *args: Any, **kwargs: Any) -> bool:
-        event_data = EventData(None, self, self.machine, model, args=args, kwargs=kwargs)
         state = self.machine.get_model_state(model)
-        event_data.state = state
-        if self._is_valid_source(state):
-            for transition in self.transitions[state.name]:
-                event_data.transition = transition
-                if transition.execute(event_data):
-                    return True
+        if not self._is_valid_source(state):
+            return False
+        event_data: EventData | None = None  # made only for a transition with conditions
+        for transition in self.transitions[state.name]:
+            if not transition.conditions:  # the route every trigger ends on: it executes
+                self.machine.set_state(cast(str, transition.dest), model)
+                return True
+            if event_data is None:
+                event_data = EventData(state, self, self.machine, model, args=args, kwargs=kwargs)
+            event_data.transition = transition
+            if transition.execute(event_data):
+                return True
         return False
 
 

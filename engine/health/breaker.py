@@ -125,6 +125,7 @@ class Admission:
 
 
 _PASS: Final = Admission(True)
+_CLOSED: Final = Admission(True, state="closed")
 
 #: Openings counted at most (the cooldown reached its maximum long before).
 MAX_OPENINGS: Final = 1_000_000
@@ -189,6 +190,8 @@ def admit(health: Health, policy: BreakerPolicy, now: float, *, force: bool = Fa
             health.probes += 1
             return Admission(True, probe=True, state="half_open")
         return Admission(False, retry_in=0.0, state="half_open")
+    if not health.recovered_at and health.state == "closed":
+        return _CLOSED  # the usual answer, shared (nobody changes an admission)
     return Admission(True, state=health.state, recovered_at=health.recovered_at)
 
 
