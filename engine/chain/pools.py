@@ -82,8 +82,7 @@ class Member:
 
     def __post_init__(self) -> None:
         if not self.key:
-            key = key_part(self.provider)
-            object.__setattr__(self, "key", f"{key}:{key_part(self.model)}" if self.model else key)
+            object.__setattr__(self, "key", breaker_key(self.provider, self.model))
 
 
 def as_member(entry: str | MemberSpec, model: str | None = None) -> Member:
@@ -93,4 +92,12 @@ def as_member(entry: str | MemberSpec, model: str | None = None) -> Member:
     return Member(entry.provider, float(entry.weight), entry.model or model)
 
 
-__all__ += ["as_member", "key_part"]
+def breaker_key(provider: str, model: str | None) -> str:
+    """A breaker per provider, and per model when one is named: ``provider:model``, with
+    ``%`` and ``:`` inside either escaped, so that provider ``acme:gpt`` and provider
+    ``acme`` with model ``gpt`` never share one."""
+    key = key_part(provider)
+    return f"{key}:{key_part(model)}" if model else key
+
+
+__all__ += ["as_member", "breaker_key", "key_part"]

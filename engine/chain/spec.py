@@ -51,7 +51,7 @@ from engine.chain.pools import (
     Member,
     MemberEntry,
     Strategy,
-    key_part,
+    breaker_key,
 )
 from engine.types.outcomes import Category
 
@@ -302,9 +302,7 @@ class Step:
     key: str = field(init=False, default="")
 
     def __post_init__(self) -> None:
-        provider = key_part(self.provider)
-        key = f"{provider}:{key_part(self.model)}" if self.model else provider
-        object.__setattr__(self, "key", key)  # frozen: set once, here
+        object.__setattr__(self, "key", breaker_key(self.provider, self.model))  # once, here
 
     @property
     def members(self) -> tuple[Member, ...]:

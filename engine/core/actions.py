@@ -9,8 +9,6 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
-from engine.chain.pools import key_part
-from engine.chain.spec import Step
 from engine.core.request_check import check_request
 from engine.health.breaker import Admission
 from engine.health.policy import BreakerPolicy, RetryBudgetPolicy
@@ -41,8 +39,6 @@ __all__ = [
     "Sleep",
     "StreamDone",
     "as_request",
-    "breaker_key",
-    "key_part",
     "model_of",
 ]
 
@@ -245,13 +241,6 @@ Action: TypeAlias = Call | Sleep | HealthOp | RaceOp
 
 
 Decisions: TypeAlias = Generator[Action, Any, Completion]
-
-
-def breaker_key(step: Step) -> str:
-    """A breaker per provider, and per model when the step names one: ``provider:model``,
-    with ``%`` and ``:`` inside either escaped, so that provider ``acme:gpt`` and provider
-    ``acme`` with model ``gpt`` never share one (computed once, as ``step.key``)."""
-    return step.key
 
 
 def model_of(provider: Any, model: str | None) -> str | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
-from engine.core.actions import Admit, HealthOp, Peek, breaker_key
+from engine.core.actions import Admit, HealthOp, Peek
 from engine.core.classify import classify_exception, coded
 from engine.core.machine import CompiledChain
 from engine.health import Admission, BreakerPolicy, HealthConfig, QuotaGrant
@@ -42,7 +42,7 @@ def admit_refused(
         # probe the provider closest to recovery rather than fail without trying. (Only on
         # this rare path are the others looked at.)
         looked_all = True
-        keys = [breaker_key(s) for s in chain.steps]
+        keys = [s.key for s in chain.steps]
         policies = [health.policies(s.provider)[0] for s in chain.steps]
         admissions: list[Admission] = yield Peek(
             keys=keys, policies=policies, now=wall(), left=left

@@ -10,10 +10,10 @@ retry layer: providers must not retry on their own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Final
 
-from engine.chain.spec import FINAL_STATES, SUCCEEDED, Step
+from engine.chain.spec import FINAL_STATES, SUCCEEDED
 from engine.core import records
 from engine.core.acceptance import Judge, Validator, conclude, judge, missing_validators
 from engine.core.actions import (
@@ -27,7 +27,6 @@ from engine.core.actions import (
     Sleep,
     StreamDone,
     as_request,
-    breaker_key,
     model_of,
 )
 from engine.core.admission import admit_refused, refusal, skipped_for
@@ -45,7 +44,7 @@ from engine.providers.base import acall, call
 from engine.telemetry.events import AttemptFinished, RequestFinished, RequestStarted, Sinks
 from engine.types.completion import Completion
 from engine.types.meta import GenerationMeta, snapshot
-from engine.types.outcomes import Category, Outcome
+from engine.types.outcomes import Outcome
 from engine.types.request import ChatRequest
 from engine.types.timeouts import StreamTimeouts
 
@@ -112,17 +111,6 @@ class FallbackExecutor(Performer):
                 chain, meta.mode.value, state, snapshot(meta), self.runtime.wall(), request, answer
             )
         )
-
-    def _conclude(
-        self,
-        result: Any,
-        model: str | None,
-        step: Step,
-        request: ChatRequest,
-        overrides: Mapping[str, Category],
-    ) -> Outcome:
-        """What a call's result says: classified, and an answer judged by the step's rules."""
-        return conclude(result, model, step.accept, request, self.judge, self.validators, overrides)
 
     def execute(
         self,
@@ -251,14 +239,14 @@ class FallbackExecutor(Performer):
             why: str | None = None  # no member of a pool available
             if step.pool:  # choosing a member is not an attempt (engine.core.routing)
                 pick = yield from choose_member(
-                    step, health, self.routing, request, tried, self._quiet_lookup, rt,
+                    step, health, self.routing, request, tried, self.quiet_lookup, rt,
                     run.deadline,
                 )  # fmt: skip
                 member, key, admission, why = pick.member, pick.key, pick.admission, pick.why
                 picked_grant, picked_tokens, small = pick.grant, pick.tokens, pick.small
                 name, model, provider = member.provider, member.model, pick.provider
             else:
-                name, model, key, provider = step.provider, step.model, breaker_key(step), None
+                name, model, key, provider = step.provider, step.model, step.key, None
             lookup_error: Exception | None = None
             if provider is None:  # once per attempt (a pool's draw may have done it)
                 try:
@@ -350,7 +338,9 @@ class FallbackExecutor(Performer):
                 assert result is not None
                 if isinstance(result, StreamDone):
                     streamed = result
-                outcome = self._conclude(result, model, step, request, overrides)
+                outcome = conclude(
+                    result, model, step.accept, request, self.judge, self.validators, overrides
+                )
             ended = rt.monotonic()
             if step.pool and step.strategy == "latency" and outcome.category in LEARNED:
                 ttft = streamed.ttft if streamed is not None else None

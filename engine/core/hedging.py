@@ -27,6 +27,7 @@ from typing import Any, Final, Protocol
 
 from engine.chain.hedge import MIN_SAMPLES, Hedge
 from engine.chain.spec import Step
+from engine.core.acceptance import Judge, Validator, conclude
 from engine.core.actions import (
     FIRST_CHUNK,
     Abandon,
@@ -39,7 +40,6 @@ from engine.core.actions import (
     Record,
     RetryAllowed,
     StreamDone,
-    breaker_key,
     model_of,
 )
 from engine.core.classify import coded, health_verdict
@@ -140,16 +140,10 @@ class Owner(Protocol):
     routing: Routing
     hedges: HedgeLatencies
 
-    def _quiet_lookup(self, name: str) -> Any: ...
+    judge: Judge
+    validators: dict[str, Validator]
 
-    def _conclude(
-        self,
-        result: Any,
-        model: str | None,
-        step: Step,
-        request: ChatRequest,
-        overrides: Mapping[str, Category],
-    ) -> Outcome: ...
+    def quiet_lookup(self, name: str) -> Any: ...
 
 
 @dataclass(slots=True)
@@ -170,7 +164,11 @@ class Race:
 
     def conclude(self, result: Any, model: str | None) -> Outcome:
         """A copy's result, classified and judged as any attempt's."""
-        return self.owner._conclude(result, model, self.step, self.request, self.overrides)
+        owner = self.owner
+        return conclude(
+            result, model, self.step.accept, self.request, owner.judge, owner.validators,
+            self.overrides,
+        )  # fmt: skip
 
 
 def race(ctx: Race, first: Copy) -> Generator[Action, Any, RaceEnd]:
@@ -333,7 +331,7 @@ def _hedge_copy(ctx: Race, first: Copy, number: int) -> Generator[Action, Any, C
             ctx.owner.routing,
             ctx.asked,
             ctx.tried,
-            ctx.owner._quiet_lookup,
+            ctx.owner.quiet_lookup,
             rt,
             ctx.deadline,
         )
@@ -351,7 +349,7 @@ def _hedge_copy(ctx: Race, first: Copy, number: int) -> Generator[Action, Any, C
     grant: QuotaGrant | None = None
     tokens = 0
     if health is not None and policies is not None:
-        key = breaker_key(step)
+        key = step.key
         admission = yield Admit(key=key, policy=policies[0], now=rt.wall(), left=ctx.deadline - now)
         if not admission.allowed:
             return None

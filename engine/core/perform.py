@@ -49,7 +49,9 @@ class Performer:
         finally:
             HEALTH_BUDGET.reset(token)
 
-    def _quiet_lookup(self, name: str) -> Any:
+    def quiet_lookup(self, name: str) -> Any:
+        """The provider registered under ``name``, or None when its lookup fails (the
+        attempt's own lookup reports that failure)."""
         try:
             return self.lookup(name)
         except Exception:  # only a price is asked of it here; the attempt's lookup reports

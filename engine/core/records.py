@@ -18,8 +18,6 @@ __all__ = [
     "describe",
     "ended",
     "failed",
-    "failure",
-    "interrupted",
     "reason_of",
     "who",
 ]
@@ -108,7 +106,7 @@ def who(name: str) -> str:
     return f"chain '{name}'"
 
 
-def interrupted(
+def _interrupted(
     name: str, attempts: list[dict[str, Any]], last: Outcome, partial: str
 ) -> StreamInterruptedError:
     stop = attempts[-1]
@@ -126,7 +124,7 @@ def interrupted(
     return StreamInterruptedError(message, last.error_code, attempts, partial, last.exception)
 
 
-def failure(
+def _failure(
     name: str,
     state: str,
     attempts: list[dict[str, Any]],
@@ -194,9 +192,9 @@ def failed(
     error: ChainExhaustedError | ChainAbortedError
     if cut is not None and not out_of_time:
         meta.truncated = bool(attempts[-1]["truncated"])  # not for a rejected answer
-        error = interrupted(name, attempts, last, cut.text)
+        error = _interrupted(name, attempts, last, cut.text)
     else:
-        error = failure(name, state, attempts, last, deadline, out_of_time)
+        error = _failure(name, state, attempts, last, deadline, out_of_time)
     meta.error = str(error)
     meta.error_category = error.error_category
     return error

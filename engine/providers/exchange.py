@@ -1,11 +1,11 @@
 """One HTTP exchange of an attempt, and the one place where what goes wrong in it becomes
 an outcome.
 
-Every I/O path of the HTTP provider (sync and async, plain and streamed) runs inside
-:meth:`Exchange.mapped`: transport errors and timeouts become the taxonomy's outcomes
-(named after where the exchange was: waiting for the reply or reading it; for a stream,
-the gap that was too long), an error read from the reply is named after the provider and
-carries the reply's status, and the provider's bulkhead slot is given back.
+Every I/O path of the HTTP provider (sync and async, plain and streamed) runs inside an
+:class:`Exchange` (a context manager): transport errors and timeouts become the taxonomy's
+outcomes (named after where the exchange was: waiting for the reply or reading it; for a
+stream, the gap that was too long), an error read from the reply is named after the
+provider and carries the reply's status, and the provider's bulkhead slot is given back.
 """
 
 from __future__ import annotations
@@ -43,12 +43,9 @@ class Exchange:
     #: The reply's status, when it came without an httpx response (the aiohttp hot path).
     status: int | None = None
 
-    def mapped(self) -> Exchange:
-        """Run the exchange (``with exchange.mapped():``): failures leave as outcomes, and
-        the bulkhead slot (taken before) is released, however it ends."""
-        return self
-
     def __enter__(self) -> Exchange:
+        """Run the exchange (``with Exchange(...) as exchange:``): failures leave as
+        outcomes, and the bulkhead slot (taken before) is released, however it ends."""
         return self
 
     def __exit__(

@@ -263,7 +263,7 @@ class HTTPProvider:
         body = self._body(request, model)
         self._check_configured()  # before queueing: a missing key needs no slot
         self.bulkhead.acquire(timeout)  # the wait counts against the attempt's time
-        with Exchange(self, timeout).mapped() as exchange:
+        with Exchange(self, timeout) as exchange:
             request_out = self._request(body, ends - time.monotonic())
             with deadline(ends):
                 response = exchange.response = client.send(request_out, stream=True)
@@ -327,7 +327,7 @@ class HTTPProvider:
             from engine.providers import http_aio  # loaded with aiohttp, on first use
 
             return await http_aio.achat(self, transport, body, ends, timeout, model)
-        with Exchange(self, timeout).mapped() as exchange:
+        with Exchange(self, timeout) as exchange:
             left = ends - time.monotonic()
             request_out = self._request(body, left)
             async with asyncio.timeout(left):

@@ -37,7 +37,7 @@ async def achat(
     """Send ``body`` and read the answer, within ``ends`` (``time.monotonic``); the
     provider's bulkhead slot is taken already (the exchange gives it back)."""
     assert isinstance(transport, AiohttpTransport)
-    with Exchange(provider, timeout).mapped() as exchange:
+    with Exchange(provider, timeout) as exchange:
         left = ends - time.monotonic()
         # Connecting gets at most 90% of the attempt (as on the httpx path).
         connect = min(provider.connect_timeout, 0.9 * left)

@@ -56,7 +56,7 @@ def stream(
     self.bulkhead.acquire(timeouts.first_token)
     exchange = Exchange(self, timeouts.total, timeouts)
     try:
-        with exchange.mapped():
+        with exchange:
             out = self._request(body, first_by - time.monotonic())
             with deadline(first_by):
                 response = exchange.response = client.send(out, stream=True)
@@ -108,7 +108,7 @@ async def astream(
     await self.bulkhead.aacquire(timeouts.first_token)
     exchange = Exchange(self, timeouts.total, timeouts)
     try:
-        with exchange.mapped():
+        with exchange:
             out = self._request(body, first_by - time.monotonic())
             async with asyncio.timeout(max(first_by - time.monotonic(), 0)):
                 response = exchange.response = await transport.handle_async_request(out)
