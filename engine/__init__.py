@@ -10,12 +10,6 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from engine.chain.loader import check_file, load_chain, load_chains
-from engine.chain.schema import chain_json_schema
-from engine.chain.spec import Chain, ChainSpec, Step
-from engine.core.executor import FallbackExecutor
-from engine.core.machine import CompiledChain, compile_chain
-from engine.core.runtime import Runtime
 from engine.errors import (
     AIResponseError,
     AITimeoutError,
@@ -27,18 +21,19 @@ from engine.errors import (
     StreamInterruptedError,
     TorqError,
 )
-from engine.manager.environment import resolve_chains_dir
-from engine.manager.llm import BUILTIN_PROVIDERS, LLMManager
-from engine.providers.http import HTTPProvider
-from engine.providers.settings import BUILTIN_SETTINGS, ProviderSettings
-from engine.types.completion import Completion
-from engine.types.deltas import ReasoningDelta, TextDelta, ToolCallDelta
-from engine.types.meta import ExecutionMode, GenerationMeta
-from engine.types.outcomes import TAXONOMY, Outcome, Rule
-from engine.types.request import ChatRequest, Message, Tool, ToolCall
 
 if TYPE_CHECKING:
+    from engine.chain.loader import check_file, load_chain, load_chains
+    from engine.chain.schema import chain_json_schema
+    from engine.chain.spec import Chain, ChainSpec, Step
+    from engine.core.executor import FallbackExecutor
+    from engine.core.machine import CompiledChain, compile_chain
+    from engine.core.runtime import Runtime
     from engine.core.streaming import AsyncChatStream, ChatStream, Reset, StreamEvent
+    from engine.manager.environment import resolve_chains_dir
+    from engine.manager.llm import BUILTIN_PROVIDERS, LLMManager
+    from engine.providers.http import HTTPProvider
+    from engine.providers.settings import BUILTIN_SETTINGS, ProviderSettings
     from engine.tools.diagrams import (
         Highlight,
         dot_source,
@@ -47,12 +42,48 @@ if TYPE_CHECKING:
         render,
     )
     from engine.tools.simulator import Behaviour, Script, Simulator
+    from engine.types.completion import Completion
+    from engine.types.deltas import ReasoningDelta, TextDelta, ToolCallDelta
+    from engine.types.meta import ExecutionMode, GenerationMeta
+    from engine.types.outcomes import TAXONOMY, Outcome, Rule
+    from engine.types.request import ChatRequest, Message, Tool, ToolCall
 
     __version__: str
 
-# Names whose modules a request never needs (diagrams load Graphviz and transitions'
-# extensions; the simulator a server): imported on first use, so `import engine` stays light.
+# Every public name but the errors is imported on first use (PEP 562): `import engine`, or a
+# submodule such as engine.errors, stays light, and a program pays only for what it touches
+# (the manager loads chains and providers; diagrams load Graphviz; the simulator a server).
 _LAZY = {
+    "check_file": "engine.chain.loader",
+    "load_chain": "engine.chain.loader",
+    "load_chains": "engine.chain.loader",
+    "chain_json_schema": "engine.chain.schema",
+    "Chain": "engine.chain.spec",
+    "ChainSpec": "engine.chain.spec",
+    "Step": "engine.chain.spec",
+    "FallbackExecutor": "engine.core.executor",
+    "CompiledChain": "engine.core.machine",
+    "compile_chain": "engine.core.machine",
+    "Runtime": "engine.core.runtime",
+    "resolve_chains_dir": "engine.manager.environment",
+    "BUILTIN_PROVIDERS": "engine.manager.llm",
+    "LLMManager": "engine.manager.llm",
+    "HTTPProvider": "engine.providers.http",
+    "BUILTIN_SETTINGS": "engine.providers.settings",
+    "ProviderSettings": "engine.providers.settings",
+    "Completion": "engine.types.completion",
+    "ReasoningDelta": "engine.types.deltas",
+    "TextDelta": "engine.types.deltas",
+    "ToolCallDelta": "engine.types.deltas",
+    "ExecutionMode": "engine.types.meta",
+    "GenerationMeta": "engine.types.meta",
+    "TAXONOMY": "engine.types.outcomes",
+    "Outcome": "engine.types.outcomes",
+    "Rule": "engine.types.outcomes",
+    "ChatRequest": "engine.types.request",
+    "Message": "engine.types.request",
+    "Tool": "engine.types.request",
+    "ToolCall": "engine.types.request",
     "Highlight": "engine.tools.diagrams",
     "dot_source": "engine.tools.diagrams",
     "highlight_from_attempts": "engine.tools.diagrams",
@@ -84,6 +115,10 @@ def __getattr__(name: str) -> Any:
     value = getattr(import_module(module), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = [
