@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
@@ -300,9 +301,13 @@ class Step:
     hedge: Hedge | None = None
     #: the breaker key of the step's provider (and model): computed once
     key: str = field(init=False, default="")
+    #: the running totals of the pool's weights (a weighted draw bisects them)
+    bounds: tuple[float, ...] = field(init=False, default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "key", breaker_key(self.provider, self.model))  # once, here
+        # Computed once, here: every request of a pool step uses them.
+        object.__setattr__(self, "key", breaker_key(self.provider, self.model))
+        object.__setattr__(self, "bounds", tuple(accumulate(m.weight for m in self.pool)))
 
     @property
     def members(self) -> tuple[Member, ...]:

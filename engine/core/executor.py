@@ -242,9 +242,8 @@ class FallbackExecutor(Performer):
                     step, health, self.routing, request, tried, self.quiet_lookup, rt,
                     run.deadline,
                 )  # fmt: skip
-                member, key, admission, why = pick.member, pick.key, pick.admission, pick.why
-                picked_grant, picked_tokens, small = pick.grant, pick.tokens, pick.small
-                name, model, provider = member.provider, member.model, pick.provider
+                member, key, admission, why, picked_grant, picked_tokens, small, provider = pick
+                name, model = member.provider, member.model
             else:
                 name, model, key, provider = step.provider, step.model, step.key, None
             lookup_error: Exception | None = None

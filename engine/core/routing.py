@@ -21,7 +21,6 @@ Only when no member is available does the step record one skipped attempt.
 from __future__ import annotations
 
 import bisect
-import itertools
 import math
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, Final, NamedTuple
@@ -84,18 +83,6 @@ class Routing:
         self.latency: dict[str, _PeakEwma] = {}
         #: when each member's breaker last closed after an opening, as admissions said
         self.recovered: dict[str, float] = {}
-        self._bounds: dict[int, tuple[Sequence[Member], list[float]]] = {}
-
-    def bounds(self, members: Sequence[Member]) -> list[float]:
-        """The running totals of a pool's weights (kept per pool)."""
-        known = self._bounds.get(id(members))
-        if known is not None and known[0] is members:
-            return known[1]
-        bounds = list(itertools.accumulate(m.weight for m in members))
-        if len(self._bounds) >= 256:  # pools of reloaded chains: forget the old ones
-            self._bounds.clear()
-        self._bounds[id(members)] = (members, bounds)
-        return bounds
 
     def admitted(self, key: str, admission: Admission) -> None:
         """What an admission said of a member's breaker: when it last recovered (slow
@@ -197,9 +184,6 @@ def _pick(
 ) -> int:
     members = step.pool
     if step.strategy == "weighted":
-        if shares is None and len(candidates) == len(members):  # the usual draw: all in it
-            bounds = routing.bounds(members)
-            return min(bisect.bisect_right(bounds, random() * bounds[-1]), len(members) - 1)
         if shares is None:
             weights = [members[i].weight for i in candidates]
         else:
@@ -323,6 +307,10 @@ def _unavailable(
     return Choice(member, member.key, None, why, grants[nearest])
 
 
+#: No member has said no yet (stands for a list of Nones; never written to).
+_NOBODY: Final[list[Any]] = []
+
+
 def choose_member(
     step: Step,
     health: HealthConfig | None,
@@ -342,45 +330,64 @@ def choose_member(
     left, the attempt waits for a quota within ``quota_wait``, or is skipped."""
     members = step.pool
     count = len(members)
-    refused: list[Admission | None] = [None] * count
-    grants: list[QuotaGrant | None] = [None] * count
-    small: list[str | None] = [None] * count
+    strategy = step.strategy
+    # What each member drawn said, made on the first that says no (the usual draw's first
+    # member says yes).
+    refused: list[Admission | None] = _NOBODY
+    grants: list[QuotaGrant | None] = _NOBODY
+    small: list[str | None] = _NOBODY
     estimate: int | None = None
     tokens = 0
     waited = 0.0
-    cost_of = _costs(members, lookup, request) if step.strategy == "cost" else _no_cost
+    cost_of = _costs(members, lookup, request) if strategy == "cost" else _no_cost
 
     while True:
         now = rt.wall()
-        fresh = [i for i in range(count) if members[i].key not in tried] if tried else None
-        rest = [i for i in range(count) if i not in fresh] if fresh else []
-        candidates = fresh or list(range(count))
+        if tried:  # a retry: the members not tried yet first
+            fresh = [i for i in range(count) if members[i].key not in tried]
+            rest = [i for i in range(count) if i not in fresh] if fresh else []
+            candidates = fresh or list(range(count))
+        else:
+            candidates, rest = list(range(count)), []
         while candidates or rest:
             if not candidates:  # every untried member said no: a tried one may answer
                 candidates, rest = rest, []
                 continue
-            shares = routing.shares(candidates, members, step.slow_start, now)
-            index = _pick(step, candidates, shares, routing, rt.random, cost_of, rt.monotonic())
+            if (
+                strategy == "weighted"
+                and len(candidates) == count
+                and (not routing.recovered or step.slow_start <= 0)
+            ):
+                # The usual draw, every member in it at full weight: by running weights.
+                bounds = step.bounds
+                index = min(bisect.bisect_right(bounds, rt.random() * bounds[-1]), count - 1)
+            else:
+                shares = routing.shares(candidates, members, step.slow_start, now)
+                index = _pick(step, candidates, shares, routing, rt.random, cost_of, rt.monotonic())
             candidates.remove(index)
             member = members[index]
             provider = lookup(member.provider)
             model = member.model or getattr(provider, "model", None)
             reason = too_small(provider, model, request)
             if reason is not None:
+                if small is _NOBODY:
+                    refused, grants, small = [None] * count, [None] * count, [None] * count
                 small[index] = reason
                 continue
             if health is None:
-                return Choice(member, member.key, provider=provider)
+                return Choice(member, member.key, None, None, None, 0, None, provider)
             breaker, budget = health.policies(member.provider)
             left = deadline - rt.monotonic()
             admission: Admission = yield Admit(key=member.key, policy=breaker, now=now, left=left)
             routing.admitted(member.key, admission)
             if not admission.allowed:
+                if refused is _NOBODY:
+                    refused, grants, small = [None] * count, [None] * count, [None] * count
                 refused[index] = admission
                 continue
             quota = health.quotas(member.provider)
             if quota is None:
-                return Choice(member, member.key, admission, provider=provider)
+                return Choice(member, member.key, admission, None, None, 0, None, provider)
             if estimate is None:
                 estimate = estimate_tokens(request)
             tokens = estimate + (request.max_tokens or 0) if quota.tpm is not None else 0
@@ -389,6 +396,8 @@ def choose_member(
             )
             if taken.allowed:
                 return Choice(member, member.key, admission, None, taken, tokens, None, provider)
+            if grants is _NOBODY:
+                refused, grants, small = [None] * count, [None] * count, [None] * count
             grants[index] = taken
             if admission.probe:  # the probe slot it was given goes back unused
                 yield Record(
@@ -401,5 +410,5 @@ def choose_member(
         if waited + pause > step.quota_wait or pause >= deadline - rt.monotonic():
             return choice
         waited += pause
-        refused, grants = [None] * count, [None] * count
+        refused, grants, small = _NOBODY, _NOBODY, _NOBODY
         yield Sleep(pause)
