@@ -1,6 +1,7 @@
 """The engine in process, this tree against an earlier revision, alternating in one run.
 
 Run: .venv/bin/python benchmarks/compare_revisions.py REV [--rounds 4] [--requests 5000]
+                                                         [--instructions]
 
 REV (a commit, tag or branch) is checked out into a temporary git worktree; each round runs
 the same rows in a fresh interpreter for REV, then for this tree, and the least time of
@@ -8,11 +9,19 @@ each row over the rounds is kept (these machines are shared: the least is the le
 disturbed). Rows, with instant in-process providers: the executor's success and 3-hop
 fallback, and ``LLMManager.generate_response``'s (breakers on for the success row, off for
 the fallback so that every attempt is made).
+
+``--instructions`` counts instead of timing: each row runs under valgrind (``cachegrind``,
+no cache simulation) 200 and then 1,200 times, and the difference over 1,000 is its CPU
+instructions per request. Unlike a time, the count is the same from run to run on a shared
+machine, so small changes show; it does not see cache misses or branch mispredictions, so
+the timed rows stay the measure and the counts explain them.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,6 +57,10 @@ rows = [lambda: ex_ok.execute(chain, "p", GenerationMeta(), 60),
         lambda: m_ok.generate_response("p"),
         lambda: m_hops.generate_response("p")]
 n = int(sys.argv[2])
+if len(sys.argv) > 3:  # one row, n times, untimed (counted by valgrind from outside)
+    for _ in range(n):
+        rows[int(sys.argv[3])]()
+    raise SystemExit(0)
 out = []
 for fn in rows:
     for _ in range(500):
@@ -71,17 +84,46 @@ def run(root: Path, requests: int) -> list[float]:
     return [float(v) for v in done.stdout.split()]
 
 
+def instructions(root: Path, row: int, requests: int) -> int:
+    done = subprocess.run(
+        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+         sys.executable, "-c", ROWS, str(root), str(requests), str(row)],
+        capture_output=True, text=True, cwd=tempfile.gettempdir(), check=True,
+    )  # fmt: skip
+    refs = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    if refs is None:
+        raise SystemExit(f"valgrind printed no instruction count:\n{done.stderr[-2000:]}")
+    return int(refs.group(1).replace(",", ""))
+
+
+def count_rows(old: Path, rev: str) -> None:
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+    print(f"{'CPU instructions per request':44} {rev[:12]:>12} {'this tree':>10} {'ratio':>6}")
+    for index, label in enumerate(LABELS):
+        counts = []
+        for root in (old, ROOT):
+            low, high = instructions(root, index, 200), instructions(root, index, 1200)
+            counts.append((high - low) / 1000)
+        print(f"{label:44} {counts[0]:12,.0f} {counts[1]:10,.0f} {counts[1] / counts[0]:6.2f}",
+              flush=True)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("rev")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--instructions", action="store_true", help="count, under valgrind")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         old = Path(tmp) / "old"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(old),
                         args.rev], check=True)  # fmt: skip
         try:
+            if args.instructions:
+                count_rows(old, args.rev)
+                return
             before: list[list[float]] = []
             after: list[list[float]] = []
             for _ in range(args.rounds):

@@ -68,3 +68,27 @@ def test_timestamp_and_request_id_are_made_once_when_first_read():
     assert meta.timestamp == meta.to_dict()["timestamp"]
     assert GenerationMeta(timestamp="t", request_id="r").to_dict()["request_id"] == "r"
     assert GenerationMeta.from_dict(meta.to_dict()) == meta
+
+
+def test_a_calls_record_is_what_the_constructor_makes():
+    # LLMManager makes each call's record without the generated __init__ (it is on every
+    # call); the record must be the very same: fields, their order, fresh mutable values,
+    # its own lazy timestamp and request id.
+    from engine import LLMManager
+
+    class Echo:
+        def generate_response(self, *, prompt, timeout):
+            return prompt
+
+    manager = LLMManager(config={"providers": {"deepseek": Echo(), "openai": Echo()}})
+    _, one = manager.generate_response("a", mode="research", tools=["search"])
+    _, two = manager.generate_response("b")
+    made = GenerationMeta(mode=ExecutionMode.RESEARCH, tools_used=["search"])
+    assert list(vars(one)) == list(vars(made))
+    for name in ("mode", "tools_used", "tool_results", "cache_hit", "tags", "truncated"):
+        assert getattr(one, name) == getattr(made, name), name
+    assert one.request_id != two.request_id and len(one.request_id) == 32
+    assert one.timestamp.endswith("+00:00") and two.mode is ExecutionMode.DIRECT
+    assert two.tools_used == [] and two.tags == {} and two.tool_results == []
+    assert one.provider_attempts is not two.provider_attempts
+    assert one.tool_results is not two.tool_results and one.tags is not two.tags

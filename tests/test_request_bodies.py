@@ -103,3 +103,21 @@ def test_ollama_refuses_a_tool_choice_it_cannot_say(choice):
     with pytest.raises(ProviderError) as caught:
         _sent(BUILTIN_SETTINGS["ollama"], request)
     assert caught.value.code == "unsupported_request" and "tool_choice" in str(caught.value)
+
+
+def test_a_prompts_request_is_the_one_user_message_request():
+    # generate_response's request is made without the generated __init__ (every call makes
+    # one): it must be the very request the constructor makes, as frozen, with its own tags.
+    import dataclasses
+
+    from engine.types.request import Message
+
+    one, two = ChatRequest.from_prompt("hi"), ChatRequest.from_prompt("hi")
+    assert one == ChatRequest((Message("user", "hi"),)) == two
+    assert one.plain_prompt == "hi" and one.messages[0].tool_calls == ()
+    assert one.tags == {} and one.tags is not two.tags
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        one.system = "x"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        one.messages[0].content = "x"  # type: ignore[misc]
+    assert repr(one) == repr(ChatRequest((Message("user", "hi"),)))

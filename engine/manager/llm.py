@@ -23,7 +23,7 @@ from engine.manager.environment import resolve_settings
 from engine.manager.options import CallOptions, ChatOptions, apology, chat_result, prompt_call
 from engine.telemetry.events import Sink, Sinks
 from engine.types.completion import Completion
-from engine.types.meta import ExecutionMode, GenerationMeta
+from engine.types.meta import ExecutionMode, GenerationMeta, new_meta
 from engine.types.request import ChatRequest, build_request
 
 if TYPE_CHECKING:  # imported on first use: most applications never stream or reload
@@ -263,7 +263,7 @@ class LLMManager:
             messages, call.system, call.tools, call.tool_choice, call.response_format,
             call.tags, call.params,
         )  # fmt: skip
-        return chain, request, GenerationMeta(mode=mode, tags=dict(request.tags)), seconds
+        return chain, request, new_meta(mode, None, dict(request.tags)), seconds
 
     def chat(
         self, messages: Any, **options: Unpack[ChatOptions]

@@ -11,7 +11,7 @@ from typing import Any, TypedDict
 from engine.errors import AITimeoutError, ChainAbortedError, ProviderError
 from engine.manager.config import check_mode, check_provider, check_timeout, check_use_fallback
 from engine.types.completion import Completion
-from engine.types.meta import ExecutionMode, GenerationMeta
+from engine.types.meta import ExecutionMode, GenerationMeta, new_meta
 
 __all__ = ["CallOptions", "ChatOptions", "apology", "chat_result", "prompt_call"]
 
@@ -111,4 +111,4 @@ def prompt_call(
         not isinstance(tools, list | tuple) or not all(isinstance(t, str) for t in tools)
     ):
         raise TypeError("tools must be a list of tool names (str) or None")
-    return name, checked, seconds, GenerationMeta(mode=checked, tools_used=list(tools or []))
+    return name, checked, seconds, new_meta(checked, list(tools) if tools else [])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, Final, Literal
 
 __all__ = [
@@ -92,7 +92,9 @@ class ChatRequest:
     @classmethod
     def from_prompt(cls, prompt: str) -> ChatRequest:
         """The request of ``generate_response``: one user message."""
-        return cls((Message("user", prompt),))
+        if cls is not ChatRequest:  # a subclass gets its own __init__
+            return cls((Message("user", prompt),))
+        return _prompt_request(prompt)
 
     @property
     def plain_prompt(self) -> str | None:
@@ -295,3 +297,40 @@ def build_request(
         tags=dict(tags or {}),
         **checked,
     )
+
+
+def _slot_setters(cls: type, given: tuple[str, ...]) -> tuple[tuple[Any, Any], ...]:
+    """Each field's slot setter and default, but ``given``'s (a frozen slotted class's slots
+    are written through their descriptors, as its generated ``__init__`` would)."""
+    found = []
+    for item in fields(cls):
+        if item.name in given:
+            continue
+        if item.default is MISSING:  # a default factory would be shared: not made here
+            raise TypeError(f"{cls.__name__}.{item.name} needs a value per instance")
+        found.append((cls.__dict__[item.name].__set__, item.default))
+    return tuple(found)
+
+
+_MESSAGE_DEFAULTS: Final = _slot_setters(Message, ("role", "content"))
+_REQUEST_DEFAULTS: Final = _slot_setters(ChatRequest, ("messages", "tags"))
+_ROLE: Final = Message.__dict__["role"].__set__
+_CONTENT: Final = Message.__dict__["content"].__set__
+_MESSAGES: Final = ChatRequest.__dict__["messages"].__set__
+_TAGS: Final = ChatRequest.__dict__["tags"].__set__
+
+
+def _prompt_request(prompt: str) -> ChatRequest:
+    """``ChatRequest((Message("user", prompt),))`` without the frozen dataclasses' generated
+    ``__init__`` (15 ``object.__setattr__`` calls): every ``generate_response`` makes one."""
+    message = object.__new__(Message)
+    for put, value in _MESSAGE_DEFAULTS:
+        put(message, value)
+    _ROLE(message, "user")
+    _CONTENT(message, prompt)
+    request = object.__new__(ChatRequest)
+    for put, value in _REQUEST_DEFAULTS:
+        put(request, value)
+    _MESSAGES(request, (message,))
+    _TAGS(request, {})
+    return request
