@@ -28,3 +28,21 @@ def test_a_providers_file_sets_cache_prices_and_they_default_to_the_input_price(
     claude = load_providers_file(tmp_path)["claude"]
     cost = claude.cost("my-model", 100, 10, 1000, 1000, cache_in_input=False)
     assert cost == pytest.approx((100 * 2 + 10 * 4 + 1000 * 0.5 + 1000 * 2) / 1e6)
+
+
+def test_a_priced_answer_keeps_every_other_field():
+    # Every field set to something other than its default: a field added to Completion and
+    # not carried by with_cost shows here.
+    import dataclasses
+
+    from engine.types.completion import Completion
+    from engine.types.request import ToolCall
+
+    values = {
+        "text": "t", "model": "m", "tokens_in": 3, "tokens_out": 4, "cost_usd": None,
+        "tool_calls": (ToolCall("c1", "f", "{}"),), "finish_reason": "stop",
+        "reasoning": "r", "cache_read_tokens": 5, "cache_write_tokens": 6,
+    }  # fmt: skip
+    assert set(values) == {f.name for f in dataclasses.fields(Completion)}
+    answer = Completion(**values)
+    assert answer.with_cost(0.25) == dataclasses.replace(answer, cost_usd=0.25)

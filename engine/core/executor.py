@@ -11,7 +11,7 @@ retry layer: providers must not retry on their own.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from engine.chain.spec import FINAL_STATES, SUCCEEDED
 from engine.core import records
@@ -134,7 +134,7 @@ class FallbackExecutor(Performer):
         try:
             while True:
                 action = decisions.send(result)
-                if isinstance(action, Call):
+                if type(action) is Call:  # the actions are final classes: no isinstance
                     result = call(action.provider, action.request, action.timeout, action.model)
                 elif local is not None and isinstance(action, HealthOp):
                     result = action.run(local)
@@ -143,7 +143,7 @@ class FallbackExecutor(Performer):
                         racing = self.thread_race(None)
                     result = racing.do(action)  # type: ignore[arg-type]
                 else:
-                    result = self.perform(action)
+                    result = self.perform(cast("Sleep | HealthOp", action))
         except StopIteration as done:
             answer: Completion = done.value
             return answer
@@ -169,7 +169,7 @@ class FallbackExecutor(Performer):
         try:
             while True:
                 action = decisions.send(result)
-                if isinstance(action, Call):
+                if type(action) is Call:  # the actions are final classes: no isinstance
                     result = await acall(
                         action.provider, action.request, action.timeout, action.model
                     )
@@ -180,7 +180,7 @@ class FallbackExecutor(Performer):
                         racing = TaskRace(self.runtime.monotonic)
                     result = await racing.do(action)  # type: ignore[arg-type]
                 else:
-                    result = await self.aperform(action)
+                    result = await self.aperform(cast("Sleep | HealthOp", action))
         except StopIteration as done:
             answer: Completion = done.value
             return answer

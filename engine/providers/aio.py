@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import ssl
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 import httpx
+import yarl
 
-__all__ = ["AiohttpTransport", "raw_chunks"]
+__all__ = ["AiohttpTransport", "finish", "read_raw"]
 
 
 def _mapped(exc: BaseException) -> httpx.TransportError:
@@ -55,11 +56,15 @@ def _mapped(exc: BaseException) -> httpx.TransportError:
     return httpx.ReadError(text)
 
 
-async def raw_chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """A reply's raw bytes as they arrive, aiohttp's errors mapped as everywhere else."""
+async def read_raw(response: aiohttp.ClientResponse, feed: Callable[[bytes], bool]) -> None:
+    """Hand a reply's raw bytes to ``feed`` as they arrive, until it returns True or the
+    body ends; aiohttp's errors mapped as everywhere else. (A plain loop: an async
+    generator per reply costs the event loop's generator hooks on every call.)"""
+    content = response.content
     try:
-        async for chunk in response.content.iter_any():
-            yield chunk
+        while chunk := await content.readany():
+            if feed(chunk):
+                return
     except aiohttp.ClientError as exc:
         raise _mapped(exc) from exc
 
@@ -106,6 +111,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._session: aiohttp.ClientSession | None = None
         self._proxies = urllib.request.getproxies()
         self._proxy_for: dict[tuple[str, str], str | None] = {}
+        self._targets: dict[int, tuple[httpx.URL, yarl.URL]] = {}
 
     def _proxy(self, url: httpx.URL) -> str | None:
         """The proxy the environment names for ``url`` (decided once per scheme and host)."""
@@ -169,7 +175,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         try:
             return await self._open().request(
                 "POST",
-                str(url),
+                self._target(url),
                 data=body,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect),
                 allow_redirects=False,
@@ -177,6 +183,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
         except aiohttp.ClientError as exc:
             raise _mapped(exc) from exc
+
+    def _target(self, url: httpx.URL) -> yarl.URL:
+        # Parsed once per URL object (a provider keeps its one): aiohttp takes a parsed URL
+        # as it is, where a string is parsed again on every request.
+        found = self._targets.get(id(url))
+        if found is None or found[0] is not url:
+            if len(self._targets) >= 64:
+                self._targets.clear()
+            found = self._targets[id(url)] = (url, yarl.URL(str(url)))
+        return found[1]
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 
 import httpx
 
@@ -231,7 +232,7 @@ class HTTPProvider:
             completion.cache_write_tokens,
             cache_in_input=self.wire.name != "anthropic",
         )
-        return completion if cost is None else dataclasses.replace(completion, cost_usd=cost)
+        return completion if cost is None else completion.with_cost(cost)
 
     # -- sync ------------------------------------------------------------------------------
 
@@ -324,9 +325,7 @@ class HTTPProvider:
         self._check_configured()  # before queueing: a missing key needs no slot
         await self.bulkhead.aacquire(timeout)  # the wait counts against the attempt's time
         if hasattr(transport, "post"):  # aiohttp (the default): no httpx objects at all
-            from engine.providers import http_aio  # loaded with aiohttp, on first use
-
-            return await http_aio.achat(self, transport, body, ends, timeout, model)
+            return await _aiohttp_achat()(self, transport, body, ends, timeout, model)
         with Exchange(self, timeout) as exchange:
             left = ends - time.monotonic()
             request_out = self._request(body, left)
@@ -391,3 +390,12 @@ class HTTPProvider:
             self._client.close()
             self._client = None
         await self._aclients.aclose()
+
+
+@functools.cache
+def _aiohttp_achat() -> Callable[..., Awaitable[Completion]]:
+    """:func:`engine.providers.http_aio.achat`, imported with aiohttp on the first async
+    call (not by an import statement on every call)."""
+    from engine.providers.http_aio import achat
+
+    return achat

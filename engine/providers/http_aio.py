@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 from typing import TYPE_CHECKING
 
 import httpx
 
 from engine.providers import replies
-from engine.providers.aio import AiohttpTransport, finish, raw_chunks
+from engine.providers.aio import AiohttpTransport, finish, read_raw
 from engine.providers.exchange import Exchange
 from engine.types.completion import Completion
 
@@ -49,9 +50,8 @@ async def achat(
             try:
                 reader = provider.body_reader(status, headers.get("content-encoding"))
                 events = replies.event_reader(provider, status, headers)
-                async for chunk in raw_chunks(response):
-                    if replies.fed(reader, events, chunk):
-                        break  # the end marker or the bound: nothing more is read
+                # Until the end marker or the bound: nothing more is read.
+                await read_raw(response, partial(replies.fed, reader, events))
             finally:
                 finish(response)
     if events is not None:

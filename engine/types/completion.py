@@ -33,6 +33,22 @@ class Completion:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
 
+    def with_cost(self, cost: float) -> Completion:
+        """This answer with its estimated cost (``dataclasses.replace`` reads every field's
+        definition again; every priced answer is made this way)."""
+        return Completion(
+            self.text,
+            self.model,
+            self.tokens_in,
+            self.tokens_out,
+            cost,
+            self.tool_calls,
+            self.finish_reason,
+            self.reasoning,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+        )
+
     @property
     def tokens_total(self) -> int:
         """Input plus output tokens."""
