@@ -2,7 +2,7 @@
 against a slow member, and what choosing a pool member costs in process.
 
 Run: .venv/bin/python benchmarks/routing.py [--requests 1000] [--rate 900] [--litellm]
-     [--only quotas,latency,cost]
+     [--only quotas,latency,cost] [--instructions]
 
 1. Quotas: two deployments the simulator limits to 600 requests per minute (429 beyond),
    1,000 requests offered at 900 per minute (an open loop). A fallback chain (east, then
@@ -12,7 +12,9 @@ Run: .venv/bin/python benchmarks/routing.py [--requests 1000] [--rate 900] [--li
    (a random draw, as round robin) against the ``latency`` strategy, on p50 and p99; and a
    pool of the two fast members alone, whose p99 is the goal's yardstick.
 3. Cost of routing: in process, instant providers, a single-provider step against a pool of
-   three (weighted), alternating in one run; with and without breakers.
+   three (weighted), alternating in one run; with and without breakers. With
+   ``--instructions``, also the CPU instructions per request of each row, counted by
+   valgrind (the same on every run, however loaded the machine is).
 
 With ``--litellm``, LiteLLM's Router runs 1 and 2 with its equivalents (usage-based routing
 with rpm per deployment; simple shuffle and latency-based routing), from its own virtual
@@ -24,9 +26,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
+import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from closedloop import closed_loop, open_loop, p99
@@ -161,33 +167,68 @@ class Instant:
         return "answer"
 
 
-def cost(args: argparse.Namespace, work: Path) -> None:
-    n = args.cost_requests
-    print(f"3. cost of routing, in process, instant providers ({n} requests x {args.rounds} "
-          "rounds, the least)")  # fmt: skip
+def cost_rows(work: Path) -> dict[tuple[str, str], Callable[[], object]]:
+    """The four rows: (single step | pool of 3) x (no breakers | with breakers)."""
     single = work / "single.yaml"
     single.write_text("steps: [a]\n")
     pooled = work / "pooled.yaml"
     pooled.write_text("steps:\n  - id: p\n    pool: [a, b, c]\n")
     one, three = compile_chain(load_chain(single)), compile_chain(load_chain(pooled))
     providers = {n: Instant() for n in "abc"}
+    rows: dict[tuple[str, str], Callable[[], object]] = {}
     for label, health in (
         ("no breakers", None),
         ("with breakers", HealthConfig(LocalHealthStore(), default_policies)),
     ):
         executor = FallbackExecutor(providers.get, Runtime(), health)
+        for name, compiled in (("single", one), ("pool", three)):
+            rows[(label, name)] = lambda c=compiled, e=executor: e.execute(
+                c, "hi", GenerationMeta(), 30
+            )
+    return rows
 
-        def run(compiled, executor: FallbackExecutor = executor):
-            return lambda: executor.execute(compiled, "hi", GenerationMeta(), 30)
 
+def instructions(label: str, name: str, requests: int) -> int:
+    """CPU instructions of this process running one row ``requests`` times (valgrind)."""
+    done = subprocess.run(
+        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+         sys.executable, __file__, "--cost-row", f"{label}/{name}", "--cost-requests",
+         str(requests)],
+        capture_output=True, text=True, check=True, cwd=HERE,
+    )  # fmt: skip
+    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    if found is None:
+        raise SystemExit(f"valgrind printed no instruction count:\n{done.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def cost(args: argparse.Namespace, work: Path) -> None:
+    n = args.cost_requests
+    print(f"3. cost of routing, in process, instant providers ({n} requests x {args.rounds} "
+          "rounds, the least)")  # fmt: skip
+    rows = cost_rows(work)
+    for label in ("no breakers", "with breakers"):
         a, b = [], []
         for _ in range(args.rounds):  # alternating, so both see the same machine
-            a.append(measure(run(one), n, rounds=1))
-            b.append(measure(run(three), n, rounds=1))
+            a.append(measure(rows[(label, "single")], n, rounds=1))
+            b.append(measure(rows[(label, "pool")], n, rounds=1))
         # The least of the rounds: the one the shared machine disturbed least.
         x, y = min(a), min(b)
         print(f"   {label:<14} single step {x:6.1f} us   pool of 3 {y:6.1f} us   "
               f"routing +{y - x:.1f} us (goal <= 5)")  # fmt: skip
+    if not args.instructions:
+        return
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+    # Instructions do not vary with the machine's load: the same figure on every run.
+    for label in ("no breakers", "with breakers"):
+        per = {}
+        for name in ("single", "pool"):
+            per[name] = (instructions(label, name, 2500) - instructions(label, name, 500)) / 2000
+        extra = per["pool"] - per["single"]
+        print(f"   {label:<14} CPU instructions per request: single step {per['single']:,.0f}"
+              f"   pool of 3 {per['pool']:,.0f}   routing +{extra:,.0f} "
+              f"(+{extra / per['single']:.1%})")  # fmt: skip
 
 
 def litellm(part: str, args: argparse.Namespace, work: Path, script: str) -> None:
@@ -227,10 +268,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9, help="cost: rounds, alternating")
     parser.add_argument("--only", default="quotas,latency,cost")
     parser.add_argument("--litellm", action="store_true", help="also run LiteLLM's Router")
+    parser.add_argument(
+        "--instructions", action="store_true", help="cost: also count CPU instructions (valgrind)"
+    )
+    parser.add_argument("--cost-row", help=argparse.SUPPRESS)  # one row, for valgrind
     args = parser.parse_args()
     parts = set(args.only.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        if args.cost_row:
+            label, name = args.cost_row.split("/")
+            row = cost_rows(work)[(label, name)]
+            for _ in range(args.cost_requests):
+                row()
+            return
         import os
 
         os.environ["BENCH_KEY"] = "bench-key"
