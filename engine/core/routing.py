@@ -184,6 +184,9 @@ def _pick(
 ) -> int:
     members = step.pool
     if step.strategy == "weighted":
+        if shares is None and len(candidates) == len(members):  # every member, full weight
+            bounds = step.bounds
+            return min(bisect.bisect_right(bounds, random() * bounds[-1]), len(members) - 1)
         if shares is None:
             weights = [members[i].weight for i in candidates]
         else:
@@ -358,7 +361,7 @@ def choose_member(
                 and len(candidates) == count
                 and (not routing.recovered or step.slow_start <= 0)
             ):
-                # The usual draw, every member in it at full weight: by running weights.
+                # The usual draw (as _pick makes it), without asking for shares first.
                 bounds = step.bounds
                 index = min(bisect.bisect_right(bounds, rt.random() * bounds[-1]), count - 1)
             else:
