@@ -42,12 +42,22 @@ def make(sim, monkeypatch, tmp_path):
         monkeypatch.setenv(name, value)
     made: list[LLMManager] = []
 
-    def build(steps: str = "[deepseek, claude, ollama]", policy: str = "fail", extra: str = ""):
+    def build(
+        steps: str = "[deepseek, claude, ollama]",
+        policy: str = "fail",
+        extra: str = "",
+        providers_extra: str = "",
+    ):
         folder = tmp_path / f"chains{len(made)}"
         folder.mkdir()
         (folder / "default.yaml").write_text(
             f"on_midstream: {policy}\ndefaults: {{timeout: 5}}\n{extra}steps: {steps}\n"
         )
+        if providers_extra:  # the same setting for every provider the tests use
+            (folder / "providers.yaml").write_text(
+                "providers:\n"
+                + "".join(f"  {p}: {{{providers_extra}}}\n" for p in (*PROVIDERS, "openai"))
+            )
         manager = LLMManager(config={"chains_dir": str(folder)})
         made.append(manager)
         return manager
@@ -364,3 +374,73 @@ def test_simulate_accepts_stream_cuts():
     first, second = json.loads(result.stdout)["meta"]["provider_attempts"]
     assert (first["error_code"], first["next"]) == ("429", "openai")
     assert (second["category"], second["chunks"], second["truncated"]) == ("cut", 3, True)
+
+
+TRANSPORT_CASES = [
+    ("text", "[claude]", {"claude": [Behaviour("answer", text="one two three", chunks=3)]}),
+    (
+        "tool call",
+        "[deepseek]",
+        {"deepseek": [Behaviour("tool_call", tool="get_weather", arguments={"c": 1}, chunks=3)]},
+    ),
+    (
+        "429 then answer",
+        "[deepseek, ollama]",
+        {"deepseek": [Behaviour("rate_limit")], "ollama": [Behaviour("answer", text="ok")]},
+    ),
+    (
+        "slow first token",
+        "[{provider: deepseek, first_token_timeout: 0.3}, claude]",
+        {
+            "deepseek": [Behaviour("answer", first_token_delay=2)],
+            "claude": [Behaviour("answer", text="fallback", chunks=2)],
+        },
+    ),
+    (
+        "cut midway",
+        "[{provider: ollama, idle_timeout: 0.5}]",
+        {"ollama": [Behaviour("answer", text="abcdefgh", chunks=4, cut_after=2)]},
+    ),
+    (
+        "stall midway",
+        "[{provider: claude, idle_timeout: 0.3}]",
+        {"claude": [Behaviour("answer", text="abcdefgh", chunks=4, stall_after=2)]},
+    ),
+    (
+        "not a stream, then an error body",
+        "[deepseek, claude, ollama]",
+        {
+            "deepseek": [Behaviour("malformed")],
+            "claude": [Behaviour("server_error")],
+            "ollama": [Behaviour("answer", text="ok", chunks=2)],
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "steps", "plan"), TRANSPORT_CASES, ids=[c[0] for c in TRANSPORT_CASES]
+)
+def test_both_async_transports_stream_alike(sim, make, name, steps, plan):
+    # aiohttp (the default) streams without httpx objects; httpx's pool is the option.
+    # Both must hand over the same events and record the same attempts.
+    seen = {}
+    for transport in ("aiohttp", "httpx"):
+        extra = "" if transport == "aiohttp" else "async_transport: httpx"
+        sim.script = Script(plan)
+        manager = make(steps, providers_extra=extra)
+        tools = [{"function": {"name": "get_weather"}}]
+        events, stream, error = consume(manager, "async", tools=tools)
+        attempts = [
+            (a["provider"], a["status"], a["category"], a["error_code"], a.get("chunks"),
+             a.get("truncated"))
+            for a in stream.meta.provider_attempts
+        ]  # fmt: skip
+        seen[transport] = (
+            [type(e).__name__ + ":" + str(getattr(e, "text", getattr(e, "arguments", "")))
+             for e in events],
+            type(error).__name__ if error else None,
+            attempts,
+        )  # fmt: skip
+    assert seen["aiohttp"] == seen["httpx"]
+    assert seen["aiohttp"][2], "no attempt recorded"

@@ -29,7 +29,9 @@ honoured as httpx honours them (``~/.netrc`` is not read).
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -38,7 +40,7 @@ import aiohttp
 import httpx
 import yarl
 
-__all__ = ["AiohttpTransport", "finish", "read_raw"]
+__all__ = ["AiohttpTransport", "PacedBody", "finish", "read_raw"]
 
 
 def _mapped(exc: BaseException) -> httpx.TransportError:
@@ -67,6 +69,36 @@ async def read_raw(response: aiohttp.ClientResponse, feed: Callable[[bytes], boo
                 return
     except aiohttp.ClientError as exc:
         raise _mapped(exc) from exc
+
+
+class PacedBody:
+    """A reply's raw bytes as they arrive, each read bounded by ``at`` (a
+    ``time.monotonic`` deadline its reader moves as deltas are handed over), each chunk
+    passed through ``take`` (decoding, the size bound) and skipped when that leaves nothing;
+    aiohttp's errors mapped. A class, not an async generator: it runs once per chunk."""
+
+    def __init__(
+        self, response: aiohttp.ClientResponse, take: Callable[[bytes], bytes], at: float
+    ) -> None:
+        self._content = response.content
+        self._take = take
+        self.at = at
+
+    def __aiter__(self) -> PacedBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while True:
+            try:
+                async with asyncio.timeout(max(self.at - time.monotonic(), 0)):
+                    chunk = await self._content.readany()
+            except aiohttp.ClientError as exc:
+                raise _mapped(exc) from exc
+            if not chunk:
+                raise StopAsyncIteration
+            data = self._take(chunk)
+            if data:
+                return data
 
 
 def finish(response: aiohttp.ClientResponse) -> None:

@@ -1,9 +1,11 @@
-"""The async hot path of an HTTP provider: a call that is not streamed, sent straight
-through aiohttp (the default async transport), with no httpx request or response built.
+"""The async hot path of an HTTP provider: calls sent straight through aiohttp (the default
+async transport), with no httpx request or response built; plain and streamed.
 
-It reads exactly as the httpx path does (:meth:`HTTPProvider.achat`): the same bounded,
-decoding body reader, the same reading of a reply that streams although it was not asked
-to, the same error mapping (aiohttp's errors become httpx's, then outcomes, in
+They read exactly as the httpx path does (:meth:`HTTPProvider.achat`,
+:func:`engine.providers.http_stream.astream`): the same bounded, decoding body reader, the
+same reading of a reply that streams although it was not asked to, the same stream parsers
+with the same per-read bounds (first token, then idle, always the whole deadline), the same
+error mapping (aiohttp's errors become httpx's, then outcomes, in
 :class:`~engine.providers.exchange.Exchange`), the same bound on the whole attempt.
 """
 
@@ -11,20 +13,27 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncGenerator
 from functools import partial
 from typing import TYPE_CHECKING
 
 import httpx
 
 from engine.providers import replies
-from engine.providers.aio import AiohttpTransport, finish, read_raw
+from engine.providers.aio import AiohttpTransport, PacedBody, finish, read_raw
+from engine.providers.body import BodyReader
 from engine.providers.exchange import Exchange
+from engine.providers.framing import EventReader
+from engine.providers.streamwire import deltas_of
 from engine.types.completion import Completion
+from engine.types.deltas import Delta
+from engine.types.request import ChatRequest
+from engine.types.timeouts import StreamTimeouts
 
 if TYPE_CHECKING:
     from engine.providers.http import HTTPProvider
 
-__all__ = ["achat"]
+__all__ = ["achat", "astream"]
 
 
 async def achat(
@@ -57,3 +66,62 @@ async def achat(
     if events is not None:
         return replies.read_event_body(provider, status, events, model)
     return provider._finish(status, headers, reader.finish(), model)
+
+
+async def astream(
+    provider: HTTPProvider,
+    transport: httpx.AsyncBaseTransport,
+    request: ChatRequest,
+    timeouts: StreamTimeouts,
+    model: str | None,
+) -> AsyncGenerator[Delta | Completion, None]:
+    """Stream the answer to ``request`` (see :func:`engine.providers.http_stream.astream`)."""
+    assert isinstance(transport, AiohttpTransport)
+    started = time.monotonic()
+    first_by = started + timeouts.first_token
+    ends = started + timeouts.total
+    body = provider._body(request, model, stream=True)
+    provider._check_configured()
+    await provider.bulkhead.aacquire(timeouts.first_token)
+    exchange = Exchange(provider, timeouts.total, timeouts)
+    response = None
+    try:
+        with exchange:
+            left = first_by - time.monotonic()
+            connect = min(provider.connect_timeout, 0.9 * left)
+            async with asyncio.timeout(max(left, 0)):
+                response = await transport.post(provider._url, body, connect)
+            status = exchange.status = response.status
+            headers = response.headers
+            exchange.phase = "body"
+            reader = provider.body_reader(status, headers.get("content-encoding"))
+            if status >= 300 or not replies.is_stream_reply(headers, provider.wire.name):
+                async with asyncio.timeout(max(ends - time.monotonic(), 0)):
+                    await read_raw(response, partial(_fill, reader))
+                whole = provider._finish(status, headers, reader.finish(), model)
+                for delta in deltas_of(whole):  # a server that answered all at once
+                    yield delta
+                yield whole
+                return
+            paced = PacedBody(response, reader.take, first_by)
+            parser = replies._parser(provider.wire.name)
+            events = EventReader(parser.framing, provider.name)
+            try:
+                async for delta in replies._aread_events(parser, events, paced):
+                    exchange.delivered = True
+                    yield delta
+                    # Idle time is time waiting on the network: it starts when the caller
+                    # is back for more, not while it holds the chunk it was given.
+                    paced.at = min(time.monotonic() + timeouts.idle, ends)
+            except (httpx.HTTPError, TimeoutError):
+                if not parser.complete:  # the completion signal came: the answer is whole
+                    raise
+            yield provider._priced(replies._with_model(parser.finish(), model or provider.model))
+    finally:
+        if response is not None:
+            finish(response)
+
+
+def _fill(reader: BodyReader, chunk: bytes) -> bool:
+    reader.feed(chunk)
+    return reader.full

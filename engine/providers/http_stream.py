@@ -5,8 +5,9 @@ delta, then by the idle timeout, and always by the stream's whole deadline."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import TYPE_CHECKING
 
 import httpx
@@ -91,18 +92,39 @@ def stream(
             exchange.response.close()
 
 
-async def astream(
+def astream(
     self: HTTPProvider,
     *,
     request: ChatRequest,
     timeouts: StreamTimeouts,
     model: str | None = None,
 ) -> AsyncGenerator[Delta | Completion, None]:
-    """The async twin of :meth:`stream`."""
+    """The async twin of :meth:`stream`: straight through aiohttp (the default transport:
+    :func:`engine.providers.http_aio.astream`), or through httpx's pool."""
+    transport = self._aclients.get()
+    if hasattr(transport, "post"):
+        return _aiohttp_astream()(self, transport, request, timeouts, model)
+    return _httpx_astream(self, transport, request, timeouts, model)
+
+
+@functools.cache
+def _aiohttp_astream() -> Callable[..., AsyncGenerator[Delta | Completion, None]]:
+    # Imported with aiohttp on the first async stream.
+    from engine.providers.http_aio import astream
+
+    return astream
+
+
+async def _httpx_astream(
+    self: HTTPProvider,
+    transport: httpx.AsyncBaseTransport,
+    request: ChatRequest,
+    timeouts: StreamTimeouts,
+    model: str | None,
+) -> AsyncGenerator[Delta | Completion, None]:
     started = time.monotonic()
     first_by = started + timeouts.first_token
     ends = started + timeouts.total
-    transport = self._aclients.get()
     body = self._body(request, model, stream=True)
     self._check_configured()
     await self.bulkhead.aacquire(timeouts.first_token)

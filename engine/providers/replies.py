@@ -30,7 +30,12 @@ def _in_memory(response: httpx.Response) -> bool:
 
 
 def _is_stream(response: httpx.Response, wire: str) -> bool:
-    kind = response.headers.get("content-type", "")
+    return is_stream_reply(response.headers, wire)
+
+
+def is_stream_reply(headers: Mapping[str, str], wire: str) -> bool:
+    """Whether a reply to a streamed request is the stream ``wire`` sends (its type)."""
+    kind = headers.get("content-type", "")
     return "ndjson" in kind if wire == "ollama" else "text/event-stream" in kind
 
 
