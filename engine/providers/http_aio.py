@@ -110,8 +110,8 @@ async def astream(
                 async for delta in replies._aread_events(parser, events, paced):
                     exchange.delivered = True
                     yield delta
-                    # Idle time is time waiting on the network: it starts when the caller
-                    # is back for more, not while it holds the chunk it was given.
+                    # see engine.providers.http_stream.stream: idle time starts when the
+                    # caller is back for more
                     paced.at = min(time.monotonic() + timeouts.idle, ends)
             except (httpx.HTTPError, TimeoutError):
                 if not parser.complete:  # the completion signal came: the answer is whole
