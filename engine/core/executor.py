@@ -273,7 +273,12 @@ class FallbackExecutor(Performer):
                     )  # fmt: skip
             asked = request.with_params(step.params) if step.params else request
             if not step.pool:  # a window too small for the request: skipped before any call
-                small = too_small(provider, model_of(provider, model), asked)
+                # (unless the breaker refused already: that refusal is the one recorded)
+                small = (
+                    too_small(provider, model_of(provider, model), asked)
+                    if admission is None or admission.allowed
+                    else None
+                )
             grant: QuotaGrant | None = None
             tokens = 0
             hedged: int | None = None  # a hedged attempt: the copy that decides the step
