@@ -282,9 +282,14 @@ class FallbackExecutor(Performer):
             grant: QuotaGrant | None = None
             tokens = 0
             hedged: int | None = None  # a hedged attempt: the copy that decides the step
-            quota = health.quotas(name) if health is not None and provider is not None else None
+            # A pool's member had its quota taken by the draw already.
+            quota = (
+                health.quotas(name)
+                if health is not None and provider is not None and not step.pool
+                else None
+            )
             if (
-                quota is not None and not step.pool and small is None
+                quota is not None and small is None
                 and (admission is None or admission.allowed)
             ):  # fmt: skip
                 tokens = quota_tokens(asked, quota)

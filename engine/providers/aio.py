@@ -1,11 +1,12 @@
-"""An httpx transport over aiohttp, for async calls under heavy concurrency.
+"""The async transport over aiohttp, for async calls under heavy concurrency.
 
 httpx's own async pool re-scans every connection for every waiting request: at 50 and more
 concurrent requests its bookkeeping costs milliseconds of CPU per request, and throughput
 falls to a few hundred requests a second on loopback. aiohttp's connector does the same job
 in constant time (measured with ``benchmarks/load.py``: see the README's performance
-section). The provider keeps speaking httpx (requests, responses, the one place that maps
-transport errors onto outcomes); only the bytes travel through aiohttp.
+section). The provider's async calls, plain and streamed, go straight through it
+(:mod:`engine.providers.http_aio`: no httpx request or response is built); the one place
+that maps transport errors onto outcomes stays the same.
 
 aiohttp's exceptions are converted here to the httpx exceptions that mean the same thing,
 so every wire fault is classified exactly as with httpx's transport:
@@ -33,8 +34,7 @@ import asyncio
 import ssl
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable
 
 import aiohttp
 import httpx
@@ -109,26 +109,11 @@ def finish(response: aiohttp.ClientResponse) -> None:
         response.close()  # abandoned midway: the connection cannot be reused
 
 
-class _Body(httpx.AsyncByteStream):
-    """The reply's raw bytes, as they arrive."""
-
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self._response = response
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.content.iter_any():
-                yield chunk
-        except aiohttp.ClientError as exc:
-            raise _mapped(exc) from exc
-
-    async def aclose(self) -> None:
-        finish(self._response)
-
-
 class AiohttpTransport(httpx.AsyncBaseTransport):
-    """Sends httpx requests through one ``aiohttp.ClientSession`` (made in the loop of the
-    first request; close the client in that loop)."""
+    """Sends a provider's requests through one ``aiohttp.ClientSession`` (made in the loop
+    of the first request; close the client in that loop) with :meth:`post`. It stands where
+    an httpx async transport would (one per event loop, closed by ``aclose``), but httpx's
+    ``handle_async_request`` is not offered: nothing sends httpx requests through it."""
 
     def __init__(
         self,
@@ -174,30 +159,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
             self._session = session
         return session
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        timeouts: dict[str, Any] = request.extensions.get("timeout", {})
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=timeouts.get("connect"), sock_read=timeouts.get("read")
-        )
-        try:
-            response = await self._open().request(
-                request.method,
-                str(request.url),
-                data=await request.aread(),
-                headers=list(request.headers.multi_items()),
-                timeout=timeout,
-                allow_redirects=False,
-                proxy=self._proxy(request.url) if self._proxies else None,
-            )
-        except aiohttp.ClientError as exc:
-            raise _mapped(exc) from exc
-        return httpx.Response(
-            status_code=response.status,
-            headers=response.raw_headers,
-            stream=_Body(response),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": b""},
-        )
 
     async def post(self, url: httpx.URL, body: bytes, connect: float) -> aiohttp.ClientResponse:
         """POST ``body`` straight through aiohttp, with no httpx request or response built

@@ -1,8 +1,10 @@
 """A provider that speaks one wire protocol over HTTP, with httpx, sync and async.
 
-One ``httpx.Client`` and one ``httpx.AsyncClient`` per provider, created on first use and
-reused (connection pooling), closed by :meth:`HTTPProvider.close` / :meth:`aclose`. httpx
-retries nothing (``retries=0``): the chain is the only retry layer.
+One ``httpx.Client`` (sync calls) and one async transport per event loop (aiohttp's, the
+default: :mod:`engine.providers.http_aio`; or httpx's pool) per provider, created on first
+use and reused (connection pooling), closed by :meth:`HTTPProvider.close` / :meth:`aclose`.
+Nothing is retried below the chain (httpx's ``retries=0``): the chain is the only retry
+layer.
 
 Timeouts: every attempt ends within its timeout whatever the server does, in every phase
 (connect, TLS, headers, body): async attempts under ``asyncio.timeout``, sync ones through a
