@@ -1,13 +1,18 @@
 """A raw-socket HTTP server that misbehaves on purpose, for the hardening tests.
 
 Each connection reads one request (head and body) and then runs a ``play`` function that
-writes whatever it likes to the socket: trickled headers, endless bodies, bombs. Runs in
-its own thread; every connection in its own thread too, stopped when the server stops.
+writes whatever it likes to the socket: trickled headers, endless bodies, bombs. With
+``keep_alive``, it goes on reading requests on the same connection (one ``play`` each) until
+the client hangs up. With ``tls``, connections are wrapped in that server-side TLS context.
+Runs in its own thread; every connection in its own thread too, stopped when the server
+stops. It counts connections: accepted, open now, most open at once, and hung up by the
+client.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -40,9 +45,19 @@ def _read_request(conn: socket.socket) -> bytes:
 class HostileServer:
     """``with HostileServer(play) as server: server.url``."""
 
-    def __init__(self, play: Play) -> None:
+    def __init__(
+        self, play: Play, keep_alive: bool = False, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.play = play
+        self.keep_alive = keep_alive
+        self.tls = tls
         self.requests: list[bytes] = []
+        self.connections = 0
+        self.open_now = 0
+        self.most_open = 0
+        #: Connections the client closed while the server waited for a request.
+        self.hung_up = 0
+        self._count = threading.Lock()
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -82,13 +97,30 @@ class HostileServer:
             self._threads.append(thread)
 
     def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            try:
-                request = _read_request(conn)
-                self.requests.append(request)
-                self.play(conn, request)
-            except OSError:
-                pass
+        with self._count:
+            self.connections += 1
+            self.open_now += 1
+            self.most_open = max(self.most_open, self.open_now)
+        try:
+            if self.tls is not None:
+                conn.settimeout(5)
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            with conn:
+                while True:
+                    request = _read_request(conn)
+                    if not request:
+                        with self._count:
+                            self.hung_up += 1
+                        return
+                    self.requests.append(request)
+                    self.play(conn, request)
+                    if not self.keep_alive:
+                        return
+        except OSError:
+            pass
+        finally:
+            with self._count:
+                self.open_now -= 1
 
 
 def head(

@@ -115,7 +115,7 @@ def black_hole():
 
 def setup(
     tmp_path: Path, sim: Simulator, monkeypatch, row: Row, wire: str, black_hole=None,
-    transport: str = "aiohttp",
+    transport: str = "asyncio",
 ):  # fmt: skip
     env = sim.env()
     if row.code == "connect_error":
@@ -195,10 +195,10 @@ def test_sync(tmp_path, sim, monkeypatch, request, row, wire):
     check(row, wire, text, meta)
 
 
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+@pytest.mark.parametrize("transport", ["asyncio", "aiohttp", "httpx"])
 @pytest.mark.parametrize(("row", "wire"), CASES, ids=[f"{w}-{r.name}" for r, w in CASES])
 async def test_async(tmp_path, sim, monkeypatch, request, row, wire, transport):
-    """Every row on both async transports (aiohttp is the default)."""
+    """Every row on every async transport (asyncio is the default)."""
     hole = request.getfixturevalue("black_hole") if row.code == "connect_timeout" else None
     async with setup(tmp_path, sim, monkeypatch, row, wire, hole, transport) as manager:
         text, meta = await manager.agenerate_response("What is 2+2?", mode="composition")

@@ -421,12 +421,12 @@ TRANSPORT_CASES = [
 @pytest.mark.parametrize(
     ("name", "steps", "plan"), TRANSPORT_CASES, ids=[c[0] for c in TRANSPORT_CASES]
 )
-def test_both_async_transports_stream_alike(sim, make, name, steps, plan):
-    # aiohttp (the default) streams without httpx objects; httpx's pool is the option.
-    # Both must hand over the same events and record the same attempts.
+def test_every_async_transport_streams_alike(sim, make, name, steps, plan):
+    # asyncio (the default) and aiohttp stream without httpx objects; httpx's pool is the
+    # option. All must hand over the same events and record the same attempts.
     seen = {}
-    for transport in ("aiohttp", "httpx"):
-        extra = "" if transport == "aiohttp" else "async_transport: httpx"
+    for transport in ("asyncio", "aiohttp", "httpx"):
+        extra = f"async_transport: {transport}"
         sim.script = Script(plan)
         manager = make(steps, providers_extra=extra)
         tools = [{"function": {"name": "get_weather"}}]
@@ -442,5 +442,5 @@ def test_both_async_transports_stream_alike(sim, make, name, steps, plan):
             type(error).__name__ if error else None,
             attempts,
         )  # fmt: skip
-    assert seen["aiohttp"] == seen["httpx"]
-    assert seen["aiohttp"][2], "no attempt recorded"
+    assert seen["asyncio"] == seen["aiohttp"] == seen["httpx"]
+    assert seen["asyncio"][2], "no attempt recorded"

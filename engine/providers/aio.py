@@ -1,12 +1,12 @@
-"""The async transport over aiohttp, for async calls under heavy concurrency.
+"""The async transport over aiohttp (``async_transport: aiohttp``, and the hosts the
+environment routes through a proxy when the default, :mod:`engine.providers.h1`, is chosen).
 
 httpx's own async pool re-scans every connection for every waiting request: at 50 and more
 concurrent requests its bookkeeping costs milliseconds of CPU per request, and throughput
 falls to a few hundred requests a second on loopback. aiohttp's connector does the same job
-in constant time (measured with ``benchmarks/load.py``: see the README's performance
-section). The provider's async calls, plain and streamed, go straight through it
-(:mod:`engine.providers.http_aio`: no httpx request or response is built); the one place
-that maps transport errors onto outcomes stays the same.
+in constant time (measured with ``benchmarks/load.py``). The provider's async calls, plain
+and streamed, go straight through it (:mod:`engine.providers.http_aio`: no httpx request or
+response is built); the one place that maps transport errors onto outcomes stays the same.
 
 aiohttp's exceptions are converted here to the httpx exceptions that mean the same thing,
 so every wire fault is classified exactly as with httpx's transport:
@@ -30,17 +30,17 @@ honoured as httpx honours them (``~/.netrc`` is not read).
 
 from __future__ import annotations
 
-import asyncio
 import ssl
-import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Mapping
 
 import aiohttp
 import httpx
 import yarl
 
-__all__ = ["AiohttpTransport", "PacedBody", "finish", "read_raw"]
+from engine.providers.network import proxy_for
+
+__all__ = ["AioReply", "AiohttpTransport"]
 
 
 def _mapped(exc: BaseException) -> httpx.TransportError:
@@ -58,55 +58,40 @@ def _mapped(exc: BaseException) -> httpx.TransportError:
     return httpx.ReadError(text)
 
 
-async def read_raw(response: aiohttp.ClientResponse, feed: Callable[[bytes], bool]) -> None:
-    """Hand a reply's raw bytes to ``feed`` as they arrive, until it returns True or the
-    body ends; aiohttp's errors mapped as everywhere else. (A plain loop: an async
-    generator per reply costs the event loop's generator hooks on every call.)"""
-    content = response.content
-    try:
-        while chunk := await content.readany():
-            if feed(chunk):
-                return
-    except aiohttp.ClientError as exc:
-        raise _mapped(exc) from exc
+class _Content:
+    """aiohttp's body reader, its errors mapped."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: aiohttp.StreamReader) -> None:
+        self._stream = stream
+
+    async def readany(self) -> bytes:
+        try:
+            return await self._stream.readany()
+        except aiohttp.ClientError as exc:
+            raise _mapped(exc) from exc
+
+    def is_eof(self) -> bool:
+        return self._stream.is_eof()
 
 
-class PacedBody:
-    """A reply's raw bytes as they arrive, each read bounded by ``at`` (a
-    ``time.monotonic`` deadline its reader moves as deltas are handed over), each chunk
-    passed through ``take`` (decoding, the size bound) and skipped when that leaves nothing;
-    aiohttp's errors mapped. A class, not an async generator: it runs once per chunk."""
+class AioReply:
+    """An aiohttp reply as an :class:`~engine.providers.areply.AsyncReply`."""
 
-    def __init__(
-        self, response: aiohttp.ClientResponse, take: Callable[[bytes], bytes], at: float
-    ) -> None:
-        self._content = response.content
-        self._take = take
-        self.at = at
+    __slots__ = ("_response", "content", "headers", "status")
 
-    def __aiter__(self) -> PacedBody:
-        return self
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status = response.status
+        self.headers: Mapping[str, str] = response.headers
+        self.content = _Content(response.content)
 
-    async def __anext__(self) -> bytes:
-        while True:
-            try:
-                async with asyncio.timeout(max(self.at - time.monotonic(), 0)):
-                    chunk = await self._content.readany()
-            except aiohttp.ClientError as exc:
-                raise _mapped(exc) from exc
-            if not chunk:
-                raise StopAsyncIteration
-            data = self._take(chunk)
-            if data:
-                return data
+    def release(self) -> None:
+        self._response.release()
 
-
-def finish(response: aiohttp.ClientResponse) -> None:
-    """Let a reply go: its connection is reused when the body was read to the end."""
-    if response.content.is_eof():
-        response.release()
-    else:
-        response.close()  # abandoned midway: the connection cannot be reused
+    def close(self) -> None:
+        self._response.close()
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -134,10 +119,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         """The proxy the environment names for ``url`` (decided once per scheme and host)."""
         key = (url.scheme, url.host)
         if key not in self._proxy_for:
-            proxy = self._proxies.get(url.scheme)
-            if proxy and urllib.request.proxy_bypass(url.host):
-                proxy = None
-            self._proxy_for[key] = proxy or None
+            self._proxy_for[key] = proxy_for(url)
         return self._proxy_for[key]
 
     def _open(self) -> aiohttp.ClientSession:
@@ -160,13 +142,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._session = session
         return session
 
-    async def post(self, url: httpx.URL, body: bytes, connect: float) -> aiohttp.ClientResponse:
+    async def post(self, url: httpx.URL, body: bytes, connect: float) -> AioReply:
         """POST ``body`` straight through aiohttp, with no httpx request or response built
         (the provider's non-streamed async calls: the hot path); errors mapped as above.
         Only connecting has a timer of its own: the caller bounds the whole exchange; the
         headers are the session's."""
         try:
-            return await self._open().request(
+            response = await self._open().request(
                 "POST",
                 self._target(url),
                 data=body,
@@ -176,6 +158,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
         except aiohttp.ClientError as exc:
             raise _mapped(exc) from exc
+        return AioReply(response)
 
     def _target(self, url: httpx.URL) -> yarl.URL:
         # Parsed once per URL object (a provider keeps its one): aiohttp takes a parsed URL

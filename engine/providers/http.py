@@ -1,10 +1,11 @@
 """A provider that speaks one wire protocol over HTTP, with httpx, sync and async.
 
-One ``httpx.Client`` (sync calls) and one async transport per event loop (aiohttp's, the
-default: :mod:`engine.providers.http_aio`; or httpx's pool) per provider, created on first
-use and reused (connection pooling), closed by :meth:`HTTPProvider.close` / :meth:`aclose`.
-Nothing is retried below the chain (httpx's ``retries=0``): the chain is the only retry
-layer.
+One ``httpx.Client`` (sync calls) and one async transport per event loop (HTTP/1.1 on
+asyncio, the default: :mod:`engine.providers.h1`, through :mod:`engine.providers.http_aio`;
+aiohttp's; or httpx's pool) per provider, created on first use and reused (connection
+pooling), closed by :meth:`HTTPProvider.close` / :meth:`aclose`. Nothing is retried below
+the chain (httpx's ``retries=0``, none in the async transports): the chain is the only
+retry layer.
 
 Timeouts: every attempt ends within its timeout whatever the server does, in every phase
 (connect, TLS, headers, body): async attempts under ``asyncio.timeout``, sync ones through a
@@ -31,6 +32,7 @@ import httpx
 
 from engine.errors import AIResponseError, ProviderError
 from engine.providers import http_stream, replies
+from engine.providers.areply import PostTransport
 from engine.providers.body import ACCEPT_ENCODING, ERROR_BODY_BYTES, BodyReader
 from engine.providers.bulkhead import Bulkhead
 from engine.providers.catalogue import ModelWindow, window_of
@@ -39,7 +41,7 @@ from engine.providers.mapping import (
     attempt_timeout,
     error_for_status,
 )
-from engine.providers.network import deadline, sync_transport, tls_context
+from engine.providers.network import deadline, proxy_for, sync_transport, tls_context
 from engine.providers.replies import (
     _in_memory,
     _is_event_body,
@@ -109,7 +111,7 @@ class HTTPProvider:
         self._async_transport = async_transport
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
-        self._aclients: LoopClients[httpx.AsyncBaseTransport] = LoopClients(
+        self._aclients: LoopClients[httpx.AsyncBaseTransport | PostTransport] = LoopClients(
             self._new_async_transport
         )
         install_log_filter()
@@ -293,16 +295,19 @@ class HTTPProvider:
 
     # -- async -----------------------------------------------------------------------------
 
-    def _new_async_transport(self) -> httpx.AsyncBaseTransport:
+    def _new_async_transport(self) -> httpx.AsyncBaseTransport | PostTransport:
         # Async requests go straight to the transport: httpx's client layer (auth, cookies,
         # redirects, hooks, header merging) would cost more than the engine itself, and the
         # engine needs none of it.
         if self._async_transport is not None:
             return self._async_transport
-        if self._resolved.settings.async_transport == "aiohttp":
-            from engine.providers.aio import (
-                AiohttpTransport,  # aiohttp loads only when async calls start
-            )
+        chosen = self._resolved.settings.async_transport
+        if chosen == "asyncio" and proxy_for(self._url) is None:
+            from engine.providers.h1 import H1Transport  # loads when async calls start
+
+            return H1Transport(self._limits, tls_context(), self.header_items)
+        if chosen in ("asyncio", "aiohttp"):  # the asyncio transport leaves proxies to aiohttp
+            from engine.providers.aio import AiohttpTransport
 
             return AiohttpTransport(self._limits, tls_context(), self.header_items)
         return httpx.AsyncHTTPTransport(
@@ -326,7 +331,7 @@ class HTTPProvider:
         body = self._body(request, model)
         self._check_configured()  # before queueing: a missing key needs no slot
         await self.bulkhead.aacquire(timeout)  # the wait counts against the attempt's time
-        if hasattr(transport, "post"):  # aiohttp (the default): no httpx objects at all
+        if hasattr(transport, "post"):  # asyncio (the default), aiohttp: no httpx objects
             return await _aiohttp_achat()(self, transport, body, ends, timeout, model)
         with Exchange(self, timeout) as exchange:
             left = ends - time.monotonic()

@@ -1,11 +1,12 @@
-"""The async hot path of an HTTP provider: calls sent straight through aiohttp (the default
-async transport), with no httpx request or response built; plain and streamed.
+"""The async hot path of an HTTP provider: calls posted straight through a
+:class:`~engine.providers.areply.PostTransport` (HTTP/1.1 on asyncio, the default, or
+aiohttp), with no httpx request or response built; plain and streamed.
 
 They read exactly as the httpx path does (:meth:`HTTPProvider.achat`,
 :func:`engine.providers.http_stream.astream`): the same bounded, decoding body reader, the
 same reading of a reply that streams although it was not asked to, the same stream parsers
 with the same per-read bounds (first token, then idle, always the whole deadline), the same
-error mapping (aiohttp's errors become httpx's, then outcomes, in
+error mapping (the transports raise httpx's errors, which become outcomes in
 :class:`~engine.providers.exchange.Exchange`), the same bound on the whole attempt.
 """
 
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from engine.providers import replies
-from engine.providers.aio import AiohttpTransport, PacedBody, finish, read_raw
+from engine.providers.areply import PacedBody, PostTransport, finish, read_raw
 from engine.providers.body import BodyReader
 from engine.providers.exchange import Exchange
 from engine.providers.framing import EventReader
@@ -38,7 +39,7 @@ __all__ = ["achat", "astream"]
 
 async def achat(
     provider: HTTPProvider,
-    transport: httpx.AsyncBaseTransport,
+    transport: PostTransport,
     body: bytes,
     ends: float,
     timeout: float,
@@ -46,7 +47,6 @@ async def achat(
 ) -> Completion:
     """Send ``body`` and read the answer, within ``ends`` (``time.monotonic``); the
     provider's bulkhead slot is taken already (the exchange gives it back)."""
-    assert isinstance(transport, AiohttpTransport)
     with Exchange(provider, timeout) as exchange:
         left = ends - time.monotonic()
         # Connecting gets at most 90% of the attempt (as on the httpx path).
@@ -70,13 +70,12 @@ async def achat(
 
 async def astream(
     provider: HTTPProvider,
-    transport: httpx.AsyncBaseTransport,
+    transport: PostTransport,
     request: ChatRequest,
     timeouts: StreamTimeouts,
     model: str | None,
 ) -> AsyncGenerator[Delta | Completion, None]:
     """Stream the answer to ``request`` (see :func:`engine.providers.http_stream.astream`)."""
-    assert isinstance(transport, AiohttpTransport)
     started = time.monotonic()
     first_by = started + timeouts.first_token
     ends = started + timeouts.total

@@ -23,6 +23,7 @@ import socket
 import ssl
 import threading
 import time
+import urllib.request
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any
@@ -35,6 +36,7 @@ __all__ = [
     "Cancel",
     "cancelling",
     "deadline",
+    "proxy_for",
     "sync_transport",
     "tls_context",
 ]
@@ -212,6 +214,15 @@ def sync_transport(limits: httpx.Limits, ssl_context: ssl.SSLContext) -> httpx.H
 
 
 @functools.cache
+def proxy_for(url: httpx.URL) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTP(S)_PROXY``, minus ``NO_PROXY``),
+    or None."""
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if proxy and urllib.request.proxy_bypass(url.host):
+        return None
+    return proxy or None
+
+
 def tls_context() -> ssl.SSLContext:
     # Building a TLS context (loading the CA bundle) costs ~20 ms; every client shares one.
     # httpx's own helper keeps its defaults (certifi, SSL_CERT_FILE / SSL_CERT_DIR).

@@ -52,7 +52,7 @@ __all__ = [
 
 PROVIDERS_FILE: Final = "providers.yaml"
 Kind = Literal["openai", "anthropic", "ollama"]
-AsyncTransport = Literal["aiohttp", "httpx"]
+AsyncTransport = Literal["asyncio", "aiohttp", "httpx"]
 MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
 _NAME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 #: Largest ``max_response_bytes`` a providers file may set (1 GiB).
@@ -143,8 +143,9 @@ class ProviderEntry(BaseModel):
     )
     async_transport: AsyncTransport | None = Field(
         default=None,
-        description="What carries async calls: aiohttp (default; holds up under heavy "
-        "concurrency) or httpx (its own pool).",
+        description="What carries async calls: asyncio (default: HTTP/1.1 on asyncio's own "
+        "connections, the lightest; a proxied host goes through aiohttp), aiohttp, or httpx "
+        "(its own pool).",
     )
     max_tokens_field: MaxTokensField | None = Field(
         default=None,
@@ -181,7 +182,7 @@ class ProviderSettings:
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     max_queue: int = DEFAULT_MAX_QUEUE
-    async_transport: AsyncTransport = "aiohttp"
+    async_transport: AsyncTransport = "asyncio"
     max_tokens_field: MaxTokensField = "max_tokens"
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
     retry_budget: RetryBudgetPolicy = field(default_factory=RetryBudgetPolicy)

@@ -1,0 +1,504 @@
+"""The default async transport: HTTP/1.1 on asyncio's own connections.
+
+A provider's async calls are all alike: a POST of a JSON body to one URL, with the same
+headers every time, and a reply read to its end. This transport does just that, and no
+more: the request's head is written once per URL and reused, the reply is parsed by
+llhttp (through ``httptools``, the parser uvicorn uses), and connections are kept alive in
+a small pool per event loop. A general client (aiohttp, httpx) builds request and reply
+objects, header multidicts, timers, trace hooks and cookie jars for every request; here a
+call costs a fraction of that (``benchmarks/load.py``).
+
+What it does:
+
+- keep-alive connections, reused last-in first-out; one is dropped when the server closes
+  it, when it has been idle ``keepalive_expiry`` seconds, when the reply said
+  ``Connection: close``, or when a reply was abandoned midway;
+- at most ``max_connections`` connections open at once (requests wait for one, in order);
+- replies framed by ``Content-Length``, chunked, or by the end of the connection;
+- TLS with the engine's TLS context (certificates checked, SNI sent);
+- every fault raised as the httpx exception that means the same thing, so outcomes are
+  the same as on the other transports:
+
+  ===============================================  ================================
+  fault                                            httpx exception
+  ===============================================  ================================
+  connecting took longer than ``connect``          ``ConnectTimeout``
+  refused, unreachable, DNS, TLS handshake         ``ConnectError``
+  closed before the reply's head, or malformed     ``RemoteProtocolError``
+  closed midway through the body                   ``RemoteProtocolError``
+  reset while reading                              ``ReadError``
+  ===============================================  ================================
+
+What it leaves to aiohttp: proxies. A provider whose host the environment routes through a
+proxy (``HTTP(S)_PROXY`` / ``NO_PROXY``) is carried by the aiohttp transport instead
+(:meth:`engine.providers.http.HTTPProvider._new_async_transport`).
+
+Bodies arrive raw (the provider decodes them under its size bound); no cookies are kept and
+no redirect followed, as on the other transports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from collections.abc import Mapping
+
+import httptools
+import httpx
+
+__all__ = ["H1Reply", "H1Transport"]
+
+#: A reply's unread body above this pauses reading from its socket (flow control).
+_HIGH_WATER = 1 << 18
+
+
+class _Body:
+    """A reply's body as it arrives (:class:`~engine.providers.areply.BodyStream`)."""
+
+    __slots__ = ("_chunks", "_conn", "_error", "_paused", "_size", "_waiter", "complete")
+
+    def __init__(self, conn: _Connection) -> None:
+        self._conn = conn
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
+        #: The whole body has come.
+        self.complete = False
+
+    # -- the connection's side -------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._size += len(data)
+        if self._size > _HIGH_WATER and not self._paused:
+            self._paused = True
+            self._conn.pause()
+        self._wake()
+
+    def end(self) -> None:
+        self.complete = True
+        self._wake()
+
+    def fail(self, exc: BaseException) -> None:
+        self._error = exc
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the reader's side -----------------------------------------------------------------
+
+    async def readany(self) -> bytes:
+        while True:
+            chunks = self._chunks
+            if chunks:
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+                self._size = 0
+                if self._paused:
+                    self._paused = False
+                    self._conn.resume()
+                return data
+            if self._error is not None:
+                raise self._error
+            if self.complete:
+                return b""
+            self._waiter = self._conn.loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def is_eof(self) -> bool:
+        return self.complete
+
+
+class H1Reply:
+    """A reply whose head has come (:class:`~engine.providers.areply.AsyncReply`)."""
+
+    __slots__ = ("_conn", "content", "headers", "status")
+
+    def __init__(
+        self, conn: _Connection, status: int, headers: dict[str, str], body: _Body
+    ) -> None:
+        self._conn = conn
+        self.status = status
+        #: Lower-case names; a repeated header's values joined by ", " (as httpx reads them).
+        self.headers: Mapping[str, str] = headers
+        self.content = body
+
+    def release(self) -> None:
+        """Give the connection back to its pool (closed instead if it cannot be reused)."""
+        self._conn.done_with(self.content.complete)
+
+    def close(self) -> None:
+        """Close the connection now."""
+        self._conn.done_with(False)
+
+
+class _Connection(asyncio.Protocol):
+    """One connection: at most one exchange at a time, parsed by llhttp."""
+
+    def __init__(self, pool: _Pool) -> None:
+        self.pool = pool
+        self.loop = pool.loop
+        self.transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        #: The reply's head, awaited by the request in progress (None between exchanges).
+        self._head: asyncio.Future[H1Reply] | None = None
+        self._body: _Body | None = None
+        self._raw: list[tuple[bytes, bytes]] = []
+        self._interim = False
+        self._eof_ends = False  # the body ends with the connection (no length, not chunked)
+        self.busy = False
+        self.reusable = False
+        self.closed = False
+        self.idle_since = 0.0
+
+    # -- the request's side ----------------------------------------------------------------
+
+    def send(self, data: bytes) -> asyncio.Future[H1Reply]:
+        """Write a request; the future is the reply's head."""
+        assert self.transport is not None
+        self.busy = True
+        self.reusable = False
+        self._body = None
+        head = self._head = self.loop.create_future()
+        self.transport.write(data)
+        return head
+
+    def done_with(self, reuse: bool) -> None:
+        """The exchange is over: back to the pool (when ``reuse`` and the server lets it),
+        or closed."""
+        self.busy = False
+        self._head = None
+        if reuse and self.reusable and not self.closed:
+            self._body = None
+            self.pool.give_back(self)
+        else:
+            self.abort()
+
+    def abort(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.abort()  # connection_lost follows: the pool forgets it then
+
+    def pause(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    # -- asyncio's side --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if not self.busy or (self._body is not None and self._body.complete):
+            # Bytes nobody asked for (on an idle connection, or after a whole reply): the
+            # connection is out of step with the server and cannot be trusted again.
+            self.reusable = False
+            if not self.busy:
+                self.abort()
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:  # one of ours failed: a bug
+            cause = exc.__context__ or exc
+            self._fail(cause)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._fail(httpx.RemoteProtocolError(f"malformed reply: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        if not self.busy:
+            return
+        body = self._body
+        if body is None:
+            error: BaseException
+            if exc is None:
+                error = httpx.RemoteProtocolError("server disconnected without sending a reply")
+            else:
+                error = httpx.ReadError(f"{type(exc).__name__}: {exc}")
+            head = self._head
+            if head is not None and not head.done():
+                head.set_exception(error)
+            return
+        if body.complete:
+            return
+        if exc is None and self._eof_ends:
+            body.end()  # a reply framed by the end of its connection
+        elif exc is None:
+            body.fail(
+                httpx.RemoteProtocolError(
+                    "server closed the connection without sending the complete body"
+                )
+            )
+        else:
+            body.fail(httpx.ReadError(f"{type(exc).__name__}: {exc}"))
+
+    def _fail(self, error: BaseException) -> None:
+        head = self._head
+        if self._body is not None:
+            self._body.fail(error)
+        elif head is not None and not head.done():
+            head.set_exception(error)
+        self.reusable = False
+        self.abort()
+
+    # -- llhttp's callbacks ----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._raw = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._raw.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if status < 200:  # 1xx: an interim reply, the real one follows
+            self._interim = True
+            return
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in self._raw:
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        self._eof_ends = (
+            "content-length" not in headers
+            and "chunked" not in headers.get("transfer-encoding", "").lower()
+            and status not in (204, 304)
+        )
+        body = self._body = _Body(self)
+        head = self._head
+        if head is not None and not head.done():
+            head.set_result(H1Reply(self, status, headers, body))
+
+    def on_body(self, data: bytes) -> None:
+        if self._body is not None:
+            self._body.feed(data)
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        self.reusable = self._parser.should_keep_alive()
+        if self._body is not None:
+            self._body.end()
+
+
+class _Pool:
+    """The connections to one origin, in one event loop."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None,
+        limit: int | None,
+        keep: int | None,
+        expiry: float,
+    ) -> None:
+        self.loop = loop
+        self._host = host
+        self._port = port
+        self._tls = tls
+        self._limit = limit
+        self._keep = keep
+        self._expiry = expiry
+        self._idle: list[_Connection] = []
+        self._all: set[_Connection] = set()
+        self._opening = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._sweep: asyncio.TimerHandle | None = None
+
+    async def acquire(self, connect: float) -> _Connection:
+        """A connection: an idle one (the most recent), or a new one."""
+        idle = self._idle
+        while True:
+            while idle:
+                conn = idle.pop()
+                if self.loop.time() - conn.idle_since < self._expiry and not conn.closed:
+                    return conn
+                conn.abort()
+            if self._limit is None or len(self._all) + self._opening < self._limit:
+                return await self._connect(connect)
+            waiter = self.loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # woken and gone: the next in line takes the turn
+                else:
+                    self._waiters.remove(waiter)
+                raise
+
+    async def _connect(self, timeout: float) -> _Connection:
+        self._opening += 1
+        try:
+            conn = await self._open(timeout)
+        except BaseException:
+            self._opening -= 1
+            self._wake()  # the place it held is free: the next in line may connect
+            raise
+        self._opening -= 1
+        self._all.add(conn)
+        return conn
+
+    async def _open(self, timeout: float) -> _Connection:
+        try:
+            async with asyncio.timeout(timeout) as bound:
+                _, conn = await self.loop.create_connection(
+                    lambda: _Connection(self),
+                    self._host,
+                    self._port,
+                    ssl=self._tls,
+                    server_hostname=self._host if self._tls is not None else None,
+                )
+        except TimeoutError:
+            if bound.expired():
+                raise httpx.ConnectTimeout(
+                    f"connecting to {self._host}:{self._port} took over {timeout:g}s"
+                ) from None
+            raise
+        except OSError as exc:  # refused, unreachable, DNS, TLS (ssl.SSLError is an OSError)
+            raise httpx.ConnectError(f"{type(exc).__name__}: {exc}") from exc
+        return conn
+
+    def give_back(self, conn: _Connection) -> None:
+        conn.idle_since = self.loop.time()
+        if self._keep is not None and len(self._idle) >= self._keep:
+            conn.abort()
+            return
+        self._idle.append(conn)
+        if self._sweep is None:
+            self._sweep = self.loop.call_later(self._expiry, self._drop_stale)
+        self._wake()
+
+    def forget(self, conn: _Connection) -> None:
+        """A connection closed (by either side)."""
+        self._all.discard(conn)
+        if conn in self._idle:
+            self._idle.remove(conn)
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _drop_stale(self) -> None:
+        self._sweep = None
+        now = self.loop.time()
+        for conn in [c for c in self._idle if now - c.idle_since >= self._expiry]:
+            conn.abort()
+        if self._idle:
+            oldest = min(c.idle_since for c in self._idle)
+            self._sweep = self.loop.call_later(oldest + self._expiry - now, self._drop_stale)
+
+    def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        for conn in list(self._all):
+            conn.abort()
+
+
+class _Target:
+    """A URL's pool and the head of every request to it, written once."""
+
+    __slots__ = ("head", "pool", "url")
+
+    def __init__(self, url: httpx.URL, pool: _Pool, head: bytes) -> None:
+        self.url = url
+        self.pool = pool
+        self.head = head
+
+
+class H1Transport:
+    """Posts a provider's requests over HTTP/1.1 (:class:`~engine.providers.areply.PostTransport`);
+    one per event loop, closed by ``aclose``.
+
+    ``headers`` are sent with every request (the provider's own: set once, not per
+    request); ``Host`` and ``Content-Length`` are added."""
+
+    def __init__(
+        self,
+        limits: httpx.Limits,
+        ssl_context: ssl.SSLContext,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        self._limits = limits
+        self._ssl = ssl_context
+        self._lines = b"".join(_header_line(n, v) for n, v in headers or [])
+        self._pools: dict[tuple[str, str, int], _Pool] = {}
+        self._targets: dict[int, _Target] = {}
+
+    async def post(self, url: httpx.URL, body: bytes, connect: float) -> H1Reply:
+        """POST ``body`` to ``url``; the reply once its head has come."""
+        target = self._targets.get(id(url))
+        if target is None or target.url is not url:
+            target = self._target(url)
+        conn = await target.pool.acquire(connect)
+        try:
+            return await conn.send(b"%s%d\r\n\r\n%s" % (target.head, len(body), body))
+        except BaseException:
+            conn.done_with(False)  # no head (an error, a timeout, a cancel): not reusable
+            raise
+
+    def _target(self, url: httpx.URL) -> _Target:
+        # Made once per URL object (a provider keeps its one).
+        if url.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
+        tls = url.scheme == "https"
+        port = url.port or (443 if tls else 80)
+        key = (url.scheme, url.host, port)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = _Pool(
+                asyncio.get_running_loop(),
+                url.host,
+                port,
+                self._ssl if tls else None,
+                self._limits.max_connections,
+                self._limits.max_keepalive_connections,
+                self._limits.keepalive_expiry or 5.0,
+            )
+        head = b"POST %s HTTP/1.1\r\nHost: %s\r\n%sContent-Length: " % (
+            url.raw_path,
+            url.netloc,
+            self._lines,
+        )
+        if len(self._targets) >= 64:
+            self._targets.clear()
+        target = self._targets[id(url)] = _Target(url, pool, head)
+        return target
+
+    async def aclose(self) -> None:
+        """Close every connection."""
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+        self._targets.clear()
+
+
+def _header_line(name: str, value: str) -> bytes:
+    if any(c in name or c in value for c in "\r\n\0") or not name:
+        # Said without the value: it may be a key.
+        raise ValueError(f"header {name!r}: a header cannot contain a line break")
+    return f"{name}: {value}\r\n".encode("latin-1")

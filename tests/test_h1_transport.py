@@ -1,0 +1,375 @@
+"""The default async transport, HTTP/1.1 on asyncio: connections kept alive and dropped when
+they must be, every framing of a reply, interim replies, malformed ones, TLS, the connection
+limit, cancellation, and proxied hosts left to aiohttp. Real sockets only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import threading
+
+import httpx
+import pytest
+import trustme
+from hostile import HostileServer, head, reply
+
+from engine.errors import ProviderError
+from engine.providers.h1 import H1Transport
+from engine.providers.http import HTTPProvider
+from engine.providers.settings import BUILTIN_SETTINGS, resolve
+from engine.types.request import ChatRequest
+
+KEY = "sk-h1-test-key-0123456789"
+ANSWER = {"choices": [{"message": {"content": "fine"}, "finish_reason": "stop"}], "model": "m"}
+BODY = json.dumps(ANSWER).encode()
+
+
+def provider_at(url: str, **env: str) -> HTTPProvider:
+    settings = BUILTIN_SETTINGS["openai"]
+    return HTTPProvider(resolve(settings, {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": url, **env}))
+
+
+async def ask(provider: HTTPProvider, times: int = 1) -> list[str]:
+    texts = []
+    for _ in range(times):
+        answer = await provider.achat(request=ChatRequest.from_prompt("hi"), timeout=5)
+        texts.append(answer.text)
+    return texts
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_one_connection_carries_sequential_calls_with_the_providers_headers():
+    with HostileServer(reply(200, BODY), keep_alive=True) as server:
+        port = server.url.rsplit(":", 1)[1]
+        provider = provider_at(server.url + "/v1")
+
+        async def go():
+            try:
+                return await ask(provider, 5)
+            finally:
+                await provider.aclose()
+
+        assert run(go()) == ["fine"] * 5
+    assert (server.connections, len(server.requests)) == (1, 5)
+    for raw in server.requests:
+        request_head, _, body = raw.partition(b"\r\n\r\n")
+        lines = request_head.decode().split("\r\n")
+        assert lines[0] == "POST /v1/chat/completions HTTP/1.1"
+        fields = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        assert fields["host"] == f"127.0.0.1:{port}"
+        assert fields["authorization"] == f"Bearer {KEY}"
+        assert fields["content-type"] == "application/json"
+        assert fields["accept-encoding"] == "gzip, deflate"
+        assert int(fields["content-length"]) == len(body)
+        assert json.loads(body)["messages"] == [{"role": "user", "content": "hi"}]
+
+
+def _chunked(conn, request):
+    conn.sendall(head(200, {"content-type": "application/json", "transfer-encoding": "chunked"}))
+    for start in range(0, len(BODY), 7):
+        piece = BODY[start : start + 7]
+        conn.sendall(b"%x;ext=1\r\n%s\r\n" % (len(piece), piece))
+    conn.sendall(b"0\r\n\r\n")
+
+
+def _until_close(conn, request):
+    conn.sendall(head(200, {"content-type": "application/json"}) + BODY)
+    conn.shutdown(2)  # the body ends with the connection
+
+
+def _in_pieces(conn, request):
+    whole = head(200, None, len(BODY)) + BODY
+    for start in range(0, len(whole), 5):
+        conn.sendall(whole[start : start + 5])
+
+
+@pytest.mark.parametrize(
+    ("play", "connections"),
+    [(reply(200, BODY), 1), (_chunked, 1), (_in_pieces, 1), (_until_close, 2)],
+    ids=["content-length", "chunked", "in-pieces", "until-close"],
+)
+def test_every_framing_of_a_reply_is_read(play, connections):
+    with HostileServer(play, keep_alive=True) as server:
+        provider = provider_at(server.url + "/v1")
+
+        async def go():
+            try:
+                return await ask(provider, 2)
+            finally:
+                await provider.aclose()
+
+        assert run(go()) == ["fine", "fine"]
+    # A reply framed by the end of its connection leaves nothing to reuse.
+    assert server.connections == connections
+
+
+def test_a_reply_saying_connection_close_is_not_reused():
+    play = reply(200, BODY, {"content-type": "application/json", "connection": "close"})
+    with HostileServer(play, keep_alive=True) as server:
+        provider = provider_at(server.url + "/v1")
+
+        async def go():
+            try:
+                return await ask(provider, 3)
+            finally:
+                await provider.aclose()
+
+        assert run(go()) == ["fine"] * 3
+    assert server.connections == 3
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_used_again():
+    closed = threading.Event()
+
+    def play(conn, request):
+        conn.sendall(head(200, None, len(BODY)) + BODY)
+        conn.shutdown(2)  # a keep-alive reply, then the server drops the connection
+        closed.set()
+
+    with HostileServer(play) as server:
+        provider = provider_at(server.url + "/v1")
+
+        async def go():
+            try:
+                texts = await ask(provider)
+                await asyncio.to_thread(closed.wait, 5)
+                for _ in range(3):  # the close is in; let the loop read it
+                    await asyncio.sleep(0)
+                return texts + await ask(provider)
+            finally:
+                await provider.aclose()
+
+        assert run(go()) == ["fine", "fine"]
+    assert server.connections == 2
+
+
+def test_interim_replies_are_skipped():
+    def play(conn, request):
+        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n" + head(200, None, len(BODY)) + BODY)
+
+    with HostileServer(play, keep_alive=True) as server:
+        provider = provider_at(server.url + "/v1")
+
+        async def go():
+            try:
+                return await ask(provider, 2)
+            finally:
+                await provider.aclose()
+
+        assert run(go()) == ["fine", "fine"]
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"HTTX/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\ncontent-length: nine\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+    ],
+    ids=["status-line", "length", "chunk-size"],
+)
+def test_a_malformed_reply_is_a_truncated_response(raw):
+    with HostileServer(lambda conn, request: conn.sendall(raw)) as server:
+        provider = provider_at(server.url + "/v1")
+
+        async def go():
+            try:
+                await ask(provider)
+            finally:
+                await provider.aclose()
+
+        with pytest.raises(ProviderError) as caught:
+            run(go())
+    assert caught.value.code == "truncated_response"
+    assert "malformed reply" in str(caught.value)
+
+
+def test_header_names_are_read_in_any_case_and_repeats_are_joined():
+    error = json.dumps({"error": {"message": "slow down", "type": "rate_limit"}}).encode()
+    headers = {"Content-Type": "application/json", "Retry-After": "7"}
+
+    def play(conn, request):
+        conn.sendall(
+            head(429, headers, len(error))[:-2] + b"X-Note: a\r\nX-Note: b\r\n\r\n" + error
+        )
+
+    with HostileServer(play) as server:
+        transport = H1Transport(httpx.Limits(), ssl.create_default_context())
+
+        async def go():
+            try:
+                response = await transport.post(httpx.URL(server.url + "/v1"), b"{}", 5)
+                body = await response.content.readany()
+                response.release()
+                return response, body
+            finally:
+                await transport.aclose()
+
+        response, body = run(go())
+        provider = provider_at(server.url + "/v1")
+
+        async def via_provider():
+            try:
+                await ask(provider)
+            finally:
+                await provider.aclose()
+
+        with pytest.raises(ProviderError) as caught:
+            run(via_provider())
+    assert (response.status, body) == (429, error)
+    assert response.headers["retry-after"] == "7"
+    assert response.headers["x-note"] == "a, b"
+    assert (caught.value.code, caught.value.retry_after) == ("429", 7)
+
+
+def test_the_connection_limit_holds_and_connections_are_shared():
+    both_in = threading.Barrier(2, timeout=5)
+
+    def play(conn, request):
+        both_in.wait()  # two requests are held at once, never three
+        conn.sendall(head(200, None, len(BODY)) + BODY)
+
+    with HostileServer(play, keep_alive=True) as server:
+        transport = H1Transport(httpx.Limits(max_connections=2), ssl.create_default_context())
+        url = httpx.URL(server.url + "/v1/chat/completions")
+
+        async def one():
+            response = await transport.post(url, b"{}", 5)
+            body = await response.content.readany()
+            response.release()
+            return body
+
+        async def go():
+            try:
+                return await asyncio.gather(*(one() for _ in range(6)))
+            finally:
+                await transport.aclose()
+
+        assert run(go()) == [BODY] * 6
+    assert (server.connections, server.most_open) == (2, 2)
+
+
+def test_cancelling_a_call_closes_its_connection():
+    got = threading.Event()
+    answer_next = threading.Event()
+
+    def play(conn, request):
+        got.set()
+        if answer_next.is_set():
+            conn.sendall(head(200, None, len(BODY)) + BODY)
+            return
+        conn.settimeout(5)
+        conn.recv(1)  # hold the reply until the client hangs up
+
+    with HostileServer(play, keep_alive=True) as server:
+        provider = provider_at(server.url + "/v1")
+
+        async def go():
+            try:
+                call = asyncio.create_task(ask(provider))
+                await asyncio.to_thread(got.wait, 5)
+                call.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await call
+                answer_next.set()
+                return await ask(provider)  # on a new connection
+            finally:
+                await provider.aclose()
+
+        assert run(go()) == ["fine"]
+    assert server.connections == 2
+
+
+def test_idle_connections_expire():
+    with HostileServer(reply(200, BODY), keep_alive=True) as server:
+        transport = H1Transport(httpx.Limits(keepalive_expiry=1e-9), ssl.create_default_context())
+        url = httpx.URL(server.url + "/v1/chat/completions")
+
+        async def go():
+            try:
+                for _ in range(3):
+                    response = await transport.post(url, b"{}", 5)
+                    await response.content.readany()
+                    response.release()
+            finally:
+                await transport.aclose()
+
+        run(go())
+    assert server.connections == 3
+
+
+@pytest.fixture(scope="module")
+def authority():
+    return trustme.CA()
+
+
+def _tls_server(authority, play) -> HostileServer:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    return HostileServer(play, keep_alive=True, tls=context)
+
+
+def test_tls_with_a_trusted_certificate():
+    authority = trustme.CA()
+    with _tls_server(authority, reply(200, BODY)) as server:
+        client = ssl.create_default_context()
+        authority.configure_trust(client)
+        transport = H1Transport(httpx.Limits(), client)
+        url = httpx.URL(server.url.replace("http://", "https://") + "/v1/chat/completions")
+
+        async def go():
+            try:
+                bodies = []
+                for _ in range(2):
+                    response = await transport.post(url, b"{}", 5)
+                    bodies.append(await response.content.readany())
+                    response.release()
+                return bodies
+            finally:
+                await transport.aclose()
+
+        assert run(go()) == [BODY, BODY]
+    assert server.connections == 1
+
+
+def test_tls_with_an_untrusted_certificate_is_a_connect_error():
+    with _tls_server(trustme.CA(), reply(200, BODY)) as server:
+        transport = H1Transport(httpx.Limits(), ssl.create_default_context())
+        url = httpx.URL(server.url.replace("http://", "https://") + "/v1/chat/completions")
+
+        async def go():
+            try:
+                await transport.post(url, b"{}", 5)
+            finally:
+                await transport.aclose()
+
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            run(go())
+
+
+def test_a_proxied_host_goes_through_aiohttp(monkeypatch):
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with HostileServer(reply(200, BODY)) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        provider = provider_at("http://upstream.invalid/v1")
+
+        async def go():
+            try:
+                return await ask(provider)
+            finally:
+                await provider.aclose()
+
+        assert run(go()) == ["fine"]
+    assert proxy.requests[0].startswith(b"POST http://upstream.invalid/v1/chat/completions ")
+
+
+def test_a_header_with_a_line_break_is_refused_without_its_value():
+    with pytest.raises(ValueError, match="x-team") as caught:
+        H1Transport(httpx.Limits(), ssl.create_default_context(), [("x-team", "a\r\nb: secret")])
+    assert "secret" not in str(caught.value)
