@@ -12,7 +12,10 @@ send requests back to back until the level's total is done, for three clients, e
 - ``raw``: hand-written httpx, default settings (one ``AsyncClient`` per provider);
 - ``raw+limit``: the same behind an ``asyncio.Semaphore(limit)`` per provider;
 - ``aiohttp+limit``: hand-written aiohttp (the engine's async transport), same limit;
-- ``engine``: ``LLMManager.agenerate_response`` (bulkhead ``max_in_flight`` = limit).
+- ``engine``: ``LLMManager.agenerate_response`` (bulkhead ``max_in_flight`` = limit), on
+  its default async transport (HTTP/1.1 on asyncio);
+- ``engine-aiohttp``: the same with ``async_transport: aiohttp`` (not run unless named in
+  ``--clients``).
 
 With ``--litellm``, LiteLLM's Router makes the same calls (same chain as a fallback list, no
 retries, 30 s timeout) from its own virtual environment, ``.bench/litellm-venv``, made once.
@@ -193,6 +196,9 @@ def clients(
         "raw+limit": lambda: raw_client(base, limit),
         "aiohttp+limit": lambda: aiohttp_client(base, limit),
         "engine": lambda: engine_client(LLMManager(config={"chains_dir": chains})),
+        "engine-aiohttp": lambda: engine_client(
+            LLMManager(config={"chains_dir": chains.parent / "chains-aiohttp"})
+        ),
     }
 
 
@@ -226,6 +232,16 @@ def main() -> None:
                 "providers:\n"
                 + "".join(f"  {p}: {{max_in_flight: {args.limit}}}\n" for p in PROVIDERS)
             )
+            twin = folder / "chains-aiohttp"  # the same chain on the aiohttp transport
+            twin.mkdir()
+            (twin / "default.yaml").write_text((chains / "default.yaml").read_text())
+            (twin / "providers.yaml").write_text(
+                "providers:\n"
+                + "".join(
+                    f"  {p}: {{max_in_flight: {args.limit}, async_transport: aiohttp}}\n"
+                    for p in PROVIDERS
+                )
+            )
             os.environ.update({
                 "DEEPSEEK_BASE_URL": f"{base}/deepseek", "OPENAI_BASE_URL": f"{base}/openai/v1",
                 "DEEPSEEK_API_KEY": KEY, "OPENAI_API_KEY": KEY,
@@ -239,11 +255,11 @@ def main() -> None:
                     rows = {c: measure(c, makers[c], level, total, proc.pid) for c in chosen}
                     if args.litellm:
                         rows["litellm"] = litellm_row(base, level, total, proc.pid)
-                    for other in ("raw+limit", "aiohttp+limit"):
-                        if "engine" in rows and other in rows:
-                            e, r = rows["engine"], rows[other]
-                            ratio = r["rps"] / e["rps"]
-                            print(f"  engine / {other}: time per request {ratio:.2f}x")
+                    for mine in ("engine", "engine-aiohttp"):
+                        for ref in ("raw+limit", "aiohttp+limit"):
+                            if mine in rows and ref in rows:
+                                ratio = rows[ref]["rps"] / rows[mine]["rps"]
+                                print(f"  {mine} / {ref}: time per request {ratio:.2f}x")
                     for other in ("raw", "litellm"):
                         if "engine" in rows and other in rows:
                             e, r = rows["engine"], rows[other]

@@ -118,10 +118,12 @@ def main() -> None:
 
             async def run() -> None:
                 config = {"chains_dir": str(chains)}
-                async with LLMManager(config=config) as manager:
-                    await requests(manager, args.requests, args.concurrency)
-                async with LLMManager(config=config) as manager:
-                    await streams(manager, args.streams)
+                if args.requests:
+                    async with LLMManager(config=config) as manager:
+                        await requests(manager, args.requests, args.concurrency)
+                if args.streams:
+                    async with LLMManager(config=config) as manager:
+                        await streams(manager, args.streams)
 
             asyncio.run(run())
         finally:
