@@ -42,18 +42,41 @@ def run(coro):
     return asyncio.run(coro)
 
 
+def asked(provider: HTTPProvider, times: int = 1) -> list[str]:
+    """The provider's answers to ``times`` calls in one event loop, closed after."""
+
+    async def go():
+        try:
+            return await ask(provider, times)
+        finally:
+            await provider.aclose()
+
+    return run(go())
+
+
+def posted(transport: H1Transport, url: str, times: int = 1) -> list[bytes]:
+    """The bodies of ``times`` posts through the transport, closed after."""
+
+    async def go():
+        try:
+            bodies = []
+            for _ in range(times):
+                response = await transport.post(httpx.URL(url), b"{}", 5)
+                bodies.append(await response.content.readany())
+                response.release()
+            return bodies
+        finally:
+            await transport.aclose()
+
+    return run(go())
+
+
 def test_one_connection_carries_sequential_calls_with_the_providers_headers():
     with HostileServer(reply(200, BODY), keep_alive=True) as server:
         port = server.url.rsplit(":", 1)[1]
         provider = provider_at(server.url + "/v1")
 
-        async def go():
-            try:
-                return await ask(provider, 5)
-            finally:
-                await provider.aclose()
-
-        assert run(go()) == ["fine"] * 5
+        assert asked(provider, 5) == ["fine"] * 5
     assert (server.connections, len(server.requests)) == (1, 5)
     for raw in server.requests:
         request_head, _, body = raw.partition(b"\r\n\r\n")
@@ -96,13 +119,7 @@ def test_every_framing_of_a_reply_is_read(play, connections):
     with HostileServer(play, keep_alive=True) as server:
         provider = provider_at(server.url + "/v1")
 
-        async def go():
-            try:
-                return await ask(provider, 2)
-            finally:
-                await provider.aclose()
-
-        assert run(go()) == ["fine", "fine"]
+        assert asked(provider, 2) == ["fine", "fine"]
     # A reply framed by the end of its connection leaves nothing to reuse.
     assert server.connections == connections
 
@@ -112,13 +129,7 @@ def test_a_reply_saying_connection_close_is_not_reused():
     with HostileServer(play, keep_alive=True) as server:
         provider = provider_at(server.url + "/v1")
 
-        async def go():
-            try:
-                return await ask(provider, 3)
-            finally:
-                await provider.aclose()
-
-        assert run(go()) == ["fine"] * 3
+        assert asked(provider, 3) == ["fine"] * 3
     assert server.connections == 3
 
 
@@ -154,13 +165,7 @@ def test_interim_replies_are_skipped():
     with HostileServer(play, keep_alive=True) as server:
         provider = provider_at(server.url + "/v1")
 
-        async def go():
-            try:
-                return await ask(provider, 2)
-            finally:
-                await provider.aclose()
-
-        assert run(go()) == ["fine", "fine"]
+        assert asked(provider, 2) == ["fine", "fine"]
     assert server.connections == 1
 
 
@@ -176,15 +181,8 @@ def test_interim_replies_are_skipped():
 def test_a_malformed_reply_is_a_truncated_response(raw):
     with HostileServer(lambda conn, request: conn.sendall(raw)) as server:
         provider = provider_at(server.url + "/v1")
-
-        async def go():
-            try:
-                await ask(provider)
-            finally:
-                await provider.aclose()
-
         with pytest.raises(ProviderError) as caught:
-            run(go())
+            asked(provider)
     assert caught.value.code == "truncated_response"
     assert "malformed reply" in str(caught.value)
 
@@ -288,24 +286,8 @@ def test_cancelling_a_call_closes_its_connection():
 def test_idle_connections_expire():
     with HostileServer(reply(200, BODY), keep_alive=True) as server:
         transport = H1Transport(httpx.Limits(keepalive_expiry=1e-9), ssl.create_default_context())
-        url = httpx.URL(server.url + "/v1/chat/completions")
-
-        async def go():
-            try:
-                for _ in range(3):
-                    response = await transport.post(url, b"{}", 5)
-                    await response.content.readany()
-                    response.release()
-            finally:
-                await transport.aclose()
-
-        run(go())
+        assert posted(transport, server.url + "/v1/chat/completions", 3) == [BODY] * 3
     assert server.connections == 3
-
-
-@pytest.fixture(scope="module")
-def authority():
-    return trustme.CA()
 
 
 def _tls_server(authority, play) -> HostileServer:
@@ -320,36 +302,17 @@ def test_tls_with_a_trusted_certificate():
         client = ssl.create_default_context()
         authority.configure_trust(client)
         transport = H1Transport(httpx.Limits(), client)
-        url = httpx.URL(server.url.replace("http://", "https://") + "/v1/chat/completions")
-
-        async def go():
-            try:
-                bodies = []
-                for _ in range(2):
-                    response = await transport.post(url, b"{}", 5)
-                    bodies.append(await response.content.readany())
-                    response.release()
-                return bodies
-            finally:
-                await transport.aclose()
-
-        assert run(go()) == [BODY, BODY]
+        url = server.url.replace("http://", "https://") + "/v1/chat/completions"
+        assert posted(transport, url, 2) == [BODY, BODY]
     assert server.connections == 1
 
 
 def test_tls_with_an_untrusted_certificate_is_a_connect_error():
     with _tls_server(trustme.CA(), reply(200, BODY)) as server:
         transport = H1Transport(httpx.Limits(), ssl.create_default_context())
-        url = httpx.URL(server.url.replace("http://", "https://") + "/v1/chat/completions")
-
-        async def go():
-            try:
-                await transport.post(url, b"{}", 5)
-            finally:
-                await transport.aclose()
-
+        url = server.url.replace("http://", "https://") + "/v1/chat/completions"
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-            run(go())
+            posted(transport, url)
 
 
 def test_a_proxied_host_goes_through_aiohttp(monkeypatch):
@@ -359,13 +322,7 @@ def test_a_proxied_host_goes_through_aiohttp(monkeypatch):
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
         provider = provider_at("http://upstream.invalid/v1")
 
-        async def go():
-            try:
-                return await ask(provider)
-            finally:
-                await provider.aclose()
-
-        assert run(go()) == ["fine"]
+        assert asked(provider) == ["fine"]
     assert proxy.requests[0].startswith(b"POST http://upstream.invalid/v1/chat/completions ")
 
 
