@@ -15,7 +15,7 @@ import trustme
 from hostile import HostileServer, head, reply
 
 from engine.errors import ProviderError
-from engine.providers.h1 import H1Transport
+from engine.providers.h1 import MAX_HEAD_BYTES, H1Transport
 from engine.providers.http import HTTPProvider
 from engine.providers.settings import BUILTIN_SETTINGS, resolve
 from engine.types.request import ChatRequest
@@ -185,6 +185,20 @@ def test_a_malformed_reply_is_a_truncated_response(raw):
             asked(provider)
     assert caught.value.code == "truncated_response"
     assert "malformed reply" in str(caught.value)
+
+
+def test_a_head_that_never_ends_is_cut_off():
+    def play(conn, request):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nx-pad: ")
+        for _ in range(100):  # 1.6 MB of one header, never ended
+            conn.sendall(b"y" * 16384)
+
+    with HostileServer(play) as server:
+        provider = provider_at(server.url + "/v1")
+        with pytest.raises(ProviderError) as caught:
+            asked(provider)
+    assert caught.value.code == "truncated_response"
+    assert f"past {MAX_HEAD_BYTES} bytes" in str(caught.value)
 
 
 def test_header_names_are_read_in_any_case_and_repeats_are_joined():

@@ -14,7 +14,9 @@ What it does:
   it, when it has been idle ``keepalive_expiry`` seconds, when the reply said
   ``Connection: close``, or when a reply was abandoned midway;
 - at most ``max_connections`` connections open at once (requests wait for one, in order);
-- replies framed by ``Content-Length``, chunked, or by the end of the connection;
+- replies framed by ``Content-Length``, chunked, or by the end of the connection; a
+  reply's head bounded to :data:`MAX_HEAD_BYTES` (its body is bounded by the provider's
+  reader, and reading pauses while a quarter MiB waits unread);
 - TLS with the engine's TLS context (certificates checked, SNI sent);
 - every fault raised as the httpx exception that means the same thing, so outcomes are
   the same as on the other transports:
@@ -47,10 +49,13 @@ from collections.abc import Mapping
 import httptools
 import httpx
 
-__all__ = ["H1Reply", "H1Transport"]
+__all__ = ["MAX_HEAD_BYTES", "H1Reply", "H1Transport"]
 
 #: A reply's unread body above this pauses reading from its socket (flow control).
 _HIGH_WATER = 1 << 18
+#: The most a reply's head (status line, headers, interim replies) may take: a server
+#: sending endless headers is cut off here, not when memory runs out.
+MAX_HEAD_BYTES = 1 << 16
 
 
 class _Body:
@@ -154,6 +159,7 @@ class _Connection(asyncio.Protocol):
         self._body: _Body | None = None
         self._raw: list[tuple[bytes, bytes]] = []
         self._interim = False
+        self._head_bytes = 0
         self._eof_ends = False  # the body ends with the connection (no length, not chunked)
         self.busy = False
         self.reusable = False
@@ -168,6 +174,7 @@ class _Connection(asyncio.Protocol):
         self.busy = True
         self.reusable = False
         self._body = None
+        self._head_bytes = 0
         head = self._head = self.loop.create_future()
         self.transport.write(data)
         return head
@@ -211,13 +218,24 @@ class _Connection(asyncio.Protocol):
             if not self.busy:
                 self.abort()
             return
+        in_head = self._body is None
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:  # one of ours failed: a bug
             cause = exc.__context__ or exc
             self._fail(cause)
+            return
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             self._fail(httpx.RemoteProtocolError(f"malformed reply: {exc}"))
+            return
+        if in_head and self._body is None:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._fail(
+                    httpx.RemoteProtocolError(
+                        f"the reply's head went past {MAX_HEAD_BYTES} bytes without ending"
+                    )
+                )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
