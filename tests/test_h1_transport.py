@@ -5,6 +5,7 @@ limit, cancellation, and proxied hosts left to aiohttp. Real sockets only."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import ssl
 import threading
@@ -338,6 +339,19 @@ def test_a_proxied_host_goes_through_aiohttp(monkeypatch):
 
         assert asked(provider) == ["fine"]
     assert proxy.requests[0].startswith(b"POST http://upstream.invalid/v1/chat/completions ")
+
+
+def test_credentials_in_the_url_authenticate_and_stay_out_of_the_host_header():
+    ollama = {"message": {"role": "assistant", "content": "fine"}, "done": True, "model": "m"}
+    with HostileServer(reply(200, json.dumps(ollama).encode()), keep_alive=True) as server:
+        port = server.url.rsplit(":", 1)[1]
+        url = server.url.replace("http://", "http://al%40ice:p%3Ass@")
+        provider = HTTPProvider(resolve(BUILTIN_SETTINGS["ollama"], {"OLLAMA_HOST": url}))
+        assert asked(provider) == ["fine"]
+    sent = server.requests[0].decode().lower()
+    assert f"host: 127.0.0.1:{port}\r\n" in sent
+    assert "authorization: basic " + base64.b64encode(b"al@ice:p:ss").decode().lower() in sent
+    assert "al%40ice" not in sent
 
 
 def test_a_header_with_a_line_break_is_refused_without_its_value():

@@ -385,6 +385,10 @@ class _Pool:
                     self._port,
                     ssl=self._tls,
                     server_hostname=self._host if self._tls is not None else None,
+                    # a host with IPv6 and IPv4 addresses: a dead family costs 0.25 s, not
+                    # a whole connect timeout (as aiohttp's connector does it)
+                    happy_eyeballs_delay=0.25,
+                    interleave=1,
                 )
         except TimeoutError:
             if bound.expired():
@@ -453,7 +457,9 @@ class H1Transport:
     one per event loop, closed by ``aclose``.
 
     ``headers`` are sent with every request (the provider's own: set once, not per
-    request); ``Host`` and ``Content-Length`` are added."""
+    request); ``Host`` and ``Content-Length`` are added. URLs come without credentials:
+    the provider moves them to its ``Authorization`` header
+    (:mod:`engine.providers.resolved`)."""
 
     def __init__(
         self,
