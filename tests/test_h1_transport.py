@@ -267,6 +267,36 @@ def test_the_connection_limit_holds_and_connections_are_shared():
     assert (server.connections, server.most_open) == (2, 2)
 
 
+def test_many_calls_share_few_connections_and_closing_closes_them_all():
+    with HostileServer(reply(200, BODY), keep_alive=True) as server:
+        transport = H1Transport(httpx.Limits(max_connections=8), ssl.create_default_context())
+        url = httpx.URL(server.url + "/v1/chat/completions")
+        gate = asyncio.Semaphore(50)
+
+        async def one():
+            async with gate:
+                response = await transport.post(url, b"{}", 5)
+                body = await response.content.readany()
+                response.release()
+                return body
+
+        async def go():
+            try:
+                return await asyncio.gather(*(one() for _ in range(300)))
+            finally:
+                await transport.aclose()
+
+        assert run(go()) == [BODY] * 300
+        for _ in range(500):  # the server's threads see the hang-ups as they come
+            if server.open_now == 0:
+                break
+            threading.Event().wait(0.01)
+        assert server.open_now == 0
+    assert server.most_open <= 8
+    assert server.connections <= 8
+    assert len(server.requests) == 300
+
+
 def test_cancelling_a_call_closes_its_connection():
     got = threading.Event()
     answer_next = threading.Event()

@@ -126,7 +126,12 @@ def _pump(action: Call) -> Generator[StreamEvent, None, StreamDone]:
     try:
         items = iter(method(**_kwargs(action)))
         for item in items:
-            yield from progress.see(item)
+            if progress.chunks and type(item) is TextDelta:  # the usual: what see() does
+                progress.chunks += 1
+                progress.texts.append(item.text)
+                yield item
+            else:
+                yield from progress.see(item)
     except Exception as exc:  # classified by the decision core
         return progress.done(False, exc)
     finally:
@@ -150,8 +155,13 @@ async def _apump(action: Call, out: list[Any]) -> AsyncGenerator[StreamEvent, No
     items = method(**_kwargs(action))
     try:
         async for item in items:
-            for event in progress.see(item):
-                yield event
+            if progress.chunks and type(item) is TextDelta:  # the usual: what see() does
+                progress.chunks += 1
+                progress.texts.append(item.text)
+                yield item
+            else:
+                for event in progress.see(item):
+                    yield event
     except Exception as exc:  # classified by the decision core
         out.append(progress.done(False, exc))
         return

@@ -116,6 +116,13 @@ class BodyReader:
     def take(self, chunk: bytes) -> bytes:
         """Decode the next raw chunk of a stream and hand it back instead of keeping it;
         the bound counts everything taken so far."""
+        size = len(chunk)
+        if self._inflate is None and self._size + size <= self.limit and not self.full:
+            # The usual chunk (plain bytes, well inside the bound): what feed would keep and
+            # hand back is the chunk itself. (Runs once per streamed chunk.)
+            self._raw += size
+            self._size += size
+            return chunk
         self.feed(chunk)
         out = b"".join(self._parts)
         self._parts.clear()

@@ -78,13 +78,33 @@ class EventReader:
         if self._cr and text.startswith("\n"):
             text = text[1:]
         self._cr = text.endswith("\r")
-        lines = _LINE_END.split(self._buffer + text)
+        whole = self._buffer + text
+        # Most streams end their lines with LF alone: str.split is then the same split.
+        lines = whole.split("\n") if "\r" not in whole else _LINE_END.split(whole)
         self._buffer = lines.pop()  # the unfinished last line ("" after a line end)
         if len(self._buffer) > MAX_LINE:
             raise self._too_long()
         events: list[Event] = []
+        if self.framing != "sse":
+            for line in lines:
+                self._line(line, events)
+            return events
         for line in lines:
-            self._line(line, events)
+            # The usual SSE lines, "data: ..." and the blank line ending an event, are read
+            # here (as _line reads them); anything else goes to _line. Runs once per line.
+            if not line:
+                if self._data:
+                    self._dispatch(events)
+                else:
+                    self._event = ""
+            elif line.startswith("data: "):
+                value = line[6:]
+                self._data.append(value)
+                self._pending += len(value)
+                if self._pending > MAX_LINE:
+                    raise self._too_long()
+            else:
+                self._line(line, events)
         return events
 
     def close(self) -> list[Event]:

@@ -70,10 +70,13 @@ def _read_events(
     parser: StreamParser, events: EventReader, chunks: Iterable[bytes]
 ) -> Iterator[Delta]:
     """The deltas of a stream's body, read up to its end marker and never past it."""
+    # Each chunk's events are walked here, not by _feed_events: one generator less per
+    # streamed chunk.
     for data in chunks:
-        yield from _feed_events(parser, events, data)
-        if parser.ended:
-            return
+        for event, payload in events.feed(data):
+            yield from parser.feed(event, payload)
+            if parser.ended:
+                return
     yield from _close_events(parser, events)
 
 
@@ -82,10 +85,11 @@ async def _aread_events(
 ) -> AsyncIterator[Delta]:
     """The async twin of :func:`_read_events`."""
     async for data in chunks:
-        for delta in _feed_events(parser, events, data):
-            yield delta
-        if parser.ended:
-            return
+        for event, payload in events.feed(data):
+            for delta in parser.feed(event, payload):
+                yield delta
+            if parser.ended:
+                return
     for delta in _close_events(parser, events):
         yield delta
 

@@ -215,7 +215,7 @@ class OpenAIStream(_Base):
         return self.ended or (self._finished and not self._open)
 
     def feed(self, event: str, data: str) -> list[Delta]:
-        if data.strip() == "[DONE]":
+        if "[DONE]" in data and data.strip() == "[DONE]":
             self.ended = True
             return []
         chunk = _json(data, self.wire)
@@ -224,32 +224,32 @@ class OpenAIStream(_Base):
         if "error" in chunk or event == "error":
             raise ErrorEvent(chunk)
         answer = self.answer
-        answer.model = chunk.get("model") if isinstance(chunk.get("model"), str) else answer.model
-        if isinstance(chunk.get("usage"), dict):
-            answer.usage = openai_usage(chunk["usage"])
-        elif isinstance(chunk.get("x_groq"), dict) and isinstance(
-            chunk["x_groq"].get("usage"), dict
-        ):
-            answer.usage = openai_usage(chunk["x_groq"]["usage"])  # Groq's place for it
+        model = chunk.get("model")
+        if isinstance(model, str):
+            answer.model = model
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            answer.usage = openai_usage(usage)
+        elif "x_groq" in chunk:
+            groq = chunk["x_groq"]
+            if isinstance(groq, dict) and isinstance(groq.get("usage"), dict):
+                answer.usage = openai_usage(groq["usage"])  # Groq's place for it
         out: list[Delta] = []
-        for choice in chunk.get("choices") or []:
+        for choice in chunk.get("choices") or ():
             if not isinstance(choice, dict) or _int(choice.get("index")) != 0:
                 continue  # n > 1 is not asked for: only the first choice is the answer
             delta = choice.get("delta") or {}
             self._open.add(0)
             if isinstance(delta, dict):
-                text, thought = content_parts(delta.get("content"), self.wire)
-                out += answer.reasoning_delta(thought or reasoning_of(delta))
-                out += answer.text_delta(text)
-                if isinstance(delta.get("refusal"), str):
-                    answer.refusal.append(delta["refusal"])
-                for call in delta.get("tool_calls") or []:
-                    if isinstance(call, dict):
-                        function = call.get("function") or {}
-                        out += answer.call_delta(
-                            _int(call.get("index")), call.get("id"),
-                            function.get("name"), function.get("arguments"),
-                        )  # fmt: skip
+                content = delta.get("content")
+                if type(content) is str and len(delta) == 1:
+                    # The usual chunk, text and nothing else: what the general reading
+                    # below gives for it. (Runs once per streamed chunk.)
+                    if content:
+                        answer.texts.append(content)
+                        out.append(TextDelta(content))
+                else:
+                    self._read_delta(delta, out)
             if choice.get("finish_reason"):
                 answer.finish = str(choice["finish_reason"])
                 self._open.discard(0)
@@ -259,6 +259,21 @@ class OpenAIStream(_Base):
                         "answer withheld by the content filter", code="content_filter"
                     )
         return out
+
+    def _read_delta(self, delta: dict[str, Any], out: list[Delta]) -> None:
+        answer = self.answer
+        text, thought = content_parts(delta.get("content"), self.wire)
+        out += answer.reasoning_delta(thought or reasoning_of(delta))
+        out += answer.text_delta(text)
+        if isinstance(delta.get("refusal"), str):
+            answer.refusal.append(delta["refusal"])
+        for call in delta.get("tool_calls") or []:
+            if isinstance(call, dict):
+                function = call.get("function") or {}
+                out += answer.call_delta(
+                    _int(call.get("index")), call.get("id"),
+                    function.get("name"), function.get("arguments"),
+                )  # fmt: skip
 
 
 class AnthropicStream(_Base):
