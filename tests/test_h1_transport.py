@@ -297,6 +297,38 @@ def test_many_calls_share_few_connections_and_closing_closes_them_all():
     assert len(server.requests) == 300
 
 
+def test_a_reply_released_twice_gives_its_connection_back_once():
+    both_in = threading.Barrier(2, timeout=5)
+
+    def play(conn, request):
+        if len(server.requests) > 1:
+            both_in.wait()  # the two later requests are in flight at once
+        conn.sendall(head(200, None, len(BODY)) + BODY)
+
+    with HostileServer(play, keep_alive=True) as server:
+        transport = H1Transport(httpx.Limits(), ssl.create_default_context())
+        url = httpx.URL(server.url + "/v1/chat/completions")
+
+        async def one():
+            response = await transport.post(url, b"{}", 5)
+            body = await response.content.readany()
+            response.release()
+            response.release()
+            response.close()
+            return body
+
+        async def go():
+            try:
+                first = await one()
+                return [first, *await asyncio.gather(one(), one())]
+            finally:
+                await transport.aclose()
+
+        assert run(go()) == [BODY] * 3
+    # one connection for the first call, reused by one of the next two; the other opened anew
+    assert server.connections == 2
+
+
 def test_cancelling_a_call_closes_its_connection():
     got = threading.Event()
     answer_next = threading.Event()

@@ -131,19 +131,24 @@ class H1Reply:
     def __init__(
         self, conn: _Connection, status: int, headers: dict[str, str], body: _Body
     ) -> None:
-        self._conn = conn
+        self._conn: _Connection | None = conn
         self.status = status
         #: Lower-case names; a repeated header's values joined by ", " (as httpx reads them).
         self.headers: Mapping[str, str] = headers
         self.content = body
 
     def release(self) -> None:
-        """Give the connection back to its pool (closed instead if it cannot be reused)."""
-        self._conn.done_with(self.content.complete)
+        """Give the connection back to its pool (closed instead if it cannot be reused).
+        Only the first release or close of a reply counts."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.done_with(self.content.complete)
 
     def close(self) -> None:
         """Close the connection now."""
-        self._conn.done_with(False)
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.done_with(False)
 
 
 class _Connection(asyncio.Protocol):
@@ -164,6 +169,7 @@ class _Connection(asyncio.Protocol):
         self.busy = False
         self.reusable = False
         self.closed = False
+        self.paused = False
         self.idle_since = 0.0
 
     # -- the request's side ----------------------------------------------------------------
@@ -186,6 +192,8 @@ class _Connection(asyncio.Protocol):
         self._head = None
         if reuse and self.reusable and not self.closed:
             self._body = None
+            if self.paused:  # a reply read no further after it filled the buffer
+                self.resume()
             self.pool.give_back(self)
         else:
             self.abort()
@@ -198,10 +206,12 @@ class _Connection(asyncio.Protocol):
 
     def pause(self) -> None:
         if self.transport is not None and not self.closed:
+            self.paused = True
             self.transport.pause_reading()
 
     def resume(self) -> None:
         if self.transport is not None and not self.closed:
+            self.paused = False
             self.transport.resume_reading()
 
     # -- asyncio's side --------------------------------------------------------------------
@@ -209,6 +219,12 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+
+    def eof_received(self) -> bool | None:
+        self.reusable = False
+        if not self.busy:
+            self.closed = True  # the server is done with it: an idle one is not taken again
+        return None  # the transport closes; connection_lost follows
 
     def data_received(self, data: bytes) -> None:
         if not self.busy or (self._body is not None and self._body.complete):
@@ -348,7 +364,12 @@ class _Pool:
         while True:
             while idle:
                 conn = idle.pop()
-                if self.loop.time() - conn.idle_since < self._expiry and not conn.closed:
+                if (
+                    self.loop.time() - conn.idle_since < self._expiry
+                    and not conn.closed
+                    and conn.transport is not None
+                    and not conn.transport.is_closing()
+                ):
                     return conn
                 conn.abort()
             if self._limit is None or len(self._all) + self._opening < self._limit:
