@@ -188,6 +188,29 @@ def test_a_malformed_reply_is_a_truncated_response(raw):
     assert "malformed reply" in str(caught.value)
 
 
+def test_a_fault_in_the_body_is_told_as_it_was_even_when_read_later():
+    raw = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\nzz\r\n"
+    with HostileServer(lambda conn, request: conn.sendall(raw)) as server:
+        transport = H1Transport(httpx.Limits(), ssl.create_default_context())
+
+        async def go():
+            try:
+                response = await transport.post(httpx.URL(server.url + "/v1"), b"{}", 5)
+                for _ in range(3):  # the connection is closed meanwhile
+                    await asyncio.sleep(0)
+                first = await response.content.readany()
+                with pytest.raises(httpx.RemoteProtocolError) as caught:
+                    await response.content.readany()
+                response.close()
+                return first, str(caught.value)
+            finally:
+                await transport.aclose()
+
+        first, error = run(go())
+    assert first == b"{}"
+    assert error.startswith("malformed reply")
+
+
 def test_a_head_that_never_ends_is_cut_off():
     def play(conn, request):
         conn.sendall(b"HTTP/1.1 200 OK\r\nx-pad: ")

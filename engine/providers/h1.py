@@ -88,7 +88,8 @@ class _Body:
         self._wake()
 
     def fail(self, exc: BaseException) -> None:
-        self._error = exc
+        if self._error is None:  # the first fault is the one to tell (not the close after it)
+            self._error = exc
         self._wake()
 
     def _wake(self) -> None:
@@ -489,6 +490,9 @@ class H1Transport:
         headers: list[tuple[str, str]] | None = None,
     ) -> None:
         self._limits = limits
+        # Only HTTP/1.1 is spoken: a server must not pick another protocol by ALPN (the
+        # engine's clients share this context and none offers another).
+        ssl_context.set_alpn_protocols(["http/1.1"])
         self._ssl = ssl_context
         self._lines = b"".join(_header_line(n, v) for n, v in headers or [])
         self._pools: dict[tuple[str, str, int], _Pool] = {}
