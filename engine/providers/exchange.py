@@ -40,7 +40,7 @@ class Exchange:
     phase: str = "wait"
     response: httpx.Response | None = None
     delivered: bool = False
-    #: The reply's status, when it came without an httpx response (the aiohttp hot path).
+    #: The reply's status, when it came without an httpx response (the async hot path).
     status: int | None = None
 
     def __enter__(self) -> Exchange:

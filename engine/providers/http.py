@@ -104,7 +104,7 @@ class HTTPProvider:
                 **(resolved.headers if resolved.unusable is None else {}),
             }
         )
-        #: The same headers as pairs, for the aiohttp hot path.
+        #: The same headers as pairs, for the async transports (written once per provider).
         self.header_items = list(self._headers.items())
         self._secrets = resolved.secrets
         self._transport = transport
@@ -332,7 +332,7 @@ class HTTPProvider:
         self._check_configured()  # before queueing: a missing key needs no slot
         await self.bulkhead.aacquire(timeout)  # the wait counts against the attempt's time
         if hasattr(transport, "post"):  # asyncio (the default), aiohttp: no httpx objects
-            return await _aiohttp_achat()(self, transport, body, ends, timeout, model)
+            return await _posting_achat()(self, transport, body, ends, timeout, model)
         with Exchange(self, timeout) as exchange:
             left = ends - time.monotonic()
             request_out = self._request(body, left)
@@ -400,9 +400,9 @@ class HTTPProvider:
 
 
 @functools.cache
-def _aiohttp_achat() -> Callable[..., Awaitable[Completion]]:
-    """:func:`engine.providers.http_aio.achat`, imported with aiohttp on the first async
-    call (not by an import statement on every call)."""
+def _posting_achat() -> Callable[..., Awaitable[Completion]]:
+    """:func:`engine.providers.http_aio.achat`, imported on the first async call (not by
+    an import statement on every call)."""
     from engine.providers.http_aio import achat
 
     return achat

@@ -99,17 +99,18 @@ def astream(
     timeouts: StreamTimeouts,
     model: str | None = None,
 ) -> AsyncGenerator[Delta | Completion, None]:
-    """The async twin of :meth:`stream`: straight through aiohttp (the default transport:
-    :func:`engine.providers.http_aio.astream`), or through httpx's pool."""
+    """The async twin of :meth:`stream`: posted straight through the provider's transport
+    (asyncio's, the default, or aiohttp's: :func:`engine.providers.http_aio.astream`), or
+    through httpx's pool."""
     transport = self._aclients.get()
     if hasattr(transport, "post"):
-        return _aiohttp_astream()(self, transport, request, timeouts, model)
+        return _posting_astream()(self, transport, request, timeouts, model)
     return _httpx_astream(self, transport, request, timeouts, model)
 
 
 @functools.cache
-def _aiohttp_astream() -> Callable[..., AsyncGenerator[Delta | Completion, None]]:
-    # Imported with aiohttp on the first async stream.
+def _posting_astream() -> Callable[..., AsyncGenerator[Delta | Completion, None]]:
+    # Imported on the first async stream (not by an import statement on every one).
     from engine.providers.http_aio import astream
 
     return astream
