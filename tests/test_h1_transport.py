@@ -13,6 +13,7 @@ import threading
 import httpx
 import pytest
 import trustme
+import uvloop
 from hostile import HostileServer, head, reply
 
 from engine.errors import ProviderError
@@ -20,6 +21,7 @@ from engine.providers.h1 import MAX_HEAD_BYTES, H1Transport
 from engine.providers.http import HTTPProvider
 from engine.providers.settings import BUILTIN_SETTINGS, resolve
 from engine.types.request import ChatRequest
+from engine.types.timeouts import StreamTimeouts
 
 KEY = "sk-h1-test-key-0123456789"
 ANSWER = {"choices": [{"message": {"content": "fine"}, "finish_reason": "stop"}], "model": "m"}
@@ -437,6 +439,40 @@ def test_credentials_in_the_url_authenticate_and_stay_out_of_the_host_header():
     assert f"host: 127.0.0.1:{port}\r\n" in sent
     assert "authorization: basic " + base64.b64encode(b"al@ice:p:ss").decode().lower() in sent
     assert "al%40ice" not in sent
+
+
+def _sse(conn, request):
+    events = [{"choices": [{"index": 0, "delta": {"content": word}}]} for word in ("a", "b")]
+    events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    conn.sendall(head(200, {"content-type": "text/event-stream", "transfer-encoding": "chunked"}))
+    for data in [*(json.dumps(e) for e in events), "[DONE]"]:
+        piece = f"data: {data}\n\n".encode()
+        conn.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+    conn.sendall(b"0\r\n\r\n")
+
+
+def test_the_transport_runs_on_uvloop():
+    # uvloop's create_connection takes fewer arguments than asyncio's: plain calls and
+    # streams must work on it all the same.
+    plays = iter([reply(200, BODY), reply(200, BODY), _sse])
+    with HostileServer(lambda conn, request: next(plays)(conn, request), keep_alive=True) as server:
+        provider = provider_at(server.url + "/v1")
+
+        async def go():
+            try:
+                texts = await ask(provider, 2)
+                timeouts = StreamTimeouts(first_token=5, idle=5, total=5)
+                request = ChatRequest.from_prompt("hi")
+                items = [i async for i in provider.astream(request=request, timeouts=timeouts)]
+                return texts, [getattr(i, "text", None) for i in items]
+            finally:
+                await provider.aclose()
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            texts, streamed = runner.run(go())
+    assert texts == ["fine", "fine"]
+    assert streamed == ["a", "b", "ab"]  # two deltas, then the whole answer
+    assert server.connections == 1
 
 
 def test_a_header_with_a_line_break_is_refused_without_its_value():

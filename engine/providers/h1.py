@@ -45,6 +45,7 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import Mapping
+from typing import Any, Final, cast
 
 import httptools
 import httpx
@@ -56,6 +57,10 @@ _HIGH_WATER = 1 << 18
 #: The most a reply's head (status line, headers, interim replies) may take: a server
 #: sending endless headers is cut off here, not when memory runs out.
 MAX_HEAD_BYTES = 1 << 16
+#: A host with IPv6 and IPv4 addresses: a dead family costs 0.25 s, not a whole connect
+#: timeout (as aiohttp's connector does it). Only asyncio's own loops take these arguments
+#: (uvloop's refuses them).
+_EYEBALLS: Final[dict[str, Any]] = {"happy_eyeballs_delay": 0.25, "interleave": 1}
 
 
 class _Body:
@@ -218,8 +223,8 @@ class _Connection(asyncio.Protocol):
     # -- asyncio's side --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport (uvloop's does not subclass asyncio.Transport: no isinstance).
+        self.transport = cast(asyncio.Transport, transport)
 
     def eof_received(self) -> bool | None:
         self.reusable = False
@@ -407,10 +412,7 @@ class _Pool:
                     self._port,
                     ssl=self._tls,
                     server_hostname=self._host if self._tls is not None else None,
-                    # a host with IPv6 and IPv4 addresses: a dead family costs 0.25 s, not
-                    # a whole connect timeout (as aiohttp's connector does it)
-                    happy_eyeballs_delay=0.25,
-                    interleave=1,
+                    **(_EYEBALLS if isinstance(self.loop, asyncio.BaseEventLoop) else {}),
                 )
         except TimeoutError:
             if bound.expired():
