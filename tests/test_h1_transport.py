@@ -57,6 +57,30 @@ def asked(provider: HTTPProvider, times: int = 1) -> list[str]:
     return run(go())
 
 
+def posted_together(
+    transport: H1Transport, url: str, count: int, at_once: int | None = None
+) -> list[bytes]:
+    """The bodies of ``count`` posts through the transport, ``at_once`` at a time (all at
+    once by default), closed after."""
+
+    async def go():
+        gate = asyncio.Semaphore(at_once or count)
+
+        async def one():
+            async with gate:
+                response = await transport.post(httpx.URL(url), b"{}", 5)
+                body = await response.content.readany()
+                response.release()
+                return body
+
+        try:
+            return await asyncio.gather(*(one() for _ in range(count)))
+        finally:
+            await transport.aclose()
+
+    return run(go())
+
+
 def posted(transport: H1Transport, url: str, times: int = 1) -> list[bytes]:
     """The bodies of ``times`` posts through the transport, closed after."""
 
@@ -274,44 +298,15 @@ def test_the_connection_limit_holds_and_connections_are_shared():
 
     with HostileServer(play, keep_alive=True) as server:
         transport = H1Transport(httpx.Limits(max_connections=2), ssl.create_default_context())
-        url = httpx.URL(server.url + "/v1/chat/completions")
-
-        async def one():
-            response = await transport.post(url, b"{}", 5)
-            body = await response.content.readany()
-            response.release()
-            return body
-
-        async def go():
-            try:
-                return await asyncio.gather(*(one() for _ in range(6)))
-            finally:
-                await transport.aclose()
-
-        assert run(go()) == [BODY] * 6
+        assert posted_together(transport, server.url + "/v1/chat/completions", 6) == [BODY] * 6
     assert (server.connections, server.most_open) == (2, 2)
 
 
 def test_many_calls_share_few_connections_and_closing_closes_them_all():
     with HostileServer(reply(200, BODY), keep_alive=True) as server:
         transport = H1Transport(httpx.Limits(max_connections=8), ssl.create_default_context())
-        url = httpx.URL(server.url + "/v1/chat/completions")
-        gate = asyncio.Semaphore(50)
-
-        async def one():
-            async with gate:
-                response = await transport.post(url, b"{}", 5)
-                body = await response.content.readany()
-                response.release()
-                return body
-
-        async def go():
-            try:
-                return await asyncio.gather(*(one() for _ in range(300)))
-            finally:
-                await transport.aclose()
-
-        assert run(go()) == [BODY] * 300
+        url = server.url + "/v1/chat/completions"
+        assert posted_together(transport, url, 300, at_once=50) == [BODY] * 300
         for _ in range(500):  # the server's threads see the hang-ups as they come
             if server.open_now == 0:
                 break
