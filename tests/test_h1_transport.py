@@ -19,6 +19,7 @@ from hostile import HostileServer, head, reply
 from engine.errors import ProviderError
 from engine.providers.h1 import MAX_HEAD_BYTES, H1Transport
 from engine.providers.http import HTTPProvider
+from engine.providers.network import tls_context
 from engine.providers.settings import BUILTIN_SETTINGS, resolve
 from engine.types.request import ChatRequest
 from engine.types.timeouts import StreamTimeouts
@@ -391,6 +392,11 @@ def _tls_server(authority, play) -> HostileServer:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     authority.issue_cert("127.0.0.1").configure_cert(context)
     return HostileServer(play, keep_alive=True, tls=context)
+
+
+def test_every_client_shares_one_tls_context():
+    # Loading the CA bundle costs tens of milliseconds: it happens once, not per client.
+    assert tls_context() is tls_context()
 
 
 def test_tls_with_a_trusted_certificate():

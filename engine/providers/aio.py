@@ -94,11 +94,10 @@ class AioReply:
         self._response.close()
 
 
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    """Sends a provider's requests through one ``aiohttp.ClientSession`` (made in the loop
-    of the first request; close the client in that loop) with :meth:`post`. It stands where
-    an httpx async transport would (one per event loop, closed by ``aclose``), but httpx's
-    ``handle_async_request`` is not offered: nothing sends httpx requests through it."""
+class AiohttpTransport:
+    """Posts a provider's requests through one ``aiohttp.ClientSession`` (made in the loop
+    of the first request; close the transport in that loop):
+    a :class:`~engine.providers.areply.PostTransport`, one per event loop."""
 
     def __init__(
         self,
@@ -144,9 +143,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def post(self, url: httpx.URL, body: bytes, connect: float) -> AioReply:
         """POST ``body`` straight through aiohttp, with no httpx request or response built
-        (the provider's non-streamed async calls: the hot path); errors mapped as above.
-        Only connecting has a timer of its own: the caller bounds the whole exchange; the
-        headers are the session's."""
+        (plain and streamed calls); errors mapped as above. Only connecting has a timer of
+        its own: the caller bounds the whole exchange; the headers are the session's."""
         try:
             response = await self._open().request(
                 "POST",

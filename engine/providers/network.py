@@ -213,7 +213,6 @@ def sync_transport(limits: httpx.Limits, ssl_context: ssl.SSLContext) -> httpx.H
     return transport
 
 
-@functools.cache
 def proxy_for(url: httpx.URL) -> str | None:
     """The proxy the environment names for ``url`` (``HTTP(S)_PROXY``, minus ``NO_PROXY``),
     or None."""
@@ -223,6 +222,7 @@ def proxy_for(url: httpx.URL) -> str | None:
     return proxy or None
 
 
+@functools.cache
 def tls_context() -> ssl.SSLContext:
     # Building a TLS context (loading the CA bundle) costs ~20 ms; every client shares one.
     # httpx's own helper keeps its defaults (certifi, SSL_CERT_FILE / SSL_CERT_DIR).
