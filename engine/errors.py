@@ -15,6 +15,12 @@
 raises to tell the engine what went wrong; ``code`` carries the detail the taxonomy keys on
 (``"429"``, ``"context_length_exceeded"``, ``"read_timeout"``, ``"content_filter"``, ...).
 The two ``Chain*`` errors are what the engine raises when a whole chain fails.
+
+They take the constructors of TORQ Console's own classes as well
+(``AIResponseError(message, error_category="ai_error")``,
+``ProviderError(message, code="429", cause=exc)``), so a host can adopt them by import. An
+``error_category`` given explicitly is the host's word: it decides the category, as for a
+host's own class (docs/outcomes.md).
 """
 
 from __future__ import annotations
@@ -98,6 +104,7 @@ class _OutcomeError(TorqError):
         retry_after: float | None = None,
         should_retry: bool | None = None,
         http_status: int | None = None,
+        error_category: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -110,6 +117,11 @@ class _OutcomeError(TorqError):
         self.should_retry = should_retry
         # The HTTP status of the reply this outcome came from, when there was one.
         self.http_status = http_status
+        if error_category is not None:
+            if not isinstance(error_category, str) or not error_category:
+                raise TypeError(f"error_category must be a non-empty str, not {error_category!r}")
+            # The instance's own: classify reads it as the raiser's explicit word.
+            self.error_category = error_category
         if cause is not None:
             self.__cause__ = cause
 

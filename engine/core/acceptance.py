@@ -160,12 +160,16 @@ def conclude(
     judge: Judge,
     validators: Mapping[str, Validator],
     overrides: Mapping[str, Category],
+    provider: str | None = None,
+    source: Any = None,
 ) -> Outcome:
     """What a call's result (a ``(ok, value)`` pair or a stream's ``StreamDone``) says:
-    classified, and an answer judged by ``accept`` (``answer_rejected`` when it fails)."""
+    classified, and an answer judged by ``accept`` (``answer_rejected`` when it fails).
+    ``provider`` and ``source`` (the provider's name and object) name and read a failure
+    another client raised (:func:`~engine.core.classify.classify_exception`)."""
     ok, value = (result.ok, result.value) if isinstance(result, StreamDone) else result
     if not ok:
-        return classify_exception(value, overrides)
+        return classify_exception(value, overrides, provider, source)
     outcome = classify_result(value, model, overrides)
     answer = outcome.completion
     if answer is not None:  # an answer: does it count?

@@ -9,12 +9,18 @@ whether trying the *same* step again can help.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import replace
+from enum import Enum
 from typing import Any, Final
 
 from engine.errors import AIResponseError, AITimeoutError, ProviderError, TorqError
+from engine.providers.foreign import read_foreign, wire_named
+from engine.providers.mapping import REDACTED_MARK, RETRY_AFTER_CAP
+from engine.providers.secrets import redact
+from engine.providers.wire import Wire
 from engine.types.completion import Completion
 from engine.types.outcomes import (
     CATEGORIES,
@@ -29,6 +35,7 @@ from engine.types.request import ToolCall
 __all__ = [
     "CATEGORIES",
     "FAILURE_CATEGORIES",
+    "HOST_RULES",
     "TAXONOMY",
     "Category",
     "Completion",
@@ -38,6 +45,7 @@ __all__ = [
     "classify_result",
     "coded",
     "health_verdict",
+    "host_rule",
     "rule_for",
 ]
 
@@ -51,6 +59,7 @@ _BY_TYPE: Final[Mapping[type[TorqError], Rule]] = {
 }
 
 _OTHER_EXCEPTION: Final = Rule("retryable", "exception", False)
+_OWN: Final = (ProviderError, AITimeoutError, AIResponseError)
 
 # TORQ's contract guard: adapters that swallow an error and return its text instead.
 _ERROR_TEXT = re.compile(
@@ -80,30 +89,156 @@ def _short(text: str) -> str:
     return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
 
 
-def classify_exception(exc: BaseException, overrides: Mapping[str, Category]) -> Outcome:
+def classify_exception(
+    exc: BaseException,
+    overrides: Mapping[str, Category],
+    provider: str | None = None,
+    source: Any = None,
+) -> Outcome:
     """Map an exception raised by a provider onto the taxonomy.
 
     ``overrides`` is a chain's ``error_codes``: it changes the category (what the chain does)
-    of given codes, never the recorded ``error_category``.
+    of given codes, never the recorded ``error_category``. ``provider`` names the step's
+    provider and ``source`` is the provider object: a failure another client raised (an
+    SDK's, httpx's, requests', aiohttp's) is read as the engine's own provider reads the same
+    reply (:mod:`engine.providers.foreign`; with the wire the object declares, if any), and
+    named after ``provider``.
     """
-    code: str | None
-    if isinstance(exc, ProviderError | AITimeoutError | AIResponseError):
-        code, retry_after, should_retry = exc.code, exc.retry_after, exc.should_retry
-        rule = rule_for(code, type(exc))
-    else:  # a built-in TimeoutError keeps no code; anything else is named by its class
-        code = None if isinstance(exc, TimeoutError) else type(exc).__name__
-        retry_after, should_retry = None, None
-        rule = rule_for(None, type(exc))
+    wire = _declared_wire(source) if source is not None else None
+    if isinstance(exc, _OWN):
+        said = exc.__dict__.get("error_category")
+        # Given explicitly, as a host's class gives it: the raiser's word.
+        if isinstance(said, str) and said in HOST_RULES:
+            return _host_outcome(exc, said, overrides, provider, wire)
+        rule = rule_for(exc.code, type(exc))
+        text = str(exc) or type(exc).__name__
+        # The engine's own mapping wrote (and redacted) most messages; others are redacted.
+        message = _short(text if REDACTED_MARK in exc.__dict__ else redact(text))
+        return _outcome(rule, exc.code, overrides, exc, exc.retry_after, exc.should_retry,
+                        exc.http_status, message)  # fmt: skip
+    said = getattr(exc, "error_category", None)
+    if isinstance(said, str) and said in HOST_RULES:  # a host's own class (TORQ Console's)
+        return _host_outcome(exc, said, overrides, provider, wire)
+    read = read_foreign(exc, provider or "provider", wire)
+    if read is not None:  # an SDK's or another client's failure: the engine's own reading
+        rule = rule_for(read.code, type(read))
+        return _outcome(rule, read.code, overrides, exc, read.retry_after, read.should_retry,
+                        read.http_status, _short(read.message))  # fmt: skip
+    # A built-in TimeoutError keeps no code (the provider's own timeout, not the engine's);
+    # anything else is named by its class.
+    code = None if isinstance(exc, TimeoutError) else type(exc).__name__
+    rule = rule_for(None, type(exc))
+    message = _short(redact(str(exc) or type(exc).__name__))
+    return _outcome(rule, code, overrides, exc, None, None, None, message)
+
+
+def _declared_wire(source: Any) -> Wire | None:
+    try:
+        return wire_named(getattr(source, "wire", None))
+    except Exception:  # a provider object whose attributes misbehave declares nothing
+        return None
+
+
+def _outcome(
+    rule: Rule,
+    code: str | None,
+    overrides: Mapping[str, Category],
+    exc: BaseException,
+    retry_after: float | None,
+    should_retry: bool | None,
+    http_status: int | None,
+    message: str,
+) -> Outcome:
     return Outcome(
         category=overrides.get(code, rule.category) if code is not None else rule.category,
         error_category=rule.error_category,
         error_code=code,
         transient=rule.transient if should_retry is None else should_retry,
-        message=_short(str(exc) or type(exc).__name__),
+        message=message,
         retry_after=retry_after,
         exception=exc,
-        http_status=getattr(exc, "http_status", None),
+        http_status=http_status,
     )
+
+
+#: What a host's ``error_category`` (TORQ Console's four) means when its code says nothing
+#: more; the code refines it within its family, never across (:func:`host_rule`).
+HOST_RULES: Final[Mapping[str, Rule]] = {
+    "timeout": Rule("timeout", "timeout", True),
+    "provider_error": Rule("retryable", _PROVIDER, False),
+    "ai_error": Rule("non_retryable", "ai_error", False),
+    "exception": Rule("retryable", "exception", False),
+}
+
+
+def host_rule(said: str, code: str | None) -> Rule:
+    """The rule for a failure its raiser put in category ``said`` with ``code``.
+
+    The raiser's category decides: ``ai_error`` never falls back, whatever its code. A code
+    of the taxonomy in the same family is its rule (a ``provider_error`` 429 is transient);
+    a code of another family keeps the raiser's category and gives only its transience (a
+    ``provider_error`` with code ``400`` stays a provider error).
+    """
+    base = HOST_RULES[said]
+    found = TAXONOMY.get(code) if code is not None else None
+    if said == "ai_error" or found is None:
+        return base
+    if found.error_category == base.error_category:
+        return found
+    return Rule(base.category, base.error_category, found.transient)
+
+
+def _code_of(exc: BaseException) -> str | None:
+    code = getattr(exc, "code", None)
+    if isinstance(code, Enum):
+        code = code.value
+    if isinstance(code, int) and not isinstance(code, bool):
+        return str(code)
+    if isinstance(code, str) and code.strip():
+        return code.strip()
+    status = _int_attr(exc, "status_code") or _int_attr(exc, "http_status")
+    return str(status) if status else None
+
+
+def _int_attr(exc: BaseException, name: str) -> int | None:
+    value = getattr(exc, name, None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _seconds(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_CAP) if math.isfinite(seconds) else None
+
+
+def _host_outcome(
+    exc: BaseException,
+    said: str,
+    overrides: Mapping[str, Category],
+    provider: str | None,
+    wire: Wire | None,
+) -> Outcome:
+    """A failure whose raiser said its category (a host's class, or ours given one)."""
+    code = _code_of(exc)
+    retry_after = _seconds(getattr(exc, "retry_after", None))
+    should_retry = getattr(exc, "should_retry", None)
+    http_status = _int_attr(exc, "http_status") or _int_attr(exc, "status_code")
+    read = read_foreign(exc, provider or "provider", wire) if code is None else None
+    if read is not None:  # it carries a reply or a transport fault: that names the code
+        code, http_status = read.code, read.http_status
+        retry_after = read.retry_after if retry_after is None else retry_after
+        should_retry = read.should_retry if should_retry is None else should_retry
+    if code is None and said == "exception":
+        code = type(exc).__name__  # as TORQ Console's executor records an adapter's crash
+    return _outcome(
+        host_rule(said, code), code, overrides, exc, retry_after,
+        should_retry if isinstance(should_retry, bool) else None, http_status,
+        _short(redact(str(exc) or type(exc).__name__)),
+    )  # fmt: skip
 
 
 def coded(code: str, message: str, overrides: Mapping[str, Category]) -> Outcome:

@@ -162,12 +162,12 @@ class Race:
     retry: int
     call: Call
 
-    def conclude(self, result: Any, model: str | None) -> Outcome:
+    def conclude(self, result: Any, copy: Copy) -> Outcome:
         """A copy's result, classified and judged as any attempt's."""
         owner = self.owner
         return conclude(
-            result, model, self.step.accept, self.request, owner.judge, owner.validators,
-            self.overrides,
+            result, copy.model, self.step.accept, self.request, owner.judge, owner.validators,
+            self.overrides, copy.name, copy.provider,
         )  # fmt: skip
 
 
@@ -214,7 +214,7 @@ def race(ctx: Race, first: Copy) -> Generator[Action, Any, RaceEnd]:
                 _untrack(ctx, copy)
                 return RaceEnd(result, copy, records)
             _untrack(ctx, copy)
-            outcome = ctx.conclude(result, copy.model)
+            outcome = ctx.conclude(result, copy)
             ended = rt.monotonic()
             if outcome.category in LEARNED:
                 seconds = ended - copy.started

@@ -28,7 +28,7 @@ from engine.core.classify import classify_result
 from engine.core.executor import FallbackExecutor, as_request
 from engine.core.machine import CompiledChain
 from engine.core.racing import RACE_OPS, SyncRace, TaskRace
-from engine.providers.base import acall, call
+from engine.providers.base import acall, asked_model, call
 from engine.types.completion import Completion
 from engine.types.deltas import TextDelta, ToolCallDelta
 from engine.types.meta import GenerationMeta
@@ -109,8 +109,9 @@ class _Progress:
 
 def _kwargs(action: Call) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"request": action.request, "timeouts": action.stream}
-    if action.model is not None:
-        kwargs["model"] = action.model
+    model = asked_model(action.provider, action.model)
+    if model is not None:
+        kwargs["model"] = model
     return kwargs
 
 

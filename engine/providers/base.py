@@ -16,7 +16,8 @@ The provider protocol, in one place. A provider is any object with one of:
 
 Each returns a ``str`` or a completion (an object with a ``text`` str; ``model``, token
 usage, ``tool_calls`` and ``finish_reason`` optional; :class:`~engine.types.completion.Completion`
-is one). When a chain step names a model, it is passed as ``model=``. Failures are raised
+is one). When a chain step names a model other than the provider's own ``model``, it is
+passed as ``model=``. Failures are raised
 as :class:`~engine.errors.ProviderError`, :class:`~engine.errors.AITimeoutError` or
 :class:`~engine.errors.AIResponseError` with a ``code``; anything else raised is recorded
 as an ``exception`` outcome. Streaming providers are described in
@@ -37,7 +38,15 @@ from typing import Any, Protocol, TypeAlias, runtime_checkable
 from engine.errors import AITimeoutError, ProviderError
 from engine.types.request import ChatRequest
 
-__all__ = ["AsyncProvider", "CallResult", "Provider", "SyncProvider", "acall", "call"]
+__all__ = [
+    "AsyncProvider",
+    "CallResult",
+    "Provider",
+    "SyncProvider",
+    "acall",
+    "asked_model",
+    "call",
+]
 
 CallResult: TypeAlias = tuple[bool, Any]
 _GRACE = 1.0
@@ -106,6 +115,19 @@ def _chat_method(provider: Any, names: tuple[str, ...]) -> Any:
     return None
 
 
+def asked_model(provider: Any, model: str | None) -> str | None:
+    """The ``model=`` to pass a provider: the model asked for, unless it is the provider's
+    own ``model`` (a provider answers with its own model without being told, and one whose
+    ``generate_response`` takes no ``model`` works as long as nobody asks it for another)."""
+    if model is None:
+        return None
+    try:
+        own = getattr(provider, "model", None)
+    except Exception:  # a provider whose attributes misbehave: say what is asked
+        return model
+    return None if own == model else model
+
+
 def _plain_kwargs(
     provider: Any, request: ChatRequest, timeout: float, model: str | None
 ) -> dict[str, Any]:
@@ -118,13 +140,17 @@ def _plain_kwargs(
             code="unsupported_request",
         )
     kwargs: dict[str, Any] = {"prompt": prompt, "timeout": timeout}
+    model = asked_model(provider, model)
     if model is not None:
         kwargs["model"] = model
     return kwargs
 
 
-def _chat_kwargs(request: ChatRequest, timeout: float, model: str | None) -> dict[str, Any]:
+def _chat_kwargs(
+    provider: Any, request: ChatRequest, timeout: float, model: str | None
+) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"request": request, "timeout": timeout}
+    model = asked_model(provider, model)
     if model is not None:
         kwargs["model"] = model
     return kwargs
@@ -134,12 +160,21 @@ def _attempt_timeout(timeout: float) -> AITimeoutError:
     return AITimeoutError(f"no answer within {timeout:g}s", code="attempt_timeout")
 
 
-async def _bounded(awaitable: Awaitable[Any], timeout: float) -> Any:
+async def _bounded(awaitable: Awaitable[Any], limit: float, timeout: float) -> Any:
+    """``awaitable``, cut off after ``limit`` seconds as an attempt that was given
+    ``timeout``. A ``TimeoutError`` the provider raises itself before then is its own (its
+    code, its duration), never taken for the engine's cut."""
+    cut = False
     try:
         # asyncio.timeout, unlike wait_for, runs the awaitable in this task: no task per call.
-        async with asyncio.timeout(timeout):
-            return await awaitable
+        async with asyncio.timeout(limit) as scope:
+            try:
+                return await awaitable
+            finally:
+                cut = scope.expired()
     except TimeoutError as exc:
+        if not cut:
+            raise  # the provider's own timeout: recorded as its own
         raise _attempt_timeout(timeout) from exc
 
 
@@ -147,7 +182,7 @@ def _run_to_completion(awaitable: Awaitable[Any], timeout: float) -> Any:
     """Run an async provider's awaitable from synchronous code."""
 
     async def bounded() -> Any:
-        return await _bounded(awaitable, timeout)
+        return await _bounded(awaitable, timeout, timeout)
 
     try:
         asyncio.get_running_loop()
@@ -165,7 +200,7 @@ def call(provider: Any, request: ChatRequest, timeout: float, model: str | None)
     try:
         chat = _chat_method(provider, ("chat",))
         if chat is not None:
-            value = chat(**_chat_kwargs(request, timeout, model))
+            value = chat(**_chat_kwargs(provider, request, timeout, model))
         else:
             value = provider.generate_response(**_plain_kwargs(provider, request, timeout, model))
         if type(value) is not str and inspect.isawaitable(value):  # text: the usual answer
@@ -184,23 +219,23 @@ async def acall(
     # calls run under their own asyncio.timeout) is awaited as it is: a second timer per
     # call would only cost. Its sync calls, on a worker thread, get a moment more, so that
     # its own, more precise, outcome is the one recorded.
-    own = getattr(provider, "bounds_own_timeout", False)
+    own = getattr(provider, "bounds_own_timeout", False) is True
     limit = timeout + _GRACE if own else timeout
     try:
         chat = _chat_method(provider, ("achat", "chat"))
         if chat is not None:
-            kwargs = _chat_kwargs(request, timeout, model)
+            kwargs = _chat_kwargs(provider, request, timeout, model)
             method = chat
         else:
             kwargs = _plain_kwargs(provider, request, timeout, model)
             native = getattr(provider, "agenerate_response", None)
             method = native if _is_coroutine(native) else provider.generate_response
         if _is_coroutine(method):
-            value = await (method(**kwargs) if own else _bounded(method(**kwargs), limit))
+            value = await (method(**kwargs) if own else _bounded(method(**kwargs), limit, timeout))
         else:
-            value = await _bounded(asyncio.to_thread(method, **kwargs), limit)
+            value = await _bounded(asyncio.to_thread(method, **kwargs), limit, timeout)
             if inspect.isawaitable(value):
-                value = await _bounded(value, limit)
+                value = await _bounded(value, limit, timeout)
         return True, value
     except Exception as exc:  # classified and recorded by the executor
         return False, exc

@@ -14,7 +14,7 @@ import math
 import re
 import time
 from collections.abc import Iterable, Mapping
-from typing import Final
+from typing import Final, TypeVar
 
 import httpx
 
@@ -129,13 +129,15 @@ def error_for_status(
     message = f"{provider}: HTTP {status}" + (f": {detail}" if detail else "")
     kinds = {info.type, info.code}
     kind, code = _status_outcome(status, kinds, said)
-    return kind(
-        message,
-        code=code,
-        provider=provider,
-        retry_after=retry_after(headers),
-        should_retry=_should_retry(headers),
-        http_status=status,
+    return _said(
+        kind(
+            message,
+            code=code,
+            provider=provider,
+            retry_after=retry_after(headers),
+            should_retry=_should_retry(headers),
+            http_status=status,
+        )
     )
 
 
@@ -210,7 +212,7 @@ def error_for_event(
         code = "context_length_exceeded"
     else:
         code = "stream_error"
-    return kind(message, code=code, provider=provider, http_status=http_status)
+    return _said(kind(message, code=code, provider=provider, http_status=http_status))
 
 
 def error_for_transport(
@@ -218,6 +220,12 @@ def error_for_transport(
 ) -> OutcomeError:
     """The outcome of an httpx exception. ``phase`` is ``wait`` (no reply yet) or ``body``
     (reading the reply)."""
+    return _said(_transport_error(exc, provider, phase, secrets))
+
+
+def _transport_error(
+    exc: httpx.HTTPError, provider: str, phase: str, secrets: Iterable[str]
+) -> OutcomeError:
     text = excerpt(str(exc) or type(exc).__name__, _MESSAGE_LIMIT, secrets)
     if isinstance(exc, httpx.ConnectError) and _REFUSED.search(text):
         # httpx and aiohttp word it differently; one wording for sync and async calls.
@@ -241,11 +249,26 @@ def attempt_timeout(provider: str, seconds: float, phase: str) -> AITimeoutError
     """The outcome of an attempt cut off by its own timeout, named after where it was."""
     code = "read_timeout" if phase == "wait" else "attempt_timeout"
     what = "waiting for a reply" if phase == "wait" else "reading the reply"
-    return AITimeoutError(
-        f"{provider}: no complete answer within {seconds:g}s (still {what})",
-        code=code,
-        provider=provider,
+    return _said(
+        AITimeoutError(
+            f"{provider}: no complete answer within {seconds:g}s (still {what})",
+            code=code,
+            provider=provider,
+        )
     )
 
 
-__all__ += ["attempt_timeout"]
+_E = TypeVar("_E", bound=BaseException)
+
+
+def _said(exc: _E) -> _E:
+    """Mark an outcome error whose message this module wrote (redacted already): the
+    classifier then need not redact it again (a few microseconds on every failure)."""
+    exc.__dict__[REDACTED_MARK] = True
+    return exc
+
+
+#: Set in an outcome error's ``__dict__`` when its message was redacted as it was written.
+REDACTED_MARK: Final = "_torq_redacted"
+
+__all__ += ["REDACTED_MARK", "attempt_timeout"]

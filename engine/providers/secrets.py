@@ -11,10 +11,11 @@ key into a piece that no longer looks like one.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "install_log_filter",
     "invalid_secret",
     "redact",
+    "register_environment_secrets",
     "register_secret",
 ]
 
@@ -42,32 +44,65 @@ _KEY_SHAPES: Final = re.compile(
 _RUNS: Final = re.compile(r"[^\s'\"<>(){}\[\],;]" + "{" + str(MIN_PART) + ",}")
 _lock = threading.Lock()
 _secrets: set[str] = set()
+# The registered secrets, longest first (a longer one may hold a shorter one).
+_longest_first: tuple[str, ...] = ()
 # Every MIN_PART-long piece of every registered secret, for the partial match.
 _pieces: frozenset[str] = frozenset()
 
 
 def register_secret(value: str | None) -> None:
-    """Remember ``value`` as a secret of this process (masked by every later :func:`redact`)."""
-    global _pieces
-    if not value or value in _secrets:
+    """Remember ``value`` as a secret of this process (masked by every later :func:`redact`).
+
+    Values shorter than :data:`MIN_PART` are not remembered: no provider issues keys that
+    short, and masking them wherever they appear would mangle every message."""
+    global _pieces, _longest_first
+    if not value or len(value) < MIN_PART or value in _secrets:
         return
     with _lock:
         _secrets.add(value)
+        _longest_first = tuple(sorted(_secrets, key=len, reverse=True))
         pieces = set(_pieces)
         for start in range(max(1, len(value) - MIN_PART + 1)):
             piece = value[start : start + MIN_PART]
             if len(piece) == MIN_PART:
                 pieces.add(piece)
         _pieces = frozenset(pieces)
+        _redacted.cache_clear()  # readings made before this secret was known
+
+
+# Environment variables whose values are credentials by their name (an application's own
+# provider objects read their keys from such variables, not through the engine).
+_CREDENTIAL_NAME: Final = re.compile(
+    r"(?:^|_)(?:API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)$", re.IGNORECASE
+)
+
+
+def register_environment_secrets(environ: Mapping[str, str]) -> None:
+    """Remember the values of the variables in ``environ`` named like credentials
+    (``*_API_KEY``, ``*_TOKEN``, ``*_SECRET``, ...), so that no failure message the engine
+    records quotes them, whoever's provider raised it."""
+    for name, value in environ.items():
+        if _CREDENTIAL_NAME.search(name) and len(value.strip()) >= MIN_PART:
+            register_secret(value.strip())
 
 
 def _mask_known(text: str, extra: Iterable[str]) -> str:
     # Whole secrets first (short ones too), then any run built of known pieces.
-    for secret in sorted({*_secrets, *(s for s in extra if s)}, key=len, reverse=True):
+    # Made once per registration, not per call: this runs on every failure's message.
+    ordered = (
+        _longest_first
+        if not extra
+        else sorted({*_secrets, *(s for s in extra if s)}, key=len, reverse=True)
+    )
+    for secret in ordered:
         if secret in text:
             text = text.replace(secret, REDACTED)
     pieces = _pieces
-    extra_pieces = {s[i : i + MIN_PART] for s in extra if s for i in range(len(s) - MIN_PART + 1)}
+    extra_pieces = (
+        {s[i : i + MIN_PART] for s in extra if s for i in range(len(s) - MIN_PART + 1)}
+        if extra
+        else ()
+    )
     if not pieces and not extra_pieces:
         return text
     spans: list[list[int]] = []
@@ -98,7 +133,20 @@ def _mask_known(text: str, extra: Iterable[str]) -> str:
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with every known secret (registered or given), whole or in part, and anything
     shaped like an API key, masked."""
-    return _KEY_SHAPES.sub(REDACTED, _mask_known(text, tuple(secrets)))
+    extra = tuple(secrets)
+    if not extra and len(text) <= _REMEMBERED_LENGTH:
+        return _redacted(text)
+    return _KEY_SHAPES.sub(REDACTED, _mask_known(text, extra))
+
+
+# Failure messages repeat (the same provider says the same thing under load): the last
+# readings of short ones are remembered, and forgotten whenever a secret is registered.
+_REMEMBERED_LENGTH: Final = 1000
+
+
+@functools.lru_cache(maxsize=512)
+def _redacted(text: str) -> str:
+    return _KEY_SHAPES.sub(REDACTED, _mask_known(text, ()))
 
 
 def excerpt(text: str, limit: int, secrets: Iterable[str] = ()) -> str:
