@@ -8,6 +8,7 @@ Format, in short (the default chains under ``chains/`` explain it in comments)::
     description: Fast answers.           # optional
     deadline: 120                        # seconds for the whole chain
     on_midstream: fail                   # a stream cut mid-way: fail or restart
+    rate_limit_pause: 0.25               # seconds to wait after a 429 before the next step
     when_all_open: probe_nearest         # every breaker open: probe_nearest or fail_fast
     defaults: {timeout: 30, retries: 0}  # for every step (also first_token_timeout,
                                          # idle_timeout, params: {temperature: ...})
@@ -252,6 +253,13 @@ class ChainSpec(_Strict):
         description="Every provider's breaker open: probe the one closest to recovery "
         "(probe_nearest) or fail without a call (fail_fast).",
     )
+    rate_limit_pause: float = Field(
+        default=0.0,
+        ge=0,
+        le=60,
+        description="Seconds to wait after a rate limit (a 429) before the next step, so that "
+        "one rate limit does not cascade across providers (within the deadline; 0: none).",
+    )
     defaults: Defaults = Field(default_factory=Defaults)
     error_codes: dict[str, FailureCategory] = Field(
         default_factory=dict,
@@ -342,6 +350,11 @@ class Chain:
     def when_all_open(self) -> str:
         """Every breaker open: ``probe_nearest`` or ``fail_fast``."""
         return self.spec.when_all_open
+
+    @property
+    def rate_limit_pause(self) -> float:
+        """Seconds waited after a 429 before the next step (0: no pause)."""
+        return self.spec.rate_limit_pause
 
     @property
     def on_midstream(self) -> str:

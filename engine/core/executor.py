@@ -118,14 +118,16 @@ class FallbackExecutor(Performer):
         prompt: str | ChatRequest,
         meta: GenerationMeta,
         timeout: float,
+        per_attempt: float | None = None,
     ) -> Completion:
         """Run ``chain`` synchronously for a prompt or a :class:`ChatRequest`; fill
         ``meta``; return the answer.
 
         Raises :class:`ChainExhaustedError` or :class:`ChainAbortedError` (``meta`` is
-        filled either way). ``timeout`` caps the whole run, with the chain's deadline.
+        filled either way). ``timeout`` caps the whole run, with the chain's deadline;
+        ``per_attempt``, when given, caps each attempt as well.
         """
-        decisions = self.decide(chain, as_request(prompt), meta, timeout)
+        decisions = self.decide(chain, as_request(prompt), meta, timeout, per_attempt=per_attempt)
         result: Any = None
         racing: SyncRace | None = None
         # An in-process health store does no I/O: its operations are done at once.
@@ -158,9 +160,10 @@ class FallbackExecutor(Performer):
         prompt: str | ChatRequest,
         meta: GenerationMeta,
         timeout: float,
+        per_attempt: float | None = None,
     ) -> Completion:
         """The async twin of :meth:`execute`: same decisions, awaited I/O."""
-        decisions = self.decide(chain, as_request(prompt), meta, timeout)
+        decisions = self.decide(chain, as_request(prompt), meta, timeout, per_attempt=per_attempt)
         result: Any = None
         racing: TaskRace | None = None
         # An in-process health store does no I/O: its operations are done at once.
@@ -196,10 +199,12 @@ class FallbackExecutor(Performer):
         meta: GenerationMeta,
         timeout: float,
         stream: bool = False,
+        per_attempt: float | None = None,
     ) -> Decisions:
         """The decision core, the seam every shell drives: yields one request's actions
         (:mod:`engine.core.actions`), is sent each one's result, returns the answer or
-        raises the chain's failure. ``stream``: calls are streamed calls."""
+        raises the chain's failure. ``stream``: calls are streamed calls; ``per_attempt``:
+        seconds no attempt may exceed (besides its step's timeout and the deadline)."""
         rt = self.runtime
         chain = compiled.chain
         overrides = chain.error_codes
@@ -307,6 +312,8 @@ class FallbackExecutor(Performer):
             else:
                 model = model_of(provider, model)
                 left = run.deadline - now
+                if per_attempt is not None and per_attempt < left:
+                    left = per_attempt
                 timeouts = None
                 if stream:
                     timeouts = StreamTimeouts(
@@ -348,8 +355,9 @@ class FallbackExecutor(Performer):
                 if isinstance(result, StreamDone):
                     streamed = result
                 outcome = conclude(
-                    result, model, step.accept, request, self.judge, self.validators, overrides
-                )
+                    result, model, step.accept, request, self.judge, self.validators, overrides,
+                    name, provider,
+                )  # fmt: skip
             ended = rt.monotonic()
             if step.pool and step.strategy == "latency" and outcome.category in LEARNED:
                 ttft = streamed.ttft if streamed is not None else None
@@ -394,12 +402,22 @@ class FallbackExecutor(Performer):
                 budget=budget_ok,
             )  # fmt: skip
             retrying = state == step.id
+            pause = 0.0
+            if (
+                outcome.error_code == "429"
+                and chain.rate_limit_pause
+                and not retrying
+                and state not in FINAL_STATES
+            ):  # one rate limit must not cascade across providers: wait a moment, in budget
+                pause = min(chain.rate_limit_pause, run.deadline - ended - MIN_ATTEMPT_SECONDS)
             record = attempt_record(
                 step, model, outcome, ended - now, stamp, run.retries_used, state, name,
                 skipped_for=skipped_for(admission, grant) if skipped else None,
                 retry_refused=not budget_ok and not retrying, streamed=streamed,
                 category=trigger if streamed is not None else None, hedge=hedged,
             )  # fmt: skip
+            if pause > 0:
+                record["pause_ms"] = round(pause * 1000)
             attempts.append(record)
             if is_cut:
                 cut = streamed
@@ -417,6 +435,8 @@ class FallbackExecutor(Performer):
             else:
                 run.retries_used = 0
                 tried.clear()
+                if pause > 0:
+                    yield Sleep(pause)
             if state in FINAL_STATES:
                 break
 

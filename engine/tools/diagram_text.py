@@ -92,10 +92,15 @@ def _title(chain: Chain) -> str:
         if chain.on_midstream == "restart"
         else "the stream fails, marked truncated"
     )
+    pause = (
+        f"\nafter a rate limit (429): a pause of {chain.rate_limit_pause:g} s before the next step"
+        if chain.rate_limit_pause
+        else ""
+    )
     return (
         f"chain '{chain.name}'{about}\n"
         f"deadline {chain.deadline:g} s for the whole chain "
-        f"(when it passes, any step goes to exhausted); a stream cut mid-way: {cut}"
+        f"(when it passes, any step goes to exhausted); a stream cut mid-way: {cut}{pause}"
     )
 
 

@@ -44,6 +44,12 @@ def explain(
         cat, transient = str(category), category in ("retryable", "timeout")
         head = f"category {cat} ({'if transient' if transient else 'never transient'})"
     lines = [f"chain '{chain.name}' (deadline {chain.deadline:g} s): {head}"]
+    pauses = chain.rate_limit_pause > 0 and (code == "429" or (code is None and cat == "retryable"))
+    if pauses:
+        lines.append(
+            f"after a 429 the chain waits {chain.rate_limit_pause:g} s before the next step "
+            "(rate_limit_pause; within the deadline)"
+        )
     width = max(len(step.id) for step in chain.steps)
     for step in chain.steps:
         if cat == "success":
@@ -59,6 +65,8 @@ def explain(
                     f"retry here up to {step.retries}x (waits <= {step.backoff_max:g} s, "
                     f"within the deadline), then -> {dest}"
                 )
+            if pauses and dest in chain.by_id:
+                where += f" after a {chain.rate_limit_pause:g} s pause"
         if step.pool:
             weights = ", ".join(f"{m.provider} weight {m.weight:g}" for m in step.pool)
             where += f" [pool, {step.strategy}: {weights}"

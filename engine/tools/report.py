@@ -36,7 +36,8 @@ def _rows(attempts: Sequence[dict[str, Any]]) -> list[tuple[str, ...]]:
                 str(attempt.get("category", "")),
                 _code(attempt),
                 f"{attempt['latency_ms']} ms",
-                f"-> {attempt.get('next', '')}",
+                f"-> {attempt.get('next', '')}"
+                + (f" after a {attempt['pause_ms']} ms pause" if attempt.get("pause_ms") else ""),
             )
         )
     return rows
