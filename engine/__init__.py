@@ -23,15 +23,23 @@ from engine.errors import (
 )
 
 if TYPE_CHECKING:
-    from engine.chain.loader import check_file, load_chain, load_chains
+    from engine.chain.loader import chain_from_data, check_file, load_chain, load_chains
     from engine.chain.schema import chain_json_schema
     from engine.chain.spec import Chain, ChainSpec, Step
     from engine.core.executor import FallbackExecutor
     from engine.core.machine import CompiledChain, compile_chain
     from engine.core.runtime import Runtime
     from engine.core.streaming import AsyncChatStream, ChatStream, Reset, StreamEvent
+    from engine.manager.embedded import ProviderFallbackExecutor
     from engine.manager.environment import resolve_chains_dir
     from engine.manager.llm import BUILTIN_PROVIDERS, LLMManager
+    from engine.manager.seed import (
+        RATE_LIMIT_DELAY_MS,
+        AttemptStatus,
+        ErrorCategory,
+        ProviderAttempt,
+        ProviderChainConfig,
+    )
     from engine.providers.http import HTTPProvider
     from engine.providers.settings import BUILTIN_SETTINGS, ProviderSettings
     from engine.tools.diagrams import (
@@ -54,6 +62,7 @@ if TYPE_CHECKING:
 # submodule such as engine.errors, stays light, and a program pays only for what it touches
 # (the manager loads chains and providers; diagrams load Graphviz; the simulator a server).
 _LAZY = {
+    "chain_from_data": "engine.chain.loader",
     "check_file": "engine.chain.loader",
     "load_chain": "engine.chain.loader",
     "load_chains": "engine.chain.loader",
@@ -66,6 +75,12 @@ _LAZY = {
     "compile_chain": "engine.core.machine",
     "Runtime": "engine.core.runtime",
     "resolve_chains_dir": "engine.manager.environment",
+    "ProviderFallbackExecutor": "engine.manager.embedded",
+    "RATE_LIMIT_DELAY_MS": "engine.manager.seed",
+    "AttemptStatus": "engine.manager.seed",
+    "ErrorCategory": "engine.manager.seed",
+    "ProviderAttempt": "engine.manager.seed",
+    "ProviderChainConfig": "engine.manager.seed",
     "BUILTIN_PROVIDERS": "engine.manager.llm",
     "LLMManager": "engine.manager.llm",
     "HTTPProvider": "engine.providers.http",
@@ -124,10 +139,12 @@ def __dir__() -> list[str]:
 __all__ = [
     "BUILTIN_PROVIDERS",
     "BUILTIN_SETTINGS",
+    "RATE_LIMIT_DELAY_MS",
     "TAXONOMY",
     "AIResponseError",
     "AITimeoutError",
     "AsyncChatStream",
+    "AttemptStatus",
     "Behaviour",
     "Chain",
     "ChainAbortedError",
@@ -138,6 +155,7 @@ __all__ = [
     "ChatStream",
     "CompiledChain",
     "Completion",
+    "ErrorCategory",
     "ExecutionMode",
     "FallbackExecutor",
     "GenerationMeta",
@@ -147,7 +165,10 @@ __all__ = [
     "Message",
     "Outcome",
     "Problem",
+    "ProviderAttempt",
+    "ProviderChainConfig",
     "ProviderError",
+    "ProviderFallbackExecutor",
     "ProviderSettings",
     "ReasoningDelta",
     "Reset",
@@ -164,6 +185,7 @@ __all__ = [
     "ToolCallDelta",
     "TorqError",
     "__version__",
+    "chain_from_data",
     "chain_json_schema",
     "check_file",
     "compile_chain",

@@ -212,3 +212,16 @@ def test_the_configuration_table_is_accepted(tmp_path):
     assert '"off"' in (ROOT / "docs" / "configuration.md").read_text()  # the table offers it
     manager = LLMManager(config={"health": "off", "chains_dir": str(ROOT / "chains")})
     manager.close()
+
+
+def test_the_lines_a_diff_adds_import():
+    """A page's ``diff`` shows a host's change; the imports it adds come from the engine."""
+    added = [
+        (line[1:], where)
+        for text, where in blocks("diff")
+        for line in text.splitlines()
+        if line.startswith("+") and "import" in line
+    ]
+    assert added
+    for line, where in added:
+        exec(compile(line, where, "exec"), {})  # the documentation's own line

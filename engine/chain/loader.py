@@ -42,6 +42,7 @@ __all__ = [
     "MAX_CHAIN_FILES",
     "NOT_CHAINS",
     "chain_files",
+    "chain_from_data",
     "check_file",
     "check_spec",
     "default_chains_dir",
@@ -261,6 +262,31 @@ def check_file(path: str | os.PathLike[str]) -> tuple[Chain | None, list[Problem
     if spec is None:
         return None, _in_file_order(problems)
     return build_chain(spec, file.stem, str(file), file.parent), []
+
+
+def chain_from_data(
+    name: str, data: Any, source: str | None = None, base: str | os.PathLike[str] | None = None
+) -> Chain:
+    """A chain built from Python data, validated like a chain file (the same messages):
+    a list of steps (provider names, or step dicts written as in a file) or a whole chain
+    mapping (``{"deadline": 60, "steps": [...]}``). ``source`` names where the data came
+    from in messages (default ``chain '<name>'``); ``base`` is where ``schema_file`` paths
+    start. Raises :class:`ChainConfigError` listing every problem."""
+    if not isinstance(name, str) or not name.strip():
+        raise TypeError(f"a chain's name is a non-empty str, not {name!r}")
+    where = source or f"chain '{name}'"
+    if isinstance(data, tuple):
+        data = list(data)
+    if isinstance(data, dict) and isinstance(data.get("steps"), tuple):
+        data = {**data, "steps": list(data["steps"])}
+    folder = Path(base) if base is not None else None
+    spec, problems = check_spec(data, where, base=folder)
+    if spec is None:
+        raise ChainConfigError(capped(problems))
+    try:
+        return build_chain(spec, name, where, folder)
+    except AcceptanceProblem as exc:
+        raise ChainConfigError([Problem(where, 0, 0, f"accept.{exc.key}", exc.message)]) from None
 
 
 def load_chain(path: str | os.PathLike[str]) -> Chain:

@@ -60,6 +60,11 @@ class ReloadTarget(Protocol):
         """The running compiled chains by name (each with its ``.chain``)."""
         ...
 
+    @property
+    def file_chains(self) -> Mapping[str, Chain]:
+        """The running chains that were read from the directory's files, by name."""
+        ...
+
     def compile(self, chains: dict[str, Chain]) -> dict[str, Any]:
         """Compile ``chains`` as the running ones were (raises ``ChainConfigError``)."""
         ...
@@ -100,7 +105,8 @@ class ChainReloader:
             name: {"source": compiled.chain.source, "loaded_at": now, "last_error": None}
             for name, compiled in target.chains.items()
         }
-        self._chains: dict[str, Chain] = {n: c.chain for n, c in target.chains.items()}
+        # Only the files' chains are reloaded; the others (built in memory) stay underneath.
+        self._chains: dict[str, Chain] = dict(target.file_chains)
         self._files: dict[str, Path] = {}
         self._listed: tuple[int, int] | None = None
         listing = self._listing()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.health import (
     BreakerPolicy,
+    HealthConfig,
     HealthStore,
     LocalHealthStore,
     QuotaPolicy,
@@ -36,6 +37,7 @@ __all__ = [
     "build_providers",
     "checked_provider",
     "close_all",
+    "health_config",
     "otel_sink",
     "policies_of",
     "prometheus_sink",
@@ -60,6 +62,17 @@ def build_health_store(settings: Settings) -> HealthStore:
         cache_ttl=backend.cache_ttl,
         retry_interval=backend.retry_interval,
         timeout=backend.timeout,
+    )
+
+
+def health_config(settings: Settings) -> HealthConfig:
+    """Provider health as the settings ask: the store, each provider's breaker and retry
+    budget policies (``providers.yaml``'s, or the defaults) and quotas."""
+    providers = settings.providers
+    return HealthConfig(
+        build_health_store(settings),
+        lambda name: policies_of(providers, name),
+        lambda name: quota_of(providers, name),
     )
 
 

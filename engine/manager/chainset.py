@@ -9,7 +9,7 @@ public :meth:`ChainSet.compile` and :meth:`ChainSet.swap`.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Final
 
@@ -32,28 +32,40 @@ class ChainSet:
     """Compiled chains by name, and the single-provider chains built from them.
 
     ``known`` lists the provider names an override may use (built-ins, registered objects,
-    providers.yaml's); ``registered`` says whether a name is registered now (only those
-    single-provider chains are cached, so made-up names cannot grow the cache)."""
+    providers.yaml's; None: any name, the application registers its providers itself);
+    ``registered`` says whether a name is registered now (only those single-provider chains
+    are cached, so made-up names cannot grow the cache). ``base`` holds the chains of the
+    modes the chains directory has no file for (the files win); ``read_files`` False reads
+    no directory at all."""
 
     def __init__(
         self,
         settings: Settings,
-        known: Callable[[], Iterable[str]],
+        known: Callable[[], Iterable[str]] | None,
         registered: Callable[[str], bool],
+        base: Mapping[str, Chain] | None = None,
+        read_files: bool = True,
     ) -> None:
         self.settings = settings
         self.chains_dir: Path = settings.chains_dir
         self._known = known
         self._registered = registered
+        self._base: dict[str, Chain] = dict(base or {})
         self._single: dict[tuple[str, str], CompiledChain] = {}
+        #: The chains read from the chains directory's files, by name (reload replaces them).
+        self.file_chains: dict[str, Chain] = load_chains(self.chains_dir) if read_files else {}
         #: name -> compiled chain; replaced whole by :meth:`swap`, never changed in place.
-        self.chains: dict[str, CompiledChain] = self.compile(load_chains(self.chains_dir))
+        self.chains: dict[str, CompiledChain] = self.compile(self.file_chains)
 
     def compile(self, chains: dict[str, Chain]) -> dict[str, CompiledChain]:
-        """Compile ``chains`` with the overrides on top (raises ``ChainConfigError``)."""
-        known = set(self._known())
+        """Compile ``chains`` (the files'), over the base chains, with the overrides on top
+        (raises ``ChainConfigError``)."""
+        self.file_chains = dict(chains)
+        chains = {**self._base, **chains}
+        known = set(self._known()) if self._known is not None else None
         for chain in chains.values():
-            known.update(m.provider for step in chain.steps for m in step.members)
+            if known is not None:
+                known.update(m.provider for step in chain.steps for m in step.members)
         problems: list[Problem] = []
         resolved: dict[str, Chain] = dict(chains)
         for mode in ExecutionMode:
@@ -68,8 +80,9 @@ class ChainSet:
             if mode.value not in self.settings.orders:
                 continue
             order, source = self.settings.orders[mode.value]
-            unknown = [p for p in order if p not in known]
+            unknown = [p for p in order if known is not None and p not in known]
             for provider in unknown:
+                assert known is not None
                 close = difflib.get_close_matches(provider, sorted(known), n=1, cutoff=0.6)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 problems.append(Problem(source, 0, 0, "", f"unknown provider '{provider}'{hint}"))

@@ -65,6 +65,8 @@ class Settings:
     telemetry: TelemetryConfig | None
     providers: Mapping[str, ProviderSettings] = field(default_factory=dict)
     objects: Mapping[str, Any] = field(default_factory=dict)
+    #: Whether the chains directory was named (config or TORQ_CHAINS_DIR), not the default.
+    chains_dir_given: bool = False
 
     @property
     def health_off(self) -> bool:
@@ -163,4 +165,6 @@ def resolve_settings(
         telemetry=telemetry,
         providers=providers,
         objects=dict(parsed.providers),
+        chains_dir_given=parsed.chains_dir is not None
+        or bool(env.get("TORQ_CHAINS_DIR", "").strip()),
     )

@@ -9,6 +9,7 @@ chains from :class:`~engine.manager.chainset.ChainSet`; requests run on the
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Unpack
 
@@ -16,11 +17,12 @@ from engine.core.executor import FallbackExecutor
 from engine.core.machine import CompiledChain
 from engine.core.runtime import Runtime
 from engine.errors import AIResponseError, AITimeoutError, ProviderError
-from engine.health import BreakerPolicy, HealthConfig, RetryBudgetPolicy
+from engine.health import BreakerPolicy, RetryBudgetPolicy
 from engine.manager import build
 from engine.manager.chainset import ChainSet
 from engine.manager.environment import resolve_settings
 from engine.manager.options import CallOptions, ChatOptions, apology, chat_result, prompt_call
+from engine.providers.secrets import register_environment_secrets
 from engine.telemetry.events import Sink, Sinks
 from engine.types.completion import Completion
 from engine.types.meta import ExecutionMode, GenerationMeta, new_meta
@@ -50,6 +52,8 @@ class LLMManager:
 
     def __init__(self, config: Mapping[str, Any] | None = None, *, runtime: Runtime | None = None):
         settings = resolve_settings(config)  # raises TypeError / ValueError naming the key
+        # The keys an application's own provider objects read are kept out of every message.
+        register_environment_secrets(os.environ)
         self.config: dict[str, Any] = dict(config or {})
         self.settings = settings
         self.logger = logging.getLogger(__name__)
@@ -71,11 +75,7 @@ class LLMManager:
         if settings.reload:
             self._reloader.watch()
         #: Provider health (breakers, retry budgets), shared by every call (and process).
-        self.health = HealthConfig(
-            build.build_health_store(settings),
-            self.health_policies,
-            lambda name: build.quota_of(self.provider_settings, name),
-        )
+        self.health = build.health_config(settings)
         #: The JSONL request log, when config['telemetry'] or TORQ_TELEMETRY_PATH asks.
         self.telemetry = build.build_log(settings)
         # Providers are looked up through get_provider when each attempt starts (callers
