@@ -516,3 +516,29 @@ def test_a_foreign_message_is_redacted(clock, monkeypatch):
     everything = repr(meta.provider_attempts) + str(meta.error) + str(caught.value)
     assert key not in everything and key[:10] not in everything
     assert "[redacted]" in meta.provider_attempts[0]["message"]
+
+
+def test_mock_providers_as_the_hosts_own_tests_use_them(clock):
+    """The host's tests hand out ``Mock`` providers through a ``Mock`` manager whose
+    ``get_provider`` answers a list in turn: it is asked once per attempt, in order."""
+    from unittest.mock import Mock
+
+    bad, good = Mock(), Mock()
+    bad.generate_response.return_value = "Error: API failed"  # an error as text
+    good.generate_response.return_value = "Success"
+    good.model = "good-model"
+    manager = Mock()
+    manager.get_provider.side_effect = [bad, good]
+    executor = ProviderFallbackExecutor(
+        manager, ProviderChainConfig(direct_chain=["bad_provider", "good_provider"]),
+        runtime=clock.runtime(),
+    )  # fmt: skip
+    meta = GenerationMeta(mode=ExecutionMode.DIRECT)
+    assert executor.generate_with_fallback("Test", ExecutionMode.DIRECT, [], meta, 60) == "Success"
+    assert [c.args for c in manager.get_provider.call_args_list] == [
+        ("bad_provider",),
+        ("good_provider",),
+    ]
+    assert meta.provider_attempts[0]["error_code"] == "contract_violation"
+    assert (meta.provider, meta.model) == ("good_provider", "good-model")
+    assert meta.provider_attempts[0]["model"] is None  # a Mock's attribute is no model name

@@ -318,25 +318,6 @@ def test_an_error_reply_reads_as_the_builtin_provider_reads_it(
 # -- transport faults ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def black_hole():
-    """A loopback port whose accept queue is full: connecting to it never completes."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(0)
-    port = server.getsockname()[1]
-    fillers = []
-    for _ in range(3):
-        filler = socket.socket()
-        filler.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            filler.connect(("127.0.0.1", port))
-        fillers.append(filler)
-    yield port
-    for sock in [*fillers, server]:
-        sock.close()
-
-
 def _silent(conn: socket.socket, request: bytes) -> None:
     conn.settimeout(3)  # never answers: waits until the client gives up and hangs up
     with contextlib.suppress(OSError):

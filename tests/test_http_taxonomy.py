@@ -8,8 +8,6 @@ and asserts category, error_category, error_code, the number of attempts and the
 
 from __future__ import annotations
 
-import contextlib
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,25 +90,6 @@ CASES = [(row, wire) for row in ROWS for wire in row.wires]
 def sim():
     with Simulator() as server:
         yield server
-
-
-@pytest.fixture
-def black_hole():
-    """A loopback port whose accept queue is full: connecting to it never completes."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(0)
-    port = server.getsockname()[1]
-    fillers = []
-    for _ in range(3):
-        filler = socket.socket()
-        filler.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            filler.connect(("127.0.0.1", port))
-        fillers.append(filler)
-    yield port
-    for sock in [*fillers, server]:
-        sock.close()
 
 
 def setup(

@@ -31,6 +31,13 @@ def _reason(meta: GenerationMeta) -> None:
             meta.fallback_reason = category
 
 
+def _failed(meta: GenerationMeta, error: Exception) -> tuple[str, GenerationMeta]:
+    meta.error = str(error)
+    meta.error_category = getattr(error, "error_category", "exception")
+    _reason(meta)
+    return _apology(error), meta
+
+
 def _apology(error: Exception) -> str:
     if isinstance(error, AITimeoutError):
         return "I apologize, but your request timed out. Please try again."
@@ -78,13 +85,10 @@ class LLMManager:
             text = await self.fallback_executor.generate_with_fallback(
                 prompt=prompt, mode=mode, tools=tools or [], meta=meta, timeout=timeout
             )
-            _reason(meta)
-            return text, meta
         except (AITimeoutError, ProviderError, AIResponseError) as error:
-            meta.error = str(error)
-            meta.error_category = getattr(error, "error_category", "exception")
-            _reason(meta)
-            return _apology(error), meta
+            return _failed(meta, error)
+        _reason(meta)
+        return text, meta
 
     async def _single(
         self, prompt: str, name: str, meta: GenerationMeta, timeout: int
@@ -123,10 +127,7 @@ class SyncLLMManager(LLMManager):
             text = self.fallback_executor.generate_with_fallback(
                 prompt=prompt, mode=mode, tools=tools or [], meta=meta, timeout=timeout
             )
-            _reason(meta)
-            return text, meta
         except (AITimeoutError, ProviderError, AIResponseError) as error:
-            meta.error = str(error)
-            meta.error_category = getattr(error, "error_category", "exception")
-            _reason(meta)
-            return _apology(error), meta
+            return _failed(meta, error)
+        _reason(meta)
+        return text, meta
