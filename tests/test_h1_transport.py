@@ -20,7 +20,8 @@ from engine.errors import ProviderError
 from engine.providers.h1 import MAX_HEAD_BYTES, H1Transport
 from engine.providers.http import HTTPProvider
 from engine.providers.network import tls_context
-from engine.providers.settings import BUILTIN_SETTINGS, resolve
+from engine.providers.resolved import resolve
+from engine.providers.settings import BUILTIN_SETTINGS
 from engine.types.request import ChatRequest
 from engine.types.timeouts import StreamTimeouts
 

@@ -21,7 +21,8 @@ from hostile import HostileServer, head, reply, trickle
 
 from engine import LLMManager
 from engine.providers.http import HTTPProvider
-from engine.providers.settings import BUILTIN_SETTINGS, resolve
+from engine.providers.resolved import resolve
+from engine.providers.settings import BUILTIN_SETTINGS
 
 KEY = "sk-proj-HOSTILEkey0123456789abcdefTAIL"
 ANSWER = {"choices": [{"message": {"content": "fine"}, "finish_reason": "stop"}], "model": "m"}
@@ -108,7 +109,8 @@ _CHILD = textwrap.dedent(
     import asyncio, json, sys
     sys.path.insert(0, {root!r})
     from engine.providers.http import HTTPProvider
-    from engine.providers.settings import BUILTIN_SETTINGS, resolve
+    from engine.providers.resolved import resolve
+    from engine.providers.settings import BUILTIN_SETTINGS
     env = {{"OPENAI_API_KEY": "sk-child-key-123456", "OPENAI_BASE_URL": sys.argv[1]}}
     provider = HTTPProvider(resolve(BUILTIN_SETTINGS["openai"], env))
     codes = []

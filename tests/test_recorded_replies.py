@@ -17,7 +17,8 @@ from replay import Case, ReplayServer, load_cases
 
 from engine.core.classify import classify_exception, classify_result
 from engine.providers.http import HTTPProvider
-from engine.providers.settings import BUILTIN_SETTINGS, resolve
+from engine.providers.resolved import resolve
+from engine.providers.settings import BUILTIN_SETTINGS
 from engine.types.deltas import ReasoningDelta, TextDelta, ToolCallDelta
 from engine.types.request import ChatRequest
 from engine.types.timeouts import StreamTimeouts

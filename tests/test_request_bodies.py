@@ -11,7 +11,8 @@ import pytest
 
 from engine import ProviderError
 from engine.providers.http import HTTPProvider
-from engine.providers.settings import BUILTIN_SETTINGS, ProviderSettings, resolve
+from engine.providers.resolved import resolve
+from engine.providers.settings import BUILTIN_SETTINGS, ProviderSettings
 from engine.types.request import ChatRequest, Tool
 
 WEATHER = Tool("get_weather", "Weather in a city", {"type": "object", "properties": {}})

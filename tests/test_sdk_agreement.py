@@ -10,7 +10,8 @@ import pytest
 from replay import Case, ReplayServer, load_cases
 
 from engine.providers.http import HTTPProvider
-from engine.providers.settings import BUILTIN_SETTINGS, resolve
+from engine.providers.resolved import resolve
+from engine.providers.settings import BUILTIN_SETTINGS
 from engine.types.request import ChatRequest
 
 openai = pytest.importorskip("openai")

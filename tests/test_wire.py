@@ -12,7 +12,8 @@ import pytest
 from engine import AIResponseError, AITimeoutError, ProviderError
 from engine.providers.http import HTTPProvider
 from engine.providers.mapping import RETRY_AFTER_CAP, redact, retry_after
-from engine.providers.settings import BUILTIN_SETTINGS, ProviderSettings, resolve
+from engine.providers.resolved import resolve
+from engine.providers.settings import BUILTIN_SETTINGS, ProviderSettings
 
 SECRET = "sk-test-DISTINCTIVE-0123456789abcdef"
 

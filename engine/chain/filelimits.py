@@ -24,17 +24,6 @@ import stat
 from pathlib import Path
 from typing import Final
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-from ruamel.yaml.events import (
-    AliasEvent,
-    CollectionEndEvent,
-    CollectionStartEvent,
-    MappingStartEvent,
-    NodeEvent,
-)
-
-from engine.chain.spec import MAX_STEPS
 from engine.errors import Problem
 
 __all__ = [
@@ -47,6 +36,10 @@ __all__ = [
     "screen_yaml",
     "snippet",
 ]
+
+#: Most steps a chain may have (the spec's limit, kept here below the spec and the checks
+#: that read files, which both use it).
+MAX_STEPS: Final = 100
 
 MAX_FILE_BYTES: Final = 256 * 1024
 MAX_DEPTH: Final = 16
@@ -110,6 +103,17 @@ def screen_yaml(text: str, source: str) -> Problem | None:
     Reads the YAML as a stream of events (no nodes, no data), stopping at the first
     problem; a syntax error is left to the real load, which reports it with its position.
     """
+    # Imported here: the spec imports this module for MAX_STEPS, and needs no YAML.
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+    from ruamel.yaml.events import (
+        AliasEvent,
+        CollectionEndEvent,
+        CollectionStartEvent,
+        MappingStartEvent,
+        NodeEvent,
+    )
+
     yaml = YAML(typ="safe", pure=True)
     counts: list[int] = []
     limits: list[int] = []

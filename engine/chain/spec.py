@@ -46,6 +46,7 @@ from pydantic import (
 )
 
 from engine.chain.accept import DEFAULT_ACCEPTANCE, Acceptance, AcceptSpec
+from engine.chain.filelimits import MAX_STEPS
 from engine.chain.hedge import Hedge, HedgeSpec
 from engine.chain.pools import (
     DEFAULT_SLOW_START,
@@ -83,8 +84,6 @@ KEYWORD_TARGETS: Final = ("next", "abort", "exhausted")
 _KEYWORD_DEST: Final = {"abort": ABORTED, "exhausted": EXHAUSTED}
 _RESERVED_IDS: Final = frozenset(FINAL_STATES) | frozenset(KEYWORD_TARGETS) | {"success"}
 _ID_PATTERN: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
-#: Most steps a chain may have.
-MAX_STEPS: Final = 100
 #: Most step ids listed in one message.
 _IDS_SHOWN: Final = 8
 

@@ -11,7 +11,7 @@ retry layer: providers must not retry on their own.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from engine.chain.spec import FINAL_STATES, SUCCEEDED
 from engine.core import records
@@ -20,7 +20,6 @@ from engine.core.actions import (
     Admit,
     Call,
     Decisions,
-    HealthOp,
     ProviderLookup,
     Record,
     RetryAllowed,
@@ -35,15 +34,14 @@ from engine.core.hedging import Copy, HedgeLatencies, Race, race
 from engine.core.machine import CompiledChain
 from engine.core.perform import Performer
 from engine.core.quotas import acquire, quota_tokens, settle_usage
-from engine.core.racing import RACE_OPS, SyncRace, TaskRace, ThreadRace, Workers
+from engine.core.racing import SyncRace, ThreadRace, Workers
 from engine.core.records import attempt_record
 from engine.core.routing import LEARNED, TRACKED, Routing, choose_member, too_small
 from engine.core.runtime import Runtime, backoff_bound, backoff_delay
 from engine.health import Admission, HealthConfig, QuotaGrant
-from engine.providers.base import acall, call
-from engine.telemetry.events import AttemptFinished, RequestFinished, RequestStarted, Sinks
+from engine.telemetry.events import AttemptFinished, RequestStarted, Sinks
 from engine.types.completion import Completion
-from engine.types.meta import GenerationMeta, snapshot
+from engine.types.meta import GenerationMeta
 from engine.types.outcomes import Outcome
 from engine.types.request import ChatRequest
 from engine.types.timeouts import StreamTimeouts
@@ -96,22 +94,6 @@ class FallbackExecutor(Performer):
         """Wait for the hedged copies still ending on worker threads, and stop them."""
         self.workers.close()
 
-    def _finished(
-        self,
-        chain: str,
-        state: str,
-        meta: GenerationMeta,
-        request: ChatRequest,
-        answer: str | None,
-    ) -> None:
-        # A shallow snapshot, not to_dict(): deep-copying the record per request would cost
-        # more than everything else the engine does; sinks format it off the request path.
-        self.sinks.emit(
-            RequestFinished(
-                chain, meta.mode.value, state, snapshot(meta), self.runtime.wall(), request, answer
-            )
-        )
-
     def execute(
         self,
         chain: CompiledChain,
@@ -127,32 +109,9 @@ class FallbackExecutor(Performer):
         filled either way). ``timeout`` caps the whole run, with the chain's deadline;
         ``per_attempt``, when given, caps each attempt as well.
         """
-        decisions = self.decide(chain, as_request(prompt), meta, timeout, per_attempt=per_attempt)
-        result: Any = None
-        racing: SyncRace | None = None
-        # An in-process health store does no I/O: its operations are done at once.
-        store = self.health.store if self.health is not None else None
-        local = store if getattr(store, "in_process", False) else None
-        try:
-            while True:
-                action = decisions.send(result)
-                if type(action) is Call:  # the actions are final classes: no isinstance
-                    result = call(action.provider, action.request, action.timeout, action.model)
-                elif local is not None and isinstance(action, HealthOp):
-                    result = action.run(local)
-                elif isinstance(action, RACE_OPS):
-                    if racing is None:
-                        racing = self.thread_race(None)
-                    result = racing.do(action)  # type: ignore[arg-type]
-                else:
-                    result = self.perform(cast("Sleep | HealthOp", action))
-        except StopIteration as done:
-            answer: Completion = done.value
-            return answer
-        finally:
-            if racing is not None:
-                racing.close()
-            decisions.close()  # a call abandoned mid-way (an exception) ends its bookkeeping
+        return self.drive(
+            self.decide(chain, as_request(prompt), meta, timeout, per_attempt=per_attempt)
+        )
 
     async def aexecute(
         self,
@@ -163,34 +122,9 @@ class FallbackExecutor(Performer):
         per_attempt: float | None = None,
     ) -> Completion:
         """The async twin of :meth:`execute`: same decisions, awaited I/O."""
-        decisions = self.decide(chain, as_request(prompt), meta, timeout, per_attempt=per_attempt)
-        result: Any = None
-        racing: TaskRace | None = None
-        # An in-process health store does no I/O: its operations are done at once.
-        store = self.health.store if self.health is not None else None
-        local = store if getattr(store, "in_process", False) else None
-        try:
-            while True:
-                action = decisions.send(result)
-                if type(action) is Call:  # the actions are final classes: no isinstance
-                    result = await acall(
-                        action.provider, action.request, action.timeout, action.model
-                    )
-                elif local is not None and isinstance(action, HealthOp):
-                    result = action.run(local)
-                elif isinstance(action, RACE_OPS):
-                    if racing is None:
-                        racing = TaskRace(self.runtime.monotonic)
-                    result = await racing.do(action)  # type: ignore[arg-type]
-                else:
-                    result = await self.aperform(cast("Sleep | HealthOp", action))
-        except StopIteration as done:
-            answer: Completion = done.value
-            return answer
-        finally:
-            if racing is not None:
-                await racing.aclose()
-            decisions.close()  # cancelled mid-call: the core's bookkeeping ends now
+        return await self.adrive(
+            self.decide(chain, as_request(prompt), meta, timeout, per_attempt=per_attempt)
+        )
 
     def decide(
         self,
@@ -446,12 +380,14 @@ class FallbackExecutor(Performer):
         if state == SUCCEEDED and completion is not None:
             records.answered(meta, attempts, completion, elapsed_ms)
             if self.sinks.finished:
-                self._finished(chain.name, state, meta, request, completion.text)
+                records.finished(
+                    self.sinks, chain.name, state, meta, rt.wall(), request, completion.text
+                )
             return completion
         records.ended(meta, attempts, elapsed_ms)
         meta.latency_ms = elapsed_ms
         if self.sinks.finished:
-            self._finished(chain.name, state, meta, request, None)
+            records.finished(self.sinks, chain.name, state, meta, rt.wall(), request, None)
         # A stream cut after its first chunk (not a rejected answer) ends it as interrupted.
         broken = cut if cut is not None and attempts[-1].get("category") == "cut" else None
         raise records.failed(meta, chain.name, state, attempts, last, budget, out_of_time, broken)

@@ -8,9 +8,11 @@ from typing import Any
 from engine.chain.spec import ABORTED, Step
 from engine.core.actions import StreamDone
 from engine.errors import ChainAbortedError, ChainExhaustedError, StreamInterruptedError
+from engine.telemetry.events import RequestFinished, Sinks
 from engine.types.completion import Completion
-from engine.types.meta import GenerationMeta, fallback_reason, iso_timestamp
+from engine.types.meta import GenerationMeta, fallback_reason, iso_timestamp, snapshot
 from engine.types.outcomes import Outcome
+from engine.types.request import ChatRequest
 
 __all__ = [
     "answered",
@@ -18,6 +20,7 @@ __all__ = [
     "describe",
     "ended",
     "failed",
+    "finished",
     "reason_of",
     "who",
 ]
@@ -151,6 +154,23 @@ def _failure(
     else:
         message = f"all providers failed for {who(name)} after {count}: {summary}"
     return ChainExhaustedError(message, last.error_code, attempts, cause)
+
+
+def finished(
+    sinks: Sinks,
+    chain: str,
+    state: str,
+    meta: GenerationMeta,
+    wall: float,
+    request: ChatRequest,
+    answer: str | None,
+) -> None:
+    """Tell the sinks a request left its chain."""
+    # A shallow snapshot, not to_dict(): deep-copying the record per request would cost
+    # more than everything else the engine does; sinks format it off the request path.
+    sinks.emit(
+        RequestFinished(chain, meta.mode.value, state, snapshot(meta), wall, request, answer)
+    )
 
 
 def ended(meta: GenerationMeta, attempts: list[dict[str, Any]], elapsed_ms: int) -> None:

@@ -23,7 +23,8 @@ from engine.health import (
 from engine.health.quota import QUOTA_PREFIX
 from engine.manager.environment import Settings
 from engine.providers.http import HTTPProvider
-from engine.providers.settings import ProviderSettings, resolve
+from engine.providers.resolved import resolve
+from engine.providers.settings import ProviderSettings
 
 if TYPE_CHECKING:
     from engine.telemetry.jsonl import JsonlSink

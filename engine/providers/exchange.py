@@ -23,8 +23,8 @@ from engine.providers.streamwire import ErrorEvent
 from engine.providers.timeouts import stream_timeout
 from engine.types.timeouts import StreamTimeouts
 
-if TYPE_CHECKING:
-    from engine.providers.http import HTTPProvider
+if TYPE_CHECKING:  # the provider these serve, as they see it
+    from engine.providers.endpoint import HTTPEndpoint
 
 __all__ = ["Exchange"]
 
@@ -34,7 +34,7 @@ class Exchange:
     """The state of one exchange: where it is (``wait`` for the reply, then ``body``), the
     reply once it came, and, for a stream, whether a delta was handed over yet."""
 
-    provider: HTTPProvider
+    provider: HTTPEndpoint
     timeout: float
     stream: StreamTimeouts | None = None
     phase: str = "wait"
@@ -76,5 +76,5 @@ class Exchange:
         ):
             return stream_timeout(name, self.stream, self.delivered)  # named by the gap
         if isinstance(exc, httpx.HTTPError):
-            return error_for_transport(exc, name, self.phase, self.provider._secrets)
+            return error_for_transport(exc, name, self.phase, self.provider.secrets)
         return attempt_timeout(name, self.timeout, self.phase)

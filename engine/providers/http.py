@@ -20,7 +20,6 @@ Size: a reply is read raw and decoded under the provider's ``max_response_bytes`
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import json
@@ -31,23 +30,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 import httpx
 
 from engine.errors import AIResponseError, ProviderError
-from engine.providers import http_stream, replies
+from engine.providers import http_plain, http_stream, replies
 from engine.providers.areply import PostTransport
 from engine.providers.body import ACCEPT_ENCODING, ERROR_BODY_BYTES, BodyReader
 from engine.providers.bulkhead import Bulkhead
 from engine.providers.catalogue import ModelWindow, window_of
-from engine.providers.exchange import Exchange
 from engine.providers.mapping import (
-    attempt_timeout,
     error_for_status,
 )
-from engine.providers.network import deadline, proxy_for, sync_transport, tls_context
+from engine.providers.network import proxy_for, sync_transport, tls_context
 from engine.providers.replies import (
     _in_memory,
     _is_event_body,
 )
+from engine.providers.resolved import Resolved
 from engine.providers.secrets import excerpt, install_log_filter
-from engine.providers.settings import Resolved
 from engine.providers.wire import WIRES
 from engine.support.loops import LoopClients
 from engine.types.completion import Completion
@@ -93,7 +90,7 @@ class HTTPProvider:
         )
         self._resolved = resolved
         # Parsed once: a request is built from these without re-reading strings.
-        self._url = httpx.URL(resolved.base_url + self.wire.path)
+        self.url = httpx.URL(resolved.base_url + self.wire.path)
         self._headers = httpx.Headers(
             {
                 "accept": "application/json",
@@ -106,12 +103,12 @@ class HTTPProvider:
         )
         #: The same headers as pairs, for the async transports (written once per provider).
         self.header_items = list(self._headers.items())
-        self._secrets = resolved.secrets
+        self.secrets = resolved.secrets
         self._transport = transport
         self._async_transport = async_transport
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
-        self._aclients: LoopClients[httpx.AsyncBaseTransport | PostTransport] = LoopClients(
+        self.async_transports: LoopClients[httpx.AsyncBaseTransport | PostTransport] = LoopClients(
             self._new_async_transport
         )
         install_log_filter()
@@ -126,7 +123,7 @@ class HTTPProvider:
             return False
         return self._resolved.api_key is not None or self._resolved.settings.api_key_env is None
 
-    def _check_configured(self) -> None:
+    def check_configured(self) -> None:
         if self._resolved.unusable is not None:
             raise ProviderError(
                 f"{self.name}: {self._resolved.unusable}; fix the variable",
@@ -140,14 +137,14 @@ class HTTPProvider:
                 provider=self.name,
             )
 
-    def _request(self, body: bytes, timeout: float) -> httpx.Request:
+    def httpx_request(self, body: bytes, timeout: float) -> httpx.Request:
         """The request both shells send."""
         # Connecting gets at most 90% of the attempt, so that a connection that never
         # completes ends as connect_timeout before the attempt's own bound fires.
         connect = min(self.connect_timeout, 0.9 * timeout)
         return httpx.Request(
             "POST",
-            self._url,
+            self.url,
             headers=self._headers,
             content=body,
             extensions={
@@ -155,7 +152,7 @@ class HTTPProvider:
             },
         )
 
-    def _body(self, request: ChatRequest, model: str | None, stream: bool = False) -> bytes:
+    def request_body(self, request: ChatRequest, model: str | None, stream: bool = False) -> bytes:
         """The JSON body (raises ``unsupported_request`` for what the wire cannot say)."""
         try:
             data = self.wire.body(request, model or self.model)
@@ -172,7 +169,7 @@ class HTTPProvider:
         # first attempt; this only guards providers used directly).
         return json.dumps(data, allow_nan=False).encode()
 
-    def _reader(self, response: httpx.Response) -> BodyReader:
+    def reader_for(self, response: httpx.Response) -> BodyReader:
         """A bounded reader for ``response``'s body (error bodies: only their start)."""
         # A response built in memory (httpx.MockTransport) arrives already read and decoded.
         encoding = None if _in_memory(response) else response.headers.get("content-encoding")
@@ -186,18 +183,18 @@ class HTTPProvider:
             return BodyReader(limit, encoding, self.name, truncate=True)
         return BodyReader(self.max_response_bytes, encoding, self.name)
 
-    def _finish(
+    def finish_reply(
         self, status: int, headers: Mapping[str, str], body: bytes, model: str | None
     ) -> Completion:
         if status >= 300:
-            raise error_for_status(status, headers, body, self.wire, self.name, self._secrets)
+            raise error_for_status(status, headers, body, self.wire, self.name, self.secrets)
         if _is_event_body(headers):
             return replies.read_event_body(self, status, body, model)
         try:
             data = json.loads(body)
         except (ValueError, RecursionError) as exc:
             why = "nested too deeply" if isinstance(exc, RecursionError) else "not JSON"
-            text = excerpt(body[:400].decode("utf-8", "replace"), 80, self._secrets)
+            text = excerpt(body[:400].decode("utf-8", "replace"), 80, self.secrets)
             raise ProviderError(
                 f"{self.name}: reply is {why}: {text!r}",
                 code="malformed_response",
@@ -212,7 +209,7 @@ class HTTPProvider:
             ) from exc
         if not completion.model:
             completion = dataclasses.replace(completion, model=model or self.model)
-        return self._priced(completion)
+        return self.priced(completion)
 
     def estimate_cost(self, model: str | None, tokens_in: int, tokens_out: int) -> float | None:
         """What a reply of these token counts would cost (USD, by the price table), or None
@@ -224,7 +221,7 @@ class HTTPProvider:
         None when unknown."""
         return window_of(self._resolved.settings.models, model or self.model)
 
-    def _priced(self, completion: Completion) -> Completion:
+    def priced(self, completion: Completion) -> Completion:
         """The completion with its estimated cost, when the model's price is known."""
         if completion.cost_usd is not None:
             return completion
@@ -240,7 +237,7 @@ class HTTPProvider:
 
     # -- sync ------------------------------------------------------------------------------
 
-    def _sync_client(self) -> httpx.Client:
+    def sync_client(self) -> httpx.Client:
         client = self._client
         if client is not None:
             return client
@@ -263,35 +260,7 @@ class HTTPProvider:
     def chat(self, *, request: ChatRequest, timeout: float, model: str | None = None) -> Completion:
         """Answer a chat request synchronously; the attempt ends within ``timeout`` seconds,
         whatever the server does."""
-        ends = time.monotonic() + timeout
-        client = self._sync_client()
-        body = self._body(request, model)
-        self._check_configured()  # before queueing: a missing key needs no slot
-        self.bulkhead.acquire(timeout)  # the wait counts against the attempt's time
-        with Exchange(self, timeout) as exchange:
-            request_out = self._request(body, ends - time.monotonic())
-            with deadline(ends):
-                response = exchange.response = client.send(request_out, stream=True)
-                exchange.phase = "body"
-                try:
-                    reader = self._reader(response)
-                    events = replies.event_body(self, response)
-                    chunks = [response.content] if _in_memory(response) else response.iter_raw()
-                    for chunk in chunks:
-                        if events is not None:
-                            if events.feed(reader.take(chunk)):
-                                break  # the end marker: nothing after it is read
-                            continue
-                        reader.feed(chunk)
-                        if reader.full:
-                            break
-                        if time.monotonic() > ends:  # for transports without our network
-                            raise attempt_timeout(self.name, timeout, exchange.phase)
-                finally:
-                    response.close()
-        if events is not None:
-            return replies.read_event_body(self, response.status_code, events, model)
-        return self._finish(response.status_code, response.headers, reader.finish(), model)
+        return http_plain.chat(self, request, timeout, model)
 
     # -- async -----------------------------------------------------------------------------
 
@@ -302,7 +271,7 @@ class HTTPProvider:
         if self._async_transport is not None:
             return self._async_transport
         chosen = self._resolved.settings.async_transport
-        if chosen == "asyncio" and proxy_for(self._url) is None:
+        if chosen == "asyncio" and proxy_for(self.url) is None:
             from engine.providers.h1 import H1Transport  # loads when async calls start
 
             return H1Transport(self._limits, tls_context(), self.header_items)
@@ -327,37 +296,13 @@ class HTTPProvider:
     ) -> Completion:
         """Answer a chat request asynchronously; the whole attempt ends within ``timeout``."""
         ends = time.monotonic() + timeout
-        transport = self._aclients.get()
-        body = self._body(request, model)
-        self._check_configured()  # before queueing: a missing key needs no slot
+        transport = self.async_transports.get()
+        body = self.request_body(request, model)
+        self.check_configured()  # before queueing: a missing key needs no slot
         await self.bulkhead.aacquire(timeout)  # the wait counts against the attempt's time
         if hasattr(transport, "post"):  # asyncio (the default), aiohttp: no httpx objects
             return await _posting_achat()(self, transport, body, ends, timeout, model)
-        with Exchange(self, timeout) as exchange:
-            left = ends - time.monotonic()
-            request_out = self._request(body, left)
-            async with asyncio.timeout(left):
-                response = exchange.response = await transport.handle_async_request(request_out)
-                exchange.phase = "body"
-                try:
-                    reader = self._reader(response)
-                    events = replies.event_body(self, response)
-                    if _in_memory(response):
-                        if events is not None:
-                            events.feed(reader.take(response.content))
-                        else:
-                            reader.feed(response.content)
-                    else:
-                        async for chunk in response.aiter_raw():
-                            if replies.fed(reader, events, chunk):
-                                break  # the end marker or the bound: nothing more is read
-                finally:
-                    await response.aclose()
-        if events is not None:
-            return replies.read_event_body(self, response.status_code, events, model)
-        return self._finish(response.status_code, response.headers, reader.finish(), model)
-
-    # -- streaming -------------------------------------------------------------------------
+        return await http_plain.achat(self, transport, body, ends, timeout, model)
 
     # -- streaming -------------------------------------------------------------------------
 
@@ -389,14 +334,14 @@ class HTTPProvider:
         if self._client is not None:
             self._client.close()
             self._client = None
-        self._aclients.close()
+        self.async_transports.close()
 
     async def aclose(self) -> None:
         """Close every client, awaiting the running loop's."""
         if self._client is not None:
             self._client.close()
             self._client = None
-        await self._aclients.aclose()
+        await self.async_transports.aclose()
 
 
 @functools.cache

@@ -31,14 +31,14 @@ from engine.types.deltas import Delta
 from engine.types.request import ChatRequest
 from engine.types.timeouts import StreamTimeouts
 
-if TYPE_CHECKING:
-    from engine.providers.http import HTTPProvider
+if TYPE_CHECKING:  # the provider these serve, as they see it
+    from engine.providers.endpoint import HTTPEndpoint
 
 __all__ = ["achat", "astream"]
 
 
 async def achat(
-    provider: HTTPProvider,
+    provider: HTTPEndpoint,
     transport: PostTransport,
     body: bytes,
     ends: float,
@@ -52,7 +52,7 @@ async def achat(
         # Connecting gets at most 90% of the attempt (as on the httpx path).
         connect = min(provider.connect_timeout, 0.9 * left)
         async with asyncio.timeout(left):
-            response = await transport.post(provider._url, body, connect)
+            response = await transport.post(provider.url, body, connect)
             status = exchange.status = response.status
             headers = response.headers
             exchange.phase = "body"
@@ -65,11 +65,11 @@ async def achat(
                 finish(response)
     if events is not None:
         return replies.read_event_body(provider, status, events, model)
-    return provider._finish(status, headers, reader.finish(), model)
+    return provider.finish_reply(status, headers, reader.finish(), model)
 
 
 async def astream(
-    provider: HTTPProvider,
+    provider: HTTPEndpoint,
     transport: PostTransport,
     request: ChatRequest,
     timeouts: StreamTimeouts,
@@ -79,8 +79,8 @@ async def astream(
     started = time.monotonic()
     first_by = started + timeouts.first_token
     ends = started + timeouts.total
-    body = provider._body(request, model, stream=True)
-    provider._check_configured()
+    body = provider.request_body(request, model, stream=True)
+    provider.check_configured()
     await provider.bulkhead.aacquire(timeouts.first_token)
     exchange = Exchange(provider, timeouts.total, timeouts)
     response = None
@@ -89,7 +89,7 @@ async def astream(
             left = first_by - time.monotonic()
             connect = min(provider.connect_timeout, 0.9 * left)
             async with asyncio.timeout(max(left, 0)):
-                response = await transport.post(provider._url, body, connect)
+                response = await transport.post(provider.url, body, connect)
             status = exchange.status = response.status
             headers = response.headers
             exchange.phase = "body"
@@ -97,7 +97,7 @@ async def astream(
             if status >= 300 or not replies.is_stream_reply(headers, provider.wire.name):
                 async with asyncio.timeout(max(ends - time.monotonic(), 0)):
                     await read_raw(response, partial(_fill, reader))
-                whole = provider._finish(status, headers, reader.finish(), model)
+                whole = provider.finish_reply(status, headers, reader.finish(), model)
                 for delta in deltas_of(whole):  # a server that answered all at once
                     yield delta
                 yield whole
@@ -115,7 +115,7 @@ async def astream(
             except (httpx.HTTPError, TimeoutError):
                 if not parser.complete:  # the completion signal came: the answer is whole
                     raise
-            yield provider._priced(replies._with_model(parser.finish(), model or provider.model))
+            yield provider.priced(replies._with_model(parser.finish(), model or provider.model))
     finally:
         if response is not None:
             finish(response)

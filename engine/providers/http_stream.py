@@ -31,14 +31,14 @@ from engine.types.deltas import Delta
 from engine.types.request import ChatRequest
 from engine.types.timeouts import StreamTimeouts
 
-if TYPE_CHECKING:
-    from engine.providers.http import HTTPProvider
+if TYPE_CHECKING:  # the provider these serve, as they see it
+    from engine.providers.endpoint import HTTPEndpoint
 
 __all__ = ["astream", "stream"]
 
 
 def stream(
-    self: HTTPProvider,
+    self: HTTPEndpoint,
     *,
     request: ChatRequest,
     timeouts: StreamTimeouts,
@@ -51,25 +51,27 @@ def stream(
     started = time.monotonic()
     first_by = started + timeouts.first_token
     ends = started + timeouts.total
-    client = self._sync_client()
-    body = self._body(request, model, stream=True)
-    self._check_configured()
+    client = self.sync_client()
+    body = self.request_body(request, model, stream=True)
+    self.check_configured()
     self.bulkhead.acquire(timeouts.first_token)
     exchange = Exchange(self, timeouts.total, timeouts)
     try:
         with exchange:
-            out = self._request(body, first_by - time.monotonic())
+            out = self.httpx_request(body, first_by - time.monotonic())
             with deadline(first_by):
                 response = exchange.response = client.send(out, stream=True)
             exchange.phase = "body"
-            reader = self._reader(response)
+            reader = self.reader_for(response)
             if response.status_code >= 300 or not _is_stream(response, self.wire.name):
                 with deadline(ends):
                     for chunk in response.iter_raw():
                         reader.feed(chunk)
                         if reader.full:
                             break
-                whole = self._finish(response.status_code, response.headers, reader.finish(), model)
+                whole = self.finish_reply(
+                    response.status_code, response.headers, reader.finish(), model
+                )
                 yield from deltas_of(whole)  # a server that answered all at once
                 yield whole
                 return
@@ -86,14 +88,14 @@ def stream(
             except (httpx.HTTPError, TimeoutError):
                 if not parser.complete:  # the completion signal came: the answer is whole
                     raise
-            yield self._priced(_with_model(parser.finish(), model or self.model))
+            yield self.priced(_with_model(parser.finish(), model or self.model))
     finally:
         if exchange.response is not None:
             exchange.response.close()
 
 
 def astream(
-    self: HTTPProvider,
+    self: HTTPEndpoint,
     *,
     request: ChatRequest,
     timeouts: StreamTimeouts,
@@ -102,7 +104,7 @@ def astream(
     """The async twin of :meth:`stream`: posted straight through the provider's transport
     (asyncio's, the default, or aiohttp's: :func:`engine.providers.http_aio.astream`), or
     through httpx's pool."""
-    transport = self._aclients.get()
+    transport = self.async_transports.get()
     if hasattr(transport, "post"):
         return _posting_astream()(self, transport, request, timeouts, model)
     return _httpx_astream(self, transport, request, timeouts, model)
@@ -117,7 +119,7 @@ def _posting_astream() -> Callable[..., AsyncGenerator[Delta | Completion, None]
 
 
 async def _httpx_astream(
-    self: HTTPProvider,
+    self: HTTPEndpoint,
     transport: httpx.AsyncBaseTransport,
     request: ChatRequest,
     timeouts: StreamTimeouts,
@@ -126,17 +128,17 @@ async def _httpx_astream(
     started = time.monotonic()
     first_by = started + timeouts.first_token
     ends = started + timeouts.total
-    body = self._body(request, model, stream=True)
-    self._check_configured()
+    body = self.request_body(request, model, stream=True)
+    self.check_configured()
     await self.bulkhead.aacquire(timeouts.first_token)
     exchange = Exchange(self, timeouts.total, timeouts)
     try:
         with exchange:
-            out = self._request(body, first_by - time.monotonic())
+            out = self.httpx_request(body, first_by - time.monotonic())
             async with asyncio.timeout(max(first_by - time.monotonic(), 0)):
                 response = exchange.response = await transport.handle_async_request(out)
             exchange.phase = "body"
-            reader = self._reader(response)
+            reader = self.reader_for(response)
             if response.status_code >= 300 or not _is_stream(response, self.wire.name):
                 async with asyncio.timeout(max(ends - time.monotonic(), 0)):
                     if _in_memory(response):
@@ -146,7 +148,9 @@ async def _httpx_astream(
                             reader.feed(chunk)
                             if reader.full:
                                 break
-                whole = self._finish(response.status_code, response.headers, reader.finish(), model)
+                whole = self.finish_reply(
+                    response.status_code, response.headers, reader.finish(), model
+                )
                 for delta in deltas_of(whole):
                     yield delta
                 yield whole
@@ -162,7 +166,7 @@ async def _httpx_astream(
             except (httpx.HTTPError, TimeoutError):
                 if not parser.complete:  # the completion signal came: the answer is whole
                     raise
-            yield self._priced(_with_model(parser.finish(), model or self.model))
+            yield self.priced(_with_model(parser.finish(), model or self.model))
     finally:
         if exchange.response is not None:
             await exchange.response.aclose()

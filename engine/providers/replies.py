@@ -21,8 +21,8 @@ from engine.providers.streamwire import STREAM_PARSERS, ErrorEvent, StreamParser
 from engine.types.completion import Completion
 from engine.types.deltas import Delta
 
-if TYPE_CHECKING:  # the provider whose replies these read
-    from engine.providers.http import HTTPProvider
+if TYPE_CHECKING:  # the provider these serve, as they see it
+    from engine.providers.endpoint import HTTPEndpoint
 
 
 def _in_memory(response: httpx.Response) -> bool:
@@ -162,11 +162,11 @@ class _EventBody:
         return self.parser.finish()
 
 
-def owned(provider: HTTPProvider, exc: BaseException, status: int | None) -> BaseException:
+def owned(provider: HTTPEndpoint, exc: BaseException, status: int | None) -> BaseException:
     """An outcome raised while reading a reply, named after this provider and carrying
     the reply's status (error events mapped as the same error sent as a reply)."""
     if isinstance(exc, ErrorEvent):
-        return error_for_event(exc.payload, provider.wire, provider.name, provider._secrets, status)
+        return error_for_event(exc.payload, provider.wire, provider.name, provider.secrets, status)
     if isinstance(exc, ProviderError | AIResponseError):
         if exc.provider is None:
             return type(exc)(
@@ -186,13 +186,13 @@ def fed(reader: BodyReader, events: _EventBody | None, chunk: bytes) -> bool:
     return reader.full
 
 
-def event_body(provider: HTTPProvider, response: httpx.Response) -> _EventBody | None:
+def event_body(provider: HTTPEndpoint, response: httpx.Response) -> _EventBody | None:
     """A reader for a successful reply that is a stream of events, else None."""
     return event_reader(provider, response.status_code, response.headers)
 
 
 def event_reader(
-    provider: HTTPProvider, status: int, headers: Mapping[str, str]
+    provider: HTTPEndpoint, status: int, headers: Mapping[str, str]
 ) -> _EventBody | None:
     """A reader for a successful reply (``status``, ``headers``) that is a stream of
     events, else None."""
@@ -202,7 +202,7 @@ def event_reader(
 
 
 def read_event_body(
-    provider: HTTPProvider, status: int, body: _EventBody | bytes, model: str | None
+    provider: HTTPEndpoint, status: int, body: _EventBody | bytes, model: str | None
 ) -> Completion:
     try:
         if isinstance(body, bytes):
@@ -215,4 +215,4 @@ def read_event_body(
         if found is exc:
             raise
         raise found from None
-    return provider._priced(_with_model(completion, model or provider.model))
+    return provider.priced(_with_model(completion, model or provider.model))

@@ -9,13 +9,11 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from urllib.parse import unquote
 
 from engine.providers.secrets import invalid_secret, register_secret
-
-if TYPE_CHECKING:  # settings imports this module: only the annotation is needed here
-    from engine.providers.settings import ProviderSettings
+from engine.providers.settings import ProviderSettings
 
 __all__ = ["Resolved", "describe", "resolve"]
 

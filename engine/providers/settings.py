@@ -36,7 +36,6 @@ from engine.health.quota import QuotaPolicy
 from engine.providers.body import DEFAULT_MAX_RESPONSE_BYTES
 from engine.providers.bulkhead import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_QUEUE
 from engine.providers.catalogue import PRICES, WINDOWS, ModelInfo, ModelPrice, ModelWindow
-from engine.providers.resolved import Resolved, describe, resolve
 
 __all__ = [
     "BUILTIN_SETTINGS",
@@ -47,7 +46,6 @@ __all__ = [
     "check_providers_file",
     "health_backend",
     "load_providers_file",
-    "resolve",
 ]
 
 PROVIDERS_FILE: Final = "providers.yaml"
@@ -394,6 +392,3 @@ def load_providers_file(directory: Path) -> dict[str, ProviderSettings]:
         raise ChainConfigError(problems)
     merged.update(settings)
     return merged
-
-
-__all__ += ["Resolved", "describe"]

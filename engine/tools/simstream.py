@@ -4,11 +4,16 @@ token) placed after a given number of content frames."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["Frames", "frames", "garbled", "stream_error"]
+if TYPE_CHECKING:
+    from engine.tools.simscript import Behaviour
+
+__all__ = ["Frames", "frames", "garbled", "stream_error", "write_stream"]
 
 
 @dataclass(frozen=True)
@@ -195,3 +200,53 @@ def stream_error(wire: str) -> bytes:
 def garbled(wire: str) -> bytes:
     """A frame that is not what the protocol promises (broken JSON)."""
     return b'{"model": "sim", "message": {"content": \n' if wire == "ollama" else b"data: {oops\n\n"
+
+
+async def write_stream(
+    writer: asyncio.StreamWriter,
+    reader: asyncio.StreamReader,
+    wire: str,
+    b: Behaviour,
+    model: str,
+    pause: Callable[[asyncio.StreamReader, float], Awaitable[None]],
+) -> bool:
+    """Write a streamed reply (chunked transfer), with the behaviour's stream fault; False
+    when the connection is to close. ``pause`` waits (and sees a client hang up)."""
+    tool = (b.tool, dict(b.arguments)) if b.kind == "tool_call" else None
+    parts = frames(wire, b.text, b.model or model, b.chunks, (b.tokens_in, b.tokens_out), tool)
+    head = (
+        f"HTTP/1.1 200 OK\r\ncontent-type: {parts.content_type}\r\n"
+        "transfer-encoding: chunked\r\ncache-control: no-cache\r\n\r\n"
+    )
+    writer.write(head.encode("latin-1"))
+
+    async def send(frame: bytes) -> None:
+        writer.write(f"{len(frame):x}\r\n".encode() + frame + b"\r\n")
+        await writer.drain()
+
+    for frame in parts.head:
+        await send(frame)
+    if b.first_token_delay:
+        await pause(reader, b.first_token_delay)
+    for index, frame in enumerate(parts.content):
+        if index == b.cut_after:
+            return False  # the connection closes mid-stream
+        if index == b.stall_after:
+            await reader.read()  # nothing more, until the client gives up
+            return False
+        if index == b.error_after:
+            await send(stream_error(wire))
+            await send(b"")
+            return True
+        if index == b.garble_after:
+            await send(garbled(wire))
+            await send(b"")
+            return True
+        if index and b.chunk_interval:
+            await asyncio.sleep(b.chunk_interval)
+        await send(frame)
+    for frame in parts.tail:
+        await send(frame)
+    writer.write(b"0\r\n\r\n")
+    await writer.drain()
+    return True

@@ -252,7 +252,9 @@ class Simulator:
             if stream and behaviour.kind in ("answer", "tool_call"):
                 if behaviour.delay:
                     await self._pause(reader, behaviour.delay)
-                return await self._stream(writer, reader, wire, behaviour, model or "sim-model")
+                return await simstream.write_stream(
+                    writer, reader, wire, behaviour, model or "sim-model", self._pause
+                )
             return await self._respond(
                 writer, reader, wire, provider, behaviour, model or "sim-model"
             )
@@ -287,56 +289,6 @@ class Simulator:
             return None
         self.limited[provider] = self.limited.get(provider, 0) + 1
         return Behaviour("rate_limit", retry_after=max(times[0] + self.rate_window - now, 0.001))
-
-    async def _stream(
-        self,
-        writer: asyncio.StreamWriter,
-        reader: asyncio.StreamReader,
-        wire: str,
-        b: Behaviour,
-        model: str,
-    ) -> bool:
-        """A streamed reply (chunked transfer), with the behaviour's stream fault."""
-        tool = (b.tool, dict(b.arguments)) if b.kind == "tool_call" else None
-        parts = simstream.frames(
-            wire, b.text, b.model or model, b.chunks, (b.tokens_in, b.tokens_out), tool
-        )
-        head = (
-            f"HTTP/1.1 200 OK\r\ncontent-type: {parts.content_type}\r\n"
-            "transfer-encoding: chunked\r\ncache-control: no-cache\r\n\r\n"
-        )
-        writer.write(head.encode("latin-1"))
-
-        async def send(frame: bytes) -> None:
-            writer.write(f"{len(frame):x}\r\n".encode() + frame + b"\r\n")
-            await writer.drain()
-
-        for frame in parts.head:
-            await send(frame)
-        if b.first_token_delay:
-            await self._pause(reader, b.first_token_delay)
-        for index, frame in enumerate(parts.content):
-            if index == b.cut_after:
-                return False  # the connection closes mid-stream
-            if index == b.stall_after:
-                await reader.read()  # nothing more, until the client gives up
-                return False
-            if index == b.error_after:
-                await send(simstream.stream_error(wire))
-                await send(b"")
-                return True
-            if index == b.garble_after:
-                await send(simstream.garbled(wire))
-                await send(b"")
-                return True
-            if index and b.chunk_interval:
-                await asyncio.sleep(b.chunk_interval)
-            await send(frame)
-        for frame in parts.tail:
-            await send(frame)
-        writer.write(b"0\r\n\r\n")
-        await writer.drain()
-        return True
 
     async def _respond(
         self,
