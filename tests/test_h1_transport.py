@@ -207,12 +207,12 @@ def test_interim_replies_are_skipped():
     ],
     ids=["status-line", "length", "chunk-size"],
 )
-def test_a_malformed_reply_is_a_truncated_response(raw):
+def test_a_malformed_reply_is_a_malformed_response(raw):
     with HostileServer(lambda conn, request: conn.sendall(raw)) as server:
         provider = provider_at(server.url + "/v1")
         with pytest.raises(ProviderError) as caught:
             asked(provider)
-    assert caught.value.code == "truncated_response"
+    assert caught.value.code == "malformed_response"  # said as such, never a cut
     assert "malformed reply" in str(caught.value)
 
 
@@ -249,7 +249,7 @@ def test_a_head_that_never_ends_is_cut_off():
         provider = provider_at(server.url + "/v1")
         with pytest.raises(ProviderError) as caught:
             asked(provider)
-    assert caught.value.code == "truncated_response"
+    assert caught.value.code == "malformed_response"
     assert f"past {MAX_HEAD_BYTES} bytes" in str(caught.value)
 
 

@@ -38,6 +38,7 @@ import aiohttp
 import httpx
 import yarl
 
+from engine.providers.leftover import announces_a_body
 from engine.providers.network import proxy_for
 
 __all__ = ["AioReply", "AiohttpTransport"]
@@ -88,7 +89,10 @@ class AioReply:
         self.content = _Content(response.content)
 
     def release(self) -> None:
-        self._response.release()
+        if announces_a_body(self.status, self.headers):  # the bytes may still come
+            self._response.close()
+        else:
+            self._response.release()
 
     def close(self) -> None:
         self._response.close()
@@ -156,6 +160,11 @@ class AiohttpTransport:
             )
         except aiohttp.ClientError as exc:
             raise _mapped(exc) from exc
+        if response.status < 100:  # no such status: aiohttp would read it as a reply
+            response.close()
+            raise httpx.RemoteProtocolError(
+                f"malformed reply: no such status {response.status:03d}"
+            )
         return AioReply(response)
 
     def _target(self, url: httpx.URL) -> yarl.URL:

@@ -42,6 +42,8 @@ class BodyReader:
         self.provider = provider
         self.truncate = truncate
         self.full = False
+        #: Why an error reply's body (``truncate``) could not be read; its status decides.
+        self.unreadable: str | None = None
         self._parts: list[bytes] = []
         self._size = 0
         self._raw = 0
@@ -56,6 +58,11 @@ class BodyReader:
             # "deflate" is meant to be zlib-wrapped; some servers send raw deflate.
             self._inflate = zlib.decompressobj()
             self._deflate_raw_fallback = True
+        elif truncate:  # an error reply: its status says enough; its body is let go
+            self.unreadable = (
+                f"content-encoding {encoding[:40]!r}, not one of the requested ({ACCEPT_ENCODING})"
+            )
+            self.full = True
         else:
             raise ProviderError(
                 f"{provider}: reply uses content-encoding {encoding[:40]!r}, "
@@ -100,6 +107,12 @@ class BodyReader:
                 self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
                 self._raw = 0
                 self.feed(chunk)
+                return
+            if self.truncate:  # an error reply: its status says enough
+                self.unreadable = f"it does not inflate ({exc})"
+                self.full = True
+                self._parts.clear()
+                self._size = 0
                 return
             raise ProviderError(
                 f"{self.provider}: reply could not be decoded: {exc}",

@@ -59,9 +59,15 @@ class HTTPEndpoint(Protocol):
         ...
 
     def finish_reply(
-        self, status: int, headers: Mapping[str, str], body: bytes, model: str | None
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        model: str | None,
+        unreadable: str | None = None,
     ) -> Completion:
-        """A whole reply read: its completion, or the outcome error it is."""
+        """A whole reply read: its completion, or the outcome error it is (``unreadable``:
+        why an error reply's body could not be read)."""
         ...
 
     def priced(self, completion: Completion) -> Completion:

@@ -44,17 +44,14 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from typing import Any, Final
+from typing import cast
 
 import httpx
 
+from engine.providers.h1_connect import open_connection
 from engine.providers.h1_connection import MAX_HEAD_BYTES, H1Reply, _Connection
 
 __all__ = ["MAX_HEAD_BYTES", "H1Reply", "H1Transport"]
-#: A host with IPv6 and IPv4 addresses: a dead family costs 0.25 s, not a whole connect
-#: timeout (as aiohttp's connector does it). Only asyncio's own loops take these arguments
-#: (uvloop's refuses them).
-_EYEBALLS: Final[dict[str, Any]] = {"happy_eyeballs_delay": 0.25, "interleave": 1}
 
 
 class _Pool:
@@ -125,13 +122,8 @@ class _Pool:
     async def _open(self, timeout: float) -> _Connection:
         try:
             async with asyncio.timeout(timeout) as bound:
-                _, conn = await self.loop.create_connection(
-                    lambda: _Connection(self),
-                    self._host,
-                    self._port,
-                    ssl=self._tls,
-                    server_hostname=self._host if self._tls is not None else None,
-                    **(_EYEBALLS if isinstance(self.loop, asyncio.BaseEventLoop) else {}),
+                transport, made = await open_connection(
+                    self.loop, lambda: _Connection(self), self._host, self._port, self._tls
                 )
         except TimeoutError:
             if bound.expired():
@@ -141,6 +133,8 @@ class _Pool:
             raise
         except OSError as exc:  # refused, unreachable, DNS, TLS (ssl.SSLError is an OSError)
             raise httpx.ConnectError(f"{type(exc).__name__}: {exc}") from exc
+        conn = cast(_Connection, made)
+        conn.transport = cast(asyncio.Transport, transport)  # the TLS one, when TLS
         return conn
 
     def give_back(self, conn: _Connection) -> None:

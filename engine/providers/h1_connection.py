@@ -7,11 +7,14 @@ httpx exception that means the same thing. The pool that owns connections is
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping
-from typing import Protocol, cast
+from typing import Final, Protocol, cast
 
 import httptools
 import httpx
+
+from engine.providers.leftover import announces_a_body
 
 __all__ = ["MAX_HEAD_BYTES", "H1Reply", "Owner"]
 
@@ -20,6 +23,23 @@ _HIGH_WATER = 1 << 18
 #: The most a reply's head (status line, headers, interim replies) may take: a server
 #: sending endless headers is cut off here, not when memory runs out.
 MAX_HEAD_BYTES = 1 << 16
+
+
+# What no header value may hold, as h11 and httpx read them: NUL and the line breaks
+# (LF, VT, FF, CR); llhttp's lenient reading would let them through.
+_CONTROL: Final = re.compile(r"[\x00\x0a-\x0d]")
+
+
+class _Leftover(Exception):
+    """Raised in llhttp's callback when a second reply starts after the one asked for."""
+
+
+def _parser(owner: _Connection) -> httptools.HttpResponseParser:
+    """llhttp, reading what RFC 9112 lets a client read: lines ending in a bare LF, and
+    header values folded over several lines (read as one, joined by a space)."""
+    parser = httptools.HttpResponseParser(owner)
+    parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True, lenient_headers=True)
+    return parser
 
 
 class Owner(Protocol):
@@ -137,7 +157,7 @@ class _Connection(asyncio.Protocol):
         self.pool = pool
         self.loop = pool.loop
         self.transport: asyncio.Transport | None = None
-        self._parser = httptools.HttpResponseParser(self)
+        self._parser = _parser(self)
         #: The reply's head, awaited by the request in progress (None between exchanges).
         self._head: asyncio.Future[H1Reply] | None = None
         self._body: _Body | None = None
@@ -145,6 +165,8 @@ class _Connection(asyncio.Protocol):
         self._interim = False
         self._head_bytes = 0
         self._eof_ends = False  # the body ends with the connection (no length, not chunked)
+        self._done = False  # this exchange's reply (not an interim one) has been read whole
+        self._announced = False
         self.busy = False
         self.reusable = False
         self.closed = False
@@ -159,6 +181,7 @@ class _Connection(asyncio.Protocol):
         self.busy = True
         self.reusable = False
         self._body = None
+        self._done = False
         self._head_bytes = 0
         head = self._head = self.loop.create_future()
         self.transport.write(data)
@@ -206,31 +229,41 @@ class _Connection(asyncio.Protocol):
         return None  # the transport closes; connection_lost follows
 
     def data_received(self, data: bytes) -> None:
-        if not self.busy or (self._body is not None and self._body.complete):
+        if not self.busy or self._done:
             # Bytes nobody asked for (on an idle connection, or after a whole reply): the
-            # connection is out of step with the server and cannot be trusted again.
-            self.reusable = False
-            if not self.busy:
-                self.abort()
+            # connection is out of step with the server and is never used again (RFC 9112:
+            # what a reply's framing does not account for is not the next reply's).
+            self._out_of_step()
             return
         in_head = self._body is None
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserCallbackError as exc:  # one of ours failed: a bug
+        except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__ or exc
-            self._fail(cause)
+            if isinstance(cause, _Leftover):  # more bytes after the whole reply
+                self._out_of_step()
+            else:  # a head that cannot be read, or one of ours failed
+                self._fail(cause)
             return
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
-            self._fail(httpx.RemoteProtocolError(f"malformed reply: {exc}"))
+            if self._done:  # the reply was whole; what followed it is garbage
+                self._out_of_step()
+            else:
+                self._fail(httpx.RemoteProtocolError(f"malformed reply: {exc}"))
             return
         if in_head and self._body is None:
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._fail(
                     httpx.RemoteProtocolError(
-                        f"the reply's head went past {MAX_HEAD_BYTES} bytes without ending"
+                        f"malformed reply: its head went past {MAX_HEAD_BYTES} bytes without ending"
                     )
                 )
+
+    def _out_of_step(self) -> None:
+        self.reusable = False
+        if not self.busy:
+            self.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -263,7 +296,7 @@ class _Connection(asyncio.Protocol):
 
     def _fail(self, error: BaseException) -> None:
         head = self._head
-        if self._body is not None:
+        if self._body is not None and not self._body.complete:
             self._body.fail(error)
         elif head is not None and not head.done():
             head.set_exception(error)
@@ -273,6 +306,8 @@ class _Connection(asyncio.Protocol):
     # -- llhttp's callbacks ----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self._done:  # a second reply where one was asked for
+            raise _Leftover
         self._raw = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -280,6 +315,8 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
+        if status < 100:  # no such status (HTTP/1.1 099): said now, not at the timeout
+            raise httpx.RemoteProtocolError(f"malformed reply: no such status {status:03d}")
         if status < 200:  # 1xx: an interim reply, the real one follows
             self._interim = True
             return
@@ -288,6 +325,13 @@ class _Connection(asyncio.Protocol):
             name = raw_name.decode("latin-1").lower()
             value = raw_value.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        if _CONTROL.search("".join(headers.values())):
+            # Folded lines and bare LFs are read (RFC 9112 lets a client); a NUL or a line
+            # break in a value is not (as h11 and httpx refuse it).
+            raise httpx.RemoteProtocolError(
+                "malformed reply: a header value holds a NUL or a line break"
+            )
+        self._announced = announces_a_body(status, headers)  # a 204/304 with a "body"
         self._eof_ends = (
             "content-length" not in headers
             and "chunked" not in headers.get("transfer-encoding", "").lower()
@@ -306,6 +350,7 @@ class _Connection(asyncio.Protocol):
         if self._interim:
             self._interim = False
             return
-        self.reusable = self._parser.should_keep_alive()
+        self._done = True
+        self.reusable = self._parser.should_keep_alive() and not self._announced
         if self._body is not None:
             self._body.end()

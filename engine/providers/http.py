@@ -184,10 +184,17 @@ class HTTPProvider:
         return BodyReader(self.max_response_bytes, encoding, self.name)
 
     def finish_reply(
-        self, status: int, headers: Mapping[str, str], body: bytes, model: str | None
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        model: str | None,
+        unreadable: str | None = None,
     ) -> Completion:
         if status >= 300:
-            raise error_for_status(status, headers, body, self.wire, self.name, self.secrets)
+            raise error_for_status(
+                status, headers, body, self.wire, self.name, self.secrets, unreadable
+            )
         if _is_event_body(headers):
             return replies.read_event_body(self, status, body, model)
         try:

@@ -65,7 +65,7 @@ async def achat(
                 finish(response)
     if events is not None:
         return replies.read_event_body(provider, status, events, model)
-    return provider.finish_reply(status, headers, reader.finish(), model)
+    return provider.finish_reply(status, headers, reader.finish(), model, reader.unreadable)
 
 
 async def astream(
@@ -97,7 +97,9 @@ async def astream(
             if status >= 300 or not replies.is_stream_reply(headers, provider.wire.name):
                 async with asyncio.timeout(max(ends - time.monotonic(), 0)):
                     await read_raw(response, partial(_fill, reader))
-                whole = provider.finish_reply(status, headers, reader.finish(), model)
+                whole = provider.finish_reply(
+                    status, headers, reader.finish(), model, reader.unreadable
+                )
                 for delta in deltas_of(whole):  # a server that answered all at once
                     yield delta
                 yield whole

@@ -15,6 +15,7 @@ import httpx
 
 from engine.providers import replies
 from engine.providers.exchange import Exchange
+from engine.providers.leftover import aclose_if_leftover, close_if_leftover
 from engine.providers.mapping import attempt_timeout
 from engine.providers.network import deadline
 from engine.providers.replies import _in_memory
@@ -58,9 +59,12 @@ def chat(
                         raise attempt_timeout(provider.name, timeout, exchange.phase)
             finally:
                 response.close()
+                close_if_leftover(response)
     if events is not None:
         return replies.read_event_body(provider, response.status_code, events, model)
-    return provider.finish_reply(response.status_code, response.headers, reader.finish(), model)
+    return provider.finish_reply(
+        response.status_code, response.headers, reader.finish(), model, reader.unreadable
+    )
 
 
 async def achat(
@@ -92,6 +96,9 @@ async def achat(
                             break  # the end marker or the bound: nothing more is read
             finally:
                 await response.aclose()
+                await aclose_if_leftover(response)
     if events is not None:
         return replies.read_event_body(provider, response.status_code, events, model)
-    return provider.finish_reply(response.status_code, response.headers, reader.finish(), model)
+    return provider.finish_reply(
+        response.status_code, response.headers, reader.finish(), model, reader.unreadable
+    )

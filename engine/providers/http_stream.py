@@ -14,6 +14,7 @@ import httpx
 
 from engine.providers.exchange import Exchange
 from engine.providers.framing import EventReader
+from engine.providers.leftover import aclose_if_leftover, close_if_leftover
 from engine.providers.network import deadline
 from engine.providers.replies import (
     _APaced,
@@ -70,8 +71,9 @@ def stream(
                         if reader.full:
                             break
                 whole = self.finish_reply(
-                    response.status_code, response.headers, reader.finish(), model
-                )
+                    response.status_code, response.headers, reader.finish(), model,
+                    reader.unreadable,
+                )  # fmt: skip
                 yield from deltas_of(whole)  # a server that answered all at once
                 yield whole
                 return
@@ -92,6 +94,7 @@ def stream(
     finally:
         if exchange.response is not None:
             exchange.response.close()
+            close_if_leftover(exchange.response)
 
 
 def astream(
@@ -149,8 +152,9 @@ async def _httpx_astream(
                             if reader.full:
                                 break
                 whole = self.finish_reply(
-                    response.status_code, response.headers, reader.finish(), model
-                )
+                    response.status_code, response.headers, reader.finish(), model,
+                    reader.unreadable,
+                )  # fmt: skip
                 for delta in deltas_of(whole):
                     yield delta
                 yield whole
@@ -170,3 +174,4 @@ async def _httpx_astream(
     finally:
         if exchange.response is not None:
             await exchange.response.aclose()
+            await aclose_if_leftover(exchange.response)

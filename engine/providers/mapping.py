@@ -71,6 +71,14 @@ _QUOTA_CODES: Final = frozenset(
 _FILTER_CODES: Final = frozenset({"content_filter", "content_policy_violation"})
 _MESSAGE_LIMIT: Final = 300
 _REFUSED: Final = re.compile(r"refused|Connect call failed|Errno 111", re.IGNORECASE)
+# How the readers say a reply cannot be read as HTTP: ours ("malformed reply: ..."), h11's
+# ("illegal status line", "bad Content-Length", "InformationalResponse status_code should
+# be in range ..."), aiohttp's ("Invalid ...", "Bad status line").
+_MALFORMED: Final = re.compile(
+    r"malformed|illegal|invalid|bad (?:status|header|content-length|chunk)"
+    r"|should be in range|unsupported transfer|receive buffer too long",
+    re.IGNORECASE,
+)
 
 
 def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -119,14 +127,18 @@ def error_for_status(
     wire: Wire,
     provider: str,
     secrets: Iterable[str] = (),
+    unreadable: str | None = None,
 ) -> OutcomeError:
-    """The outcome of a non-2xx reply."""
+    """The outcome of a non-2xx reply. ``unreadable`` says why its body could not be read
+    (an encoding not asked for, a body that does not inflate): the status decides then."""
     info = _info(body, wire)
     # The provider's own words; a body without a message is quoted as it is (never "HTTP
     # 404: HTTP 404").
     said = info.message or body[: _MESSAGE_LIMIT * 4].decode("utf-8", "replace").strip()
     detail = excerpt(said, _MESSAGE_LIMIT, secrets)
     message = f"{provider}: HTTP {status}" + (f": {detail}" if detail else "")
+    if unreadable is not None:
+        message += f" (the body could not be read: {unreadable})"
     kinds = {info.type, info.code}
     kind, code = _status_outcome(status, kinds, said)
     return _said(
@@ -239,6 +251,12 @@ def _transport_error(
         return AITimeoutError(message, code=code, cause=exc, provider=provider)
     if isinstance(exc, httpx.ConnectError):
         return ProviderError(message, code="connect_error", cause=exc, provider=provider)
+    if isinstance(exc, httpx.RemoteProtocolError) and _MALFORMED.search(text):
+        # A reply that came but cannot be read as HTTP (a status line, a header, a length,
+        # a chunk size no reader accepts): malformed, said as such, not a cut.
+        if "malformed" not in text.lower():
+            message = f"{provider}: malformed reply: {text}"
+        return ProviderError(message, code="malformed_response", cause=exc, provider=provider)
     if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.DecodingError):
         # The connection dropped or broke protocol once open: the reply was cut short.
         return ProviderError(message, code="truncated_response", cause=exc, provider=provider)

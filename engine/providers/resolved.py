@@ -13,6 +13,7 @@ from typing import Any, Final
 from urllib.parse import unquote
 
 from engine.providers.secrets import invalid_secret, register_secret
+from engine.providers.sendable import base_url_problem, header_problem
 from engine.providers.settings import ProviderSettings
 
 __all__ = ["Resolved", "describe", "resolve"]
@@ -46,11 +47,24 @@ def _split_credentials(url: str) -> tuple[str, str | None, str | None]:
 
 
 def resolve(settings: ProviderSettings, environ: Mapping[str, str] | None = None) -> Resolved:
-    """Read the environment for ``settings``: base URL override, API key, header references."""
+    """Read the environment for ``settings``: base URL override, API key, header references.
+
+    Raises ``ValueError`` for settings that would put a bad request on the wire (a header
+    the transport owns or whose name is not a token, a base URL with a query or fragment);
+    a base URL from the environment with one makes the provider unusable, saying so."""
     env = os.environ if environ is None else environ
+    for header in settings.headers:
+        why = header_problem(header)
+        if why is not None:
+            raise ValueError(f"provider '{settings.name}': {why}")
+    why = base_url_problem(settings.base_url)
+    if why is not None:
+        raise ValueError(f"provider '{settings.name}': base_url {settings.base_url!r}: {why}")
     base_url = settings.base_url
+    from_env: str | None = None
     if settings.base_url_env and env.get(settings.base_url_env, "").strip():
         base_url = env[settings.base_url_env].strip()
+        from_env = base_url_problem(base_url)
     if "://" not in base_url:  # OLLAMA_HOST is often given as host:port
         base_url = f"http://{base_url}"
     # Credentials in a URL would show in httpx's log lines and in every message naming the
@@ -59,7 +73,9 @@ def resolve(settings: ProviderSettings, environ: Mapping[str, str] | None = None
     api_key = env.get(settings.api_key_env, "").strip() or None if settings.api_key_env else None
     secrets: list[str] = [api_key] if api_key else []
     unusable: str | None = None
-    if api_key is not None:
+    if from_env is not None:
+        unusable = f"{settings.base_url_env}: {from_env}"
+    if api_key is not None and unusable is None:
         why = invalid_secret(api_key)
         if why is not None:
             unusable = f"the value of {settings.api_key_env} {why}"

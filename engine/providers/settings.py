@@ -36,6 +36,7 @@ from engine.health.quota import QuotaPolicy
 from engine.providers.body import DEFAULT_MAX_RESPONSE_BYTES
 from engine.providers.bulkhead import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_QUEUE
 from engine.providers.catalogue import PRICES, WINDOWS, ModelInfo, ModelPrice, ModelWindow
+from engine.providers.sendable import sendable_problems
 
 __all__ = [
     "BUILTIN_SETTINGS",
@@ -321,6 +322,10 @@ def check_providers_file(
                         f"'{name}' is built in with kind '{base.kind}'; "
                         "add a provider under another name instead")
             )  # fmt: skip
+            continue
+        found = sendable_problems(entry.headers, entry.base_url, source, loc, values, keys)
+        if found:
+            problems.extend(found)
             continue
         settings[name] = _merge(name, entry, base)
     return (settings if not problems else None), problems
