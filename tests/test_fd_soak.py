@@ -64,7 +64,9 @@ def _silent(then: str):
     import subprocess
     import sys
 
-    child = subprocess.Popen([sys.executable, "-c", _SILENT, then], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _SILENT, then], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert child.stdout is not None
         yield int(child.stdout.readline())
@@ -87,7 +89,9 @@ def _provider(url: str, ca: str | None = None) -> HTTPProvider:
 
 async def _cancel_all(provider: HTTPProvider, wait: float) -> None:
     request = ChatRequest.from_prompt("hi")
-    tasks = [asyncio.ensure_future(provider.achat(request=request, timeout=30)) for _ in range(CALLS)]
+    tasks = [
+        asyncio.ensure_future(provider.achat(request=request, timeout=30)) for _ in range(CALLS)
+    ]
     await asyncio.sleep(wait)  # the first 256 are opening (or waiting), the rest in line
     for task in tasks:
         task.cancel()

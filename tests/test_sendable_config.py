@@ -34,7 +34,9 @@ def test_a_header_that_cannot_be_sent_is_refused_with_file_and_line(tmp_path, li
     assert BAD[line] in str(problems[0])
 
 
-@pytest.mark.parametrize("url", ["https://api.example.com/v1?x=1", "https://api.example.com/v1#frag"])
+@pytest.mark.parametrize(
+    "url", ["https://api.example.com/v1?x=1", "https://api.example.com/v1#frag"]
+)
 def test_a_base_url_with_a_query_or_a_fragment_is_refused(tmp_path, url):
     path = tmp_path / "providers.yaml"
     path.write_text(f"providers:\n  openai:\n    base_url: {url}\n", encoding="utf-8")
@@ -51,7 +53,10 @@ def test_the_manager_refuses_to_start_on_such_a_file(tmp_path):
     with pytest.raises(ChainConfigError, match=r"providers\.yaml:3:15: .*'Host' is written"):
         LLMManager({"chains_dir": str(tmp_path)})
     result = run_cli("validate", str(tmp_path))
-    assert result.returncode == 1 and "'Host' is written by the transport" in result.stdout + result.stderr
+    assert (
+        result.returncode == 1
+        and "'Host' is written by the transport" in result.stdout + result.stderr
+    )
 
 
 def test_a_base_url_from_the_environment_with_a_query_makes_the_provider_unusable():

@@ -80,6 +80,11 @@ class Health:
     recovered_at: float = 0.0
     #: per second: [requests, tokens] -- a provider's use, in its quota record only
     usage: dict[int, list[int]] = field(default_factory=dict)
+    #: the last active health check (wall clock; 0: never) and whether it was answered
+    probed_at: float = 0.0
+    probe_answered: bool = False
+    #: until when the provider itself said to stay away (Retry-After): no probe shortens it
+    retry_until: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (what the Redis store keeps)."""
@@ -93,6 +98,12 @@ class Health:
             "traffic": {str(k): v for k, v in self.traffic.items()},
             "recovered_at": self.recovered_at,
             **({"usage": {str(k): v for k, v in self.usage.items()}} if self.usage else {}),
+            **(
+                {"probed_at": self.probed_at, "probe_answered": self.probe_answered}
+                if self.probed_at
+                else {}
+            ),
+            **({"retry_until": self.retry_until} if self.retry_until else {}),
         }
 
     @classmethod
@@ -108,6 +119,9 @@ class Health:
             traffic={int(k): [int(x) for x in v] for k, v in data.get("traffic", {}).items()},
             recovered_at=float(data.get("recovered_at", 0.0)),
             usage={int(k): [int(x) for x in v] for k, v in data.get("usage", {}).items()},
+            probed_at=float(data.get("probed_at", 0.0)),
+            probe_answered=bool(data.get("probe_answered", False)),
+            retry_until=float(data.get("retry_until", 0.0)),
         )
 
 
@@ -160,6 +174,8 @@ def _open(
             health.openings = min(health.openings + 1, MAX_OPENINGS)
     wait = cooldown_for(policy, health.openings) if cooldown else 0.0
     health.open_until = max(health.open_until, now + wait, now + at_least)
+    if at_least:
+        health.retry_until = max(health.retry_until, now + at_least)
     health.probes = 0
 
 
@@ -235,9 +251,26 @@ def record(
             _open(health, policy, now, retry_after, cooldown=False)
         else:
             health.open_until = max(health.open_until, now + retry_after)
+            health.retry_until = max(health.retry_until, now + retry_after)
 
 
-__all__ += ["note_request", "record_call", "retry_allowed"]
+def probed(health: Health, policy: BreakerPolicy, now: float, *, answered: bool) -> bool:
+    """An active health check's result (never a call: nothing is counted). An open breaker
+    whose provider answered half-opens at once, so that the next call is its probe, unless
+    the provider said to stay away longer (a Retry-After); returns whether it did."""
+    health.probed_at = now
+    health.probe_answered = answered
+    if not policy.enabled or health.state != "open" or not answered:
+        return False
+    if now < health.retry_until:  # the provider's own word outlasts the probe's
+        return False
+    _fire(health, "cool")
+    health.probes = 0
+    health.open_until = min(health.open_until, now)
+    return True
+
+
+__all__ += ["note_request", "probed", "record_call", "retry_allowed"]
 
 
 def _count(buckets: dict[int, list[int]], now: float, window: float, second: int) -> None:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["BreakerPolicy", "HealthBackend", "RetryBudgetPolicy"]
+__all__ = ["BreakerPolicy", "HealthBackend", "ProbePolicy", "RetryBudgetPolicy"]
 
 
 class _Strict(BaseModel):
@@ -40,6 +40,27 @@ class BreakerPolicy(_Strict):
     )
 
 
+class ProbePolicy(_Strict):
+    """Active health checks: while a provider's breaker is open, ask it a question that
+    costs no tokens (its list of models) every ``interval`` seconds, and half-open the
+    breaker as soon as it answers, so that a recovered provider gets traffic again without
+    a user's request spent on finding out."""
+
+    enabled: bool = Field(
+        default=True, description="Whether the provider is probed while its breaker is open."
+    )
+    interval: float = Field(
+        default=0.5, gt=0, le=3600, description="Seconds between two probes of an open breaker."
+    )
+    timeout: float = Field(default=2.0, gt=0, le=60, description="Seconds a probe may take.")
+    path: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Path probed, after the base URL (default by wire: /models for OpenAI's, "
+        "/v1/models for Anthropic's, /api/tags for Ollama's).",
+    )
+
+
 class RetryBudgetPolicy(_Strict):
     """Same-step retries allowed for a provider: at most ``ratio`` of its recent requests,
     plus ``min_per_second`` (Envoy's retry budget)."""
@@ -60,6 +81,11 @@ class HealthBackend(BaseModel):
         default="local", description="off: no breakers and no retry budget at all."
     )
     url: str | None = Field(default=None, min_length=1, description="redis://host:port/db")
+    probes: bool = Field(
+        default=True,
+        description="Active health checks of providers whose breakers are open (each "
+        "provider's health_check: in providers.yaml says how, or turns it off).",
+    )
     namespace: str = Field(default="torq:health", min_length=1)
     cache_ttl: float = Field(default=0.05, ge=0, description="Seconds a read may be reused.")
     retry_interval: float = Field(

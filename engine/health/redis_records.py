@@ -101,3 +101,15 @@ def _recorder(
         record_call(health, policy, budget, now, failed, probe, retry_after, retry)
 
     return apply
+
+
+# Take the probe lease, or renew it for its holder (from now on: a holder probing again is
+# the only one to, for a whole interval more), atomically.
+_LEASE = """
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  redis.call('pexpire', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""

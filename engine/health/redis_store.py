@@ -37,6 +37,7 @@ from engine.health.breaker import (
     Health,
     admit,
     peek,
+    probed,
     retry_allowed,
 )
 from engine.health.deadline import command_deadline, command_seconds, deadline_connection
@@ -45,6 +46,7 @@ from engine.health.redis_quota import RedisQuotas
 from engine.health.redis_records import (
     _CAS,
     _CAS_TRIES,
+    _LEASE,
     _OVERSIZED,
     MAX_RECORD_BYTES,
     _AsyncRedis,
@@ -59,6 +61,7 @@ from engine.support.loops import LoopClients
 __all__ = ["RedisHealthStore"]
 
 _T = TypeVar("_T")
+
 _log = logging.getLogger("engine.health")
 
 
@@ -93,6 +96,7 @@ class RedisHealthStore(RedisQuotas):
         pool = self._client.connection_pool
         pool.connection_class = deadline_connection(pool.connection_class)
         self._cas = self._client.register_script(_CAS)
+        self._lease = self._client.register_script(_LEASE)
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError, TimeoutError)
         self._bad_records: set[str] = set()
         self._lock = threading.Lock()
@@ -220,6 +224,27 @@ class RedisHealthStore(RedisQuotas):
             _recorder(policy, budget, now, failed, probe, retry_after, retry),
             lambda: self._local.record(key, policy, budget, now, failed, probe, retry_after, retry),
         )
+
+    def probed(self, key: str, policy: BreakerPolicy, now: float, answered: bool) -> bool:
+        return self._change(
+            key,
+            lambda h: probed(h, policy, now, answered=answered),
+            lambda: self._local.probed(key, policy, now, answered),
+        )
+
+    def claim_probe(self, provider: str, holder: str, seconds: float) -> bool:
+        """A lease in Redis (``SET NX PX``): one prober per provider for every process that
+        shares the store; while Redis is unreachable, each process probes for itself."""
+        if self._clock() < self._down_until:
+            return True
+        name = f"{self.namespace}:probe:{provider}"
+        try:
+            with command_deadline(command_seconds(self._timeout)):
+                won = self._lease(keys=[name], args=[holder, max(int(seconds * 1000), 1)])
+            return int(won) == 1
+        except self._errors as exc:
+            self._failed(exc)
+            return True
 
     def retry_allowed(self, key: str, budget: RetryBudgetPolicy, now: float) -> bool:
         if self._clock() < self._down_until:

@@ -9,7 +9,7 @@ in Redis); the shells perform them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from engine.health.breaker import (
@@ -17,6 +17,7 @@ from engine.health.breaker import (
     Health,
     admit,
     peek,
+    probed,
     record_call,
     retry_allowed,
 )
@@ -53,6 +54,16 @@ class HealthStore(Protocol):
 
     def snapshot(self) -> Mapping[str, Health]:
         """Every record, for ``torq-fallback health`` and tests."""
+        ...
+
+    def probed(self, key: str, policy: BreakerPolicy, now: float, answered: bool) -> bool:
+        """An active health check's result: an open breaker whose provider answered
+        half-opens; returns whether it did."""
+        ...
+
+    def claim_probe(self, provider: str, holder: str, seconds: float) -> bool:
+        """Whether ``holder`` is the one to probe ``provider`` for the next ``seconds`` (one
+        prober per provider for all who share the store)."""
         ...
 
     def take_quota(self, key: str, policy: QuotaPolicy, now: float, tokens: int) -> QuotaGrant:
@@ -104,6 +115,8 @@ class LocalHealthStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._records: dict[str, Health] = {}
+        #: Called with a key whose breaker has just opened (the prober wakes on it).
+        self.on_open: Callable[[str], None] | None = None
 
     def _get(self, key: str) -> Health:
         found = self._records.get(key)
@@ -129,7 +142,19 @@ class LocalHealthStore:
         failed: bool | None, probe: bool, retry_after: float | None, retry: bool,
     ) -> None:  # fmt: skip
         with self._lock:
-            record_call(self._get(key), policy, budget, now, failed, probe, retry_after, retry)
+            health = self._get(key)
+            was = health.state
+            record_call(health, policy, budget, now, failed, probe, retry_after, retry)
+            opened = was != "open" and health.state == "open"
+        if opened and self.on_open is not None:
+            self.on_open(key)
+
+    def probed(self, key: str, policy: BreakerPolicy, now: float, answered: bool) -> bool:
+        with self._lock:
+            return probed(self._get(key), policy, now, answered=answered)
+
+    def claim_probe(self, provider: str, holder: str, seconds: float) -> bool:
+        return True  # one process: its one prober probes
 
     def retry_allowed(self, key: str, budget: RetryBudgetPolicy, now: float) -> bool:
         with self._lock:

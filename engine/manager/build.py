@@ -11,6 +11,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from engine.core.machine import CompiledChain
 from engine.health import (
     BreakerPolicy,
     HealthConfig,
@@ -20,8 +21,11 @@ from engine.health import (
     RetryBudgetPolicy,
     default_policies,
 )
+from engine.health.policy import ProbePolicy
+from engine.health.prober import Prober, ProbeTarget
 from engine.health.quota import QUOTA_PREFIX
 from engine.manager.environment import Settings
+from engine.providers.base import run_to_completion
 from engine.providers.http import HTTPProvider
 from engine.providers.resolved import resolve
 from engine.providers.settings import ProviderSettings
@@ -39,8 +43,11 @@ __all__ = [
     "checked_provider",
     "close_all",
     "health_config",
+    "object_check",
     "otel_sink",
     "policies_of",
+    "probe_targets",
+    "prober_for",
     "prometheus_sink",
 ]
 
@@ -75,6 +82,76 @@ def health_config(settings: Settings) -> HealthConfig:
         lambda name: policies_of(providers, name),
         lambda name: quota_of(providers, name),
     )
+
+
+def object_check(provider: Any) -> Callable[[float], bool] | None:
+    """The check of a registered provider object that offers ``health_check()`` (defined
+    on its class: a mock's made-up attribute does not count), or None. It may be sync or
+    ``async``; it answers when it returns without raising, unless it returns False, None
+    counting as an answer, or a dict whose ``status`` is not ok/healthy/up."""
+    if not callable(getattr(type(provider), "health_check", None)):
+        return None
+
+    def check(timeout: float) -> bool:
+        result = provider.health_check()
+        if inspect.isawaitable(result):
+            result = run_to_completion(result, timeout)
+        if isinstance(result, dict):
+            return str(result.get("status", "ok")).lower() in ("ok", "healthy", "up")
+        return result is None or bool(result)
+
+    return check
+
+
+def probe_targets(
+    chains: Iterable[CompiledChain],
+    providers: Mapping[str, Any],
+    settings: Mapping[str, ProviderSettings],
+) -> list[ProbeTarget]:
+    """What active health checks may probe: every provider a chain names, with the breaker
+    keys its steps use, its policies and its check (its own ``health_check``)."""
+    keys: dict[str, set[str]] = {}
+    for compiled in chains:
+        for step in compiled.chain.steps:
+            for member in step.members:
+                keys.setdefault(member.provider, set()).add(member.key)
+    targets = []
+    for name, found in sorted(keys.items()):
+        provider = providers.get(name)
+        if isinstance(provider, HTTPProvider):
+            check: Callable[[float], bool] | None = provider.health_check
+        else:
+            check = object_check(provider) if provider is not None else None
+        if check is None:
+            continue
+        own = settings.get(name)
+        probe = own.health_check if own is not None else ProbePolicy()
+        targets.append(
+            ProbeTarget(name, tuple(sorted(found)), policies_of(settings, name)[0], probe, check)
+        )
+    return targets
+
+
+def prober_for(
+    settings: Settings,
+    health: HealthConfig,
+    targets: Callable[[], list[ProbeTarget]],
+    wall: Callable[[], float],
+    emit: Callable[[Any], None],
+    *,
+    automatic: bool,
+) -> Prober:
+    """The manager's prober. ``automatic``: it starts on its own (on the first breaker
+    opening; at once when health is shared through Redis, where another process opens
+    them), unless health is off or ``health: {probes: false}``."""
+    prober = Prober(health.store, targets, wall, emit)
+    on = settings.health is None or (settings.health.probes and not settings.health_off)
+    if automatic and on:
+        if isinstance(health.store, LocalHealthStore):
+            health.store.on_open = prober.wake
+        else:
+            prober.wake()
+    return prober
 
 
 def build_log(settings: Settings) -> JsonlSink | None:

@@ -87,6 +87,19 @@ class LLMManager:
             Sinks([self.telemetry] if self.telemetry else []),
         )
         self.fallback_executor = self._executor if self.fallback_enabled else None
+        #: Active health checks of providers whose breakers are open (engine.health.prober):
+        #: on its own thread, started when a breaker opens (at once when health is shared);
+        #: with an injected runtime, driven by ``prober.tick()`` instead.
+        self.prober = build.prober_for(
+            settings,
+            self.health,
+            lambda: build.probe_targets(
+                self.chains.values(), self.providers, self.provider_settings
+            ),
+            (runtime or Runtime()).wall,
+            self._executor.sinks.emit,
+            automatic=runtime is None,
+        )
         self.logger.info("Provider fallback %s", "enabled" if self.fallback_enabled else "disabled")
 
     # -- providers, health, telemetry ------------------------------------------------------
@@ -131,6 +144,7 @@ class LLMManager:
     def close(self) -> None:
         """Close the providers' HTTP clients, the health store's connections and the sinks,
         and wait for the hedged copies still ending (they were cancelled)."""
+        self.prober.stop()
         if self._reloader_ is not None:
             self._reloader_.stop()
         build.close_all(
@@ -139,6 +153,7 @@ class LLMManager:
 
     async def aclose(self) -> None:
         """The async twin of :meth:`close` (async clients closed in their own loops)."""
+        self.prober.stop()
         if self._reloader_ is not None:
             self._reloader_.stop()
         await build.aclose_all([*self.providers.values(), self.health.store])

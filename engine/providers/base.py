@@ -46,6 +46,7 @@ __all__ = [
     "acall",
     "asked_model",
     "call",
+    "run_to_completion",
 ]
 
 CallResult: TypeAlias = tuple[bool, Any]
@@ -178,8 +179,8 @@ async def _bounded(awaitable: Awaitable[Any], limit: float, timeout: float) -> A
         raise _attempt_timeout(timeout) from exc
 
 
-def _run_to_completion(awaitable: Awaitable[Any], timeout: float) -> Any:
-    """Run an async provider's awaitable from synchronous code."""
+def run_to_completion(awaitable: Awaitable[Any], timeout: float) -> Any:
+    """Run an async provider's awaitable from synchronous code, bounded by ``timeout``."""
 
     async def bounded() -> Any:
         return await _bounded(awaitable, timeout, timeout)
@@ -204,7 +205,7 @@ def call(provider: Any, request: ChatRequest, timeout: float, model: str | None)
         else:
             value = provider.generate_response(**_plain_kwargs(provider, request, timeout, model))
         if type(value) is not str and inspect.isawaitable(value):  # text: the usual answer
-            value = _run_to_completion(value, timeout)
+            value = run_to_completion(value, timeout)
         return True, value
     except Exception as exc:  # classified and recorded by the executor
         return False, exc

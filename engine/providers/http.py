@@ -38,7 +38,7 @@ from engine.providers.catalogue import ModelWindow, window_of
 from engine.providers.mapping import (
     error_for_status,
 )
-from engine.providers.network import proxy_for, sync_transport, tls_context
+from engine.providers.network import deadline, proxy_for, sync_transport, tls_context
 from engine.providers.replies import (
     _in_memory,
     _is_event_body,
@@ -217,6 +217,19 @@ class HTTPProvider:
         if not completion.model:
             completion = dataclasses.replace(completion, model=model or self.model)
         return self.priced(completion)
+
+    def health_check(self, timeout: float = 2.0) -> bool:
+        """Whether the provider answers a question that costs no tokens (``GET`` its model
+        list, or the ``health_check: path`` of providers.yaml): True on a 2xx reply. Never
+        a request: active health checks ask it while the breaker is open."""
+        if not self.configured:
+            return False
+        path = self._resolved.settings.health_check.path or self.wire.probe_path
+        ends = time.monotonic() + timeout
+        with deadline(ends):
+            reply = self.sync_client().get(self.base_url + path, timeout=timeout)
+        reply.close()
+        return 200 <= reply.status_code < 300
 
     def estimate_cost(self, model: str | None, tokens_in: int, tokens_out: int) -> float | None:
         """What a reply of these token counts would cost (USD, by the price table), or None

@@ -24,18 +24,25 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from engine.chain.loader import locate, read_yaml, validation_problems
 from engine.chain.spec import Loc
 from engine.errors import ChainConfigError, Problem
-from engine.health.policy import BreakerPolicy, HealthBackend, RetryBudgetPolicy
+from engine.health.policy import BreakerPolicy, HealthBackend, ProbePolicy, RetryBudgetPolicy
 from engine.health.quota import QuotaPolicy
 from engine.providers.body import DEFAULT_MAX_RESPONSE_BYTES
 from engine.providers.bulkhead import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_QUEUE
 from engine.providers.catalogue import PRICES, WINDOWS, ModelInfo, ModelPrice, ModelWindow
+from engine.providers.providers_file import (
+    AsyncTransport,
+    Kind,
+    MaxTokensField,
+    ProviderEntry,
+    ProvidersFile,
+)
 from engine.providers.sendable import sendable_problems
 
 __all__ = [
@@ -50,120 +57,7 @@ __all__ = [
 ]
 
 PROVIDERS_FILE: Final = "providers.yaml"
-Kind = Literal["openai", "anthropic", "ollama"]
-AsyncTransport = Literal["asyncio", "aiohttp", "httpx"]
-MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
 _NAME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
-#: Largest ``max_response_bytes`` a providers file may set (1 GiB).
-MAX_RESPONSE_BYTES_CAP: Final = 1 << 30
-
-
-class Price(BaseModel):
-    """A model's price, in US dollars per million tokens."""
-
-    model_config = ConfigDict(extra="forbid", strict=False, frozen=True, defer_build=True)
-
-    input: float = Field(ge=0, description="USD per million input tokens.")
-    output: float = Field(ge=0, description="USD per million output tokens.")
-    cache_read: float | None = Field(
-        default=None,
-        ge=0,
-        description="USD per million prompt tokens read from the provider's prompt cache "
-        "(default: the input price).",
-    )
-    cache_write: float | None = Field(
-        default=None,
-        ge=0,
-        description="USD per million prompt tokens written to the prompt cache (Anthropic; "
-        "default: the input price).",
-    )
-
-
-class ProviderEntry(BaseModel):
-    """One provider in a providers file. For a built-in name every key is optional."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
-
-    kind: Kind | None = Field(default=None, description="Wire protocol.")
-    base_url: str | None = Field(default=None, min_length=1, description="Endpoint base URL.")
-    base_url_env: str | None = Field(
-        default=None, min_length=1, description="Variable that overrides base_url when set."
-    )
-    api_key_env: str | None = Field(
-        default=None, min_length=1, description="Variable holding the API key."
-    )
-    model: str | None = Field(default=None, min_length=1, description="Default model.")
-    headers: dict[str, str] = Field(
-        default_factory=dict, description='Extra headers; "${VAR}" reads the environment.'
-    )
-    connect_timeout: float | None = Field(
-        default=None, gt=0, description="Seconds to establish a connection (capped by the step)."
-    )
-    max_response_bytes: int | None = Field(
-        default=None,
-        ge=1024,
-        le=MAX_RESPONSE_BYTES_CAP,
-        description="Largest reply accepted, decoded, in bytes; a larger one ends the attempt "
-        "as response_too_large.",
-    )
-    max_in_flight: int | None = Field(
-        default=None,
-        ge=1,
-        le=10_000,
-        description="Most requests in flight to this provider at once (also its connection "
-        "pool size); the rest wait in line, within their attempt's timeout.",
-    )
-    max_queue: int | None = Field(
-        default=None,
-        ge=0,
-        le=1_000_000,
-        description="Most requests waiting for a slot; one more is refused at once as "
-        "overloaded (retryable), so the chain falls back.",
-    )
-    breaker: BreakerPolicy | None = Field(
-        default=None, description="The provider's circuit breaker (engine defaults otherwise)."
-    )
-    retry_budget: RetryBudgetPolicy | None = Field(
-        default=None, description="How many same-step retries the provider may get."
-    )
-    quota: QuotaPolicy | None = Field(
-        default=None,
-        description="Requests and tokens per minute this provider (key, deployment) allows: "
-        "{rpm, tpm}; calls beyond are not made.",
-    )
-    models: dict[str, ModelInfo] | None = Field(
-        default=None,
-        description="Model -> {context, max_output} in tokens: what a model can hold "
-        "(added to the built-in catalogue).",
-    )
-    prices: dict[str, Price] | None = Field(
-        default=None,
-        description="Model -> {input, output} USD per million tokens (cost_usd_est).",
-    )
-    async_transport: AsyncTransport | None = Field(
-        default=None,
-        description="What carries async calls: asyncio (default: HTTP/1.1 on asyncio's own "
-        "connections, the lightest; a proxied host goes through aiohttp), aiohttp, or httpx "
-        "(its own pool).",
-    )
-    max_tokens_field: MaxTokensField | None = Field(
-        default=None,
-        description="How an OpenAI-wire request names its output limit: "
-        "max_completion_tokens (OpenAI itself; its reasoning models refuse max_tokens) or "
-        "max_tokens (the default for other OpenAI-compatible endpoints, which often know "
-        "only that one).",
-    )
-
-
-class ProvidersFile(BaseModel):
-    """A providers file."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
-
-    providers: dict[str, ProviderEntry] = Field(default_factory=dict)
-    health: HealthBackend | None = Field(
-        default=None, description="Where provider health lives: {backend: redis, url: ...}."
-    )
 
 
 @dataclass(frozen=True)
@@ -186,6 +80,8 @@ class ProviderSettings:
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
     retry_budget: RetryBudgetPolicy = field(default_factory=RetryBudgetPolicy)
     quota: QuotaPolicy | None = None
+    #: active health checks while the breaker is open
+    health_check: ProbePolicy = field(default_factory=ProbePolicy)
     #: model -> (input, output, cache read, cache write) USD per million tokens (a cache
     #: price of None is the input price)
     prices: Mapping[str, ModelPrice] = field(default_factory=dict)
@@ -279,6 +175,7 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
 
 _SECTIONS: Final[Mapping[str, type[BaseModel]]] = {
     "breaker": BreakerPolicy, "retry_budget": RetryBudgetPolicy, "quota": QuotaPolicy,
+    "health_check": ProbePolicy,
 }  # fmt: skip
 
 

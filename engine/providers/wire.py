@@ -54,6 +54,8 @@ class Wire(Protocol):
     """A provider wire protocol."""
 
     name: str
+    #: What active health checks ask (a path after the base URL that costs no tokens).
+    probe_path: str
     path: str
 
     def headers(self, api_key: str | None) -> dict[str, str]:
@@ -87,6 +89,8 @@ class OpenAIWire:
 
     name = "openai"
     path = "/chat/completions"
+    #: Asked by active health checks: the model list, which costs no tokens.
+    probe_path = "/models"
 
     def headers(self, api_key: str | None) -> dict[str, str]:
         return {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -167,6 +171,7 @@ class AnthropicWire:
 
     name = "anthropic"
     path = "/v1/messages"
+    probe_path = "/v1/models"
     version = "2023-06-01"
     max_tokens = 4096
 
@@ -252,6 +257,7 @@ class OllamaWire:
 
     name = "ollama"
     path = "/api/chat"
+    probe_path = "/api/tags"
 
     def headers(self, api_key: str | None) -> dict[str, str]:
         return {"Authorization": f"Bearer {api_key}"} if api_key else {}

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 __all__ = [
     "AttemptFinished",
     "Event",
+    "ProbeFinished",
     "RequestFinished",
     "RequestStarted",
     "Sink",
@@ -72,7 +73,22 @@ class RequestFinished:
         return next((m.content for m in reversed(messages) if m.role == "user" and m.content), None)
 
 
-Event = RequestStarted | AttemptFinished | RequestFinished
+@dataclass(frozen=True, slots=True)
+class ProbeFinished:
+    """An active health check of a provider whose breaker was open ended (never a request):
+    whether it ``answered``, in how many ``seconds``, at ``wall``, the breaker keys it
+    half-opened, and why it did not answer (None when it did). Only sinks that name it in
+    their ``events`` receive it."""
+
+    provider: str
+    answered: bool
+    seconds: float
+    wall: float
+    opened: tuple[str, ...] = ()
+    reason: str | None = None
+
+
+Event = RequestStarted | AttemptFinished | RequestFinished | ProbeFinished
 
 
 class Sink(Protocol):

@@ -1,5 +1,6 @@
 """Prometheus metrics (``pip install 'torq-fallback[prometheus]'``): requests and attempts by
-chain, provider, category and code, attempt latency, and breaker state. Label values come
+chain, provider, category and code, attempt latency, breaker state and active health
+checks. Label values come
 only from the chains, the providers and the taxonomy's codes (bounded; no free text)."""
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from engine.telemetry.events import AttemptFinished, Event, RequestFinished
+from engine.telemetry.events import AttemptFinished, Event, ProbeFinished, RequestFinished
 
 __all__ = ["PrometheusSink"]
 
@@ -19,7 +20,7 @@ class PrometheusSink:
     ``breakers`` returns each breaker key's state, and ``log_dropped`` the request log's
     dropped lines, read when the gauges are collected."""
 
-    events = (AttemptFinished, RequestFinished)
+    events = (AttemptFinished, RequestFinished, ProbeFinished)
 
     def __init__(
         self,
@@ -47,6 +48,13 @@ class PrometheusSink:
             "Hedged copies sent (a step's attempt slower than its hedge delay), by chain, "
             "provider and how each ended: won, lost (cancelled) or failed.",
             ["chain", "provider", "result"],
+            **kwargs,
+        )
+        self.probes = prom.Counter(
+            "health_probes",
+            "Active health checks of providers whose breakers were open (never requests), "
+            "by provider and result: answered or not.",
+            ["provider", "result"],
             **kwargs,
         )
         self.latency = prom.Histogram(
@@ -86,6 +94,8 @@ class PrometheusSink:
                 self.hedges.labels(event.chain, str(a["provider"]), result).inc()
             if a["status"] != "skipped":
                 self.latency.labels(str(a["provider"])).observe(int(a["latency_ms"]) / 1000)
+        elif isinstance(event, ProbeFinished):
+            self.probes.labels(event.provider, "answered" if event.answered else "not").inc()
         elif isinstance(event, RequestFinished):
             self.requests.labels(event.chain, event.final_state).inc()
             if self._breakers is not None:

@@ -242,6 +242,13 @@ def cmd_health(args: argparse.Namespace) -> int:
                     "calls": calls,
                     "failures": failures,
                     "half_open_in_s": round(wait, 1) if state == "open" else None,
+                    # the last active health check (probes run while a breaker is open)
+                    "probed_s_ago": round(now - health.probed_at, 1)
+                    if health and health.probed_at
+                    else None,
+                    "probe_answered": health.probe_answered
+                    if health and health.probed_at
+                    else None,
                 }
             )
     if args.json:
@@ -252,6 +259,9 @@ def cmd_health(args: argparse.Namespace) -> int:
     width = max(len(name) for name in shown.values())
     for r in rows:
         extra = f", half-open in {r['half_open_in_s']:g} s" if r["half_open_in_s"] else ""
+        if r["probed_s_ago"] is not None:
+            said = "answered" if r["probe_answered"] else "not answered"
+            extra += f"; probed {max(r['probed_s_ago'], 0):g} s ago: {said}"
         name = shown[r["provider"]].ljust(width)
         print(
             f"  {name}  {r['state']:<9}  {r['consecutive_failures']} in a "

@@ -86,6 +86,10 @@ _WIRE_SUFFIX: Final = (
 )
 
 
+# What active health checks ask (the wires' model lists).
+_PROBE_SUFFIXES: Final = ("/models", "/api/tags")
+
+
 # -- the server --------------------------------------------------------------------------
 
 
@@ -114,6 +118,10 @@ class Simulator:
         self.host = host
         self.port = port
         self.requests: list[Request] = []
+        #: Health checks asked (GET of a wire's model list), per provider: never requests.
+        self.probes: dict[str, int] = {}
+        #: Providers in an outage: every request and every health check gets a 503.
+        self.down: set[str] = set()
         #: Connections open right now, and opened in all (to check clients close theirs).
         self.open_connections = 0
         self.total_connections = 0
@@ -223,7 +231,7 @@ class Simulator:
     ) -> bool:
         head = await reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
-        _method, path, _version = lines[0].split(" ", 2)
+        method, path, _version = lines[0].split(" ", 2)
         headers = {}
         for line in lines[1:]:
             if ":" in line:
@@ -231,6 +239,8 @@ class Simulator:
                 headers[key.strip().lower()] = value.strip()
         raw = await reader.readexactly(int(headers.get("content-length", "0")))
         provider, _, rest = path.lstrip("/").partition("/")
+        if method == "GET" and ("/" + rest).endswith(_PROBE_SUFFIXES):
+            return await self._health_check(writer, provider)
         wire = next((w for suffix, w in _WIRE_SUFFIX if ("/" + rest).endswith(suffix)), None)
         try:
             body = json.loads(raw) if raw else None
@@ -241,7 +251,11 @@ class Simulator:
             writer.write(_head(404, {"content-type": "application/json"}, len(payload)) + payload)
             await writer.drain()
             return True
-        behaviour = self._over_limit(provider) or self.script.take(provider, _last_user_text(body))
+        behaviour = (
+            Behaviour("unavailable")
+            if provider in self.down
+            else self._over_limit(provider) or self.script.take(provider, _last_user_text(body))
+        )
         key_sent = bool(headers.get("authorization") or headers.get("x-api-key"))
         self.requests.append(Request(provider, path, wire, body, key_sent, behaviour.kind))
         model = (body or {}).get("model") if isinstance(body, dict) else None
@@ -260,6 +274,23 @@ class Simulator:
             )
         finally:
             self.in_flight -= 1
+
+    async def _health_check(self, writer: asyncio.StreamWriter, provider: str) -> bool:
+        """A wire's model list (what active health checks ask): 503 in an outage."""
+        self.probes[provider] = self.probes.get(provider, 0) + 1
+        status, data = (
+            (503, {"error": {"message": f"{provider} is down", "type": "server_error"}})
+            if provider in self.down
+            else (200, {"object": "list", "data": [{"id": "sim-model", "object": "model"}]})
+        )
+        payload = json.dumps(data).encode()
+        writer.write(_head(status, {"content-type": "application/json"}, len(payload)) + payload)
+        await writer.drain()
+        return True
+
+    def outage(self, provider: str, down: bool = True) -> None:
+        """Take ``provider`` down (every request and health check a 503), or back up."""
+        (self.down.add if down else self.down.discard)(provider)
 
     async def _pause(self, reader: asyncio.StreamReader, seconds: float) -> None:
         """Wait ``seconds`` before replying, unless the client hangs up first (counted in
