@@ -21,7 +21,7 @@ from engine import LLMManager, ProviderError
         ("string", TypeError, "config must be a dict, got str"),
         ({"fallback_enabled": "maybe"}, ValueError, "config['fallback_enabled']: must be true or false"),
         ({"fallback_enabled": 2}, ValueError, "config['fallback_enabled']"),
-        ({"chains": {"drect": ["claude"]}}, ValueError, "unknown mode 'drect' (did you mean 'direct'?)"),
+        ({"chains": {"drect": ["claude"]}}, ValueError, "mode 'drect' names no chain (did you mean 'direct'?)"),
         ({"chains": {"direct": 5}}, ValueError, "config['chains']: ['direct'] must be a list"),
         ({"chains_dir": 5}, ValueError, "config['chains_dir']: must be a path"),
         ({"provider_timout": 5}, ValueError, "config['provider_timout']: unknown key (did you mean 'provider_timeout'?)"),

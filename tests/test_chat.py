@@ -52,7 +52,7 @@ def _close_managers():
 def manager_at(sim: Simulator, monkeypatch, tmp_path: Path, chain: str | None = None):
     for name, value in sim.env().items():
         monkeypatch.setenv(name, value)
-    config = {}
+    config: dict = {"registered_providers": ["legacy"]}  # registered after it is built
     if chain is not None:
         folder = tmp_path / "chains"
         folder.mkdir(exist_ok=True)

@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 
+import pytest
 from helpers import ROOT, Scripted, run_cli
 
 from engine import LLMManager, ProviderError
@@ -96,18 +97,40 @@ def _folder_with_a_typo(tmp_path):
     return folder
 
 
-def test_validate_strict_fails_on_warnings(tmp_path):
+def test_a_misspelt_provider_is_an_error_unless_it_is_the_applications(tmp_path):
     folder = _folder_with_a_typo(tmp_path)
-    lenient = run_cli("validate", str(folder))
-    strict = run_cli("validate", "--strict", "--chains", str(folder))
-    assert lenient.returncode == 0 and "did you mean 'claude'" in lenient.stdout
-    assert strict.returncode == 1 and "--strict" in strict.stderr
+    result = run_cli("validate", str(folder))
+    assert result.returncode == 1
+    assert (
+        f"{folder / 'default.yaml'}:1:19: steps[1]: unknown provider 'claud' (did you mean 'claude'?)"
+        in result.stdout
+    )
+    assert "1 problem in 1 of 1 file" in result.stdout  # problems and summary on one stream
+    declared = run_cli("validate", str(folder), "--registered", "claud")
+    assert declared.returncode == 0 and "ok: 1 file valid" in declared.stdout
+    from engine import ChainConfigError, LLMManager
+
+    with pytest.raises(ChainConfigError, match="unknown provider 'claud'"):
+        LLMManager({"chains_dir": str(folder)})
+    LLMManager({"chains_dir": str(folder), "registered_providers": ["claud"]}).close()
+
+
+def test_every_problem_of_a_file_in_one_pass(tmp_path):
+    folder = tmp_path / "chains"
+    folder.mkdir()
+    (folder / "default.yaml").write_text("steps: [deepseek, opnai]\ndeadlin: 3\n")
+    result = run_cli("validate", str(folder))
+    assert "unknown key 'deadlin'" in result.stdout and "unknown provider 'opnai'" in result.stdout
 
 
 def test_simulate_and_explain_treat_an_undeclared_provider_as_a_real_call_does(tmp_path):
     import json
 
     folder = _folder_with_a_typo(tmp_path)
+    refused = run_cli(
+        "simulate", "direct", "--outcomes", "deepseek=retryable:503", "--chains", str(folder)
+    )
+    assert refused.returncode == 2 and "unknown provider 'claud'" in refused.stderr
     result = run_cli(
         "simulate",
         "direct",
@@ -116,6 +139,8 @@ def test_simulate_and_explain_treat_an_undeclared_provider_as_a_real_call_does(t
         "--chains",
         str(folder),
         "--json",
+        "--registered",
+        "claud",
     )
     attempts = json.loads(result.stdout)["meta"]["provider_attempts"]
     assert [(a["provider"], a["error_code"]) for a in attempts] == [
@@ -123,7 +148,9 @@ def test_simulate_and_explain_treat_an_undeclared_provider_as_a_real_call_does(t
         ("claud", "provider_not_found"),
     ]
     assert result.returncode == 1
-    explained = run_cli("explain", "direct", "--code", "503", "--chains", str(folder)).stdout
+    explained = run_cli(
+        "explain", "direct", "--code", "503", "--chains", str(folder), "--registered", "claud"
+    ).stdout
     assert "provider 'claud' is not declared: every call ends provider_not_found" in explained
 
 

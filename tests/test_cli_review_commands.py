@@ -199,7 +199,10 @@ def test_simulate_bad_scenario_file_points_at_the_line(tmp_path):
     scenario.write_text("mode: fast\noutcomes:\n  deepseek: [retryable:429, explode]\n")
     result = cli("simulate", "--scenario", str(scenario))
     assert result.returncode == 2
-    assert f"{scenario}:1:7: mode: mode must be one of" in result.stderr
+    assert (
+        f"{scenario}:1:7: mode: mode 'fast' names no chain; modes: direct, research"
+        in result.stderr
+    )
     assert f"{scenario}:3:13: outcomes.deepseek:" in result.stderr
 
 
@@ -293,7 +296,11 @@ def test_run_failure_exit_1_prints_friendly_error_and_attempts():
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
-        (("run", "hi", "--mode", "fast"), {}, "invalid choice: 'fast'"),
+        (
+            ("run", "hi", "--mode", "fast"),
+            {},
+            "mode 'fast' names no chain; modes: direct, research",
+        ),
         (
             ("run", "hi"),
             {"TORQ_DIRECT_CHAIN": "deepsek"},

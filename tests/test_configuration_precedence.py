@@ -117,7 +117,9 @@ def test_registering_a_provider_checks_it():
 
 def test_bad_call_arguments_are_clear_errors():
     manager = LLMManager()
-    with pytest.raises(ValueError, match="mode 'fast' is not an execution mode"):
+    with pytest.raises(ValueError, match="mode 'fast' names no chain; modes: direct, research"):
         manager.generate_response("hi", mode="fast")
+    with pytest.raises(ValueError, match="mode 'drect' names no chain \\(did you mean 'direct'"):
+        manager.generate_response("hi", mode="drect")
     with pytest.raises(ValueError, match="timeout must be a positive number of seconds, got 0"):
         manager.generate_response("hi", timeout=0)

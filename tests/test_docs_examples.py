@@ -200,6 +200,49 @@ def test_every_command_shown_exists_with_its_options(command, line):
         assert "Traceback" not in result.stderr
 
 
+def _shown_outputs() -> list[tuple[str, list[str], str]]:
+    """(command, the output lines shown under it, "file:line") for the runnable commands
+    a console block shows with their output."""
+    found = []
+    for text, number in blocks("console"):
+        lines = text.splitlines()
+        for index, line in enumerate(lines):
+            command = line.split("  #")[0].strip()[2:]
+            if not line.startswith("$ torq-fallback ") or "[" in command:
+                continue
+            if not command.removeprefix("torq-fallback ").startswith(RUNNABLE):
+                continue
+            shown = []
+            for after in lines[index + 1 :]:
+                if after.startswith("$"):
+                    break
+                shown.append(after)
+            if shown:
+                found.append((command, shown, number))
+    return found
+
+
+SHOWN = _shown_outputs()
+
+
+@pytest.mark.parametrize(("command", "shown", "line"), SHOWN, ids=[c for c, _, _ in SHOWN])
+def test_the_output_shown_is_the_output(command, shown, line):
+    """What a page shows a command printing is what it prints (``...`` stands for the rest
+    of a line's text, or a path's machine-specific start)."""
+    result = subprocess.run(
+        [PYTHON, "-m", "engine.cli", *shlex.split(command)[1:]],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    printed = (result.stdout + result.stderr).splitlines()
+    assert len(printed) == len(shown), f"{line}: {command!r} printed:\n" + "\n".join(printed)
+    for want, got in zip(shown, printed, strict=True):
+        pattern = ".*".join(re.escape(part) for part in want.split("..."))
+        assert re.fullmatch(pattern, got), f"{line}: {command!r}: shown {want!r}, printed {got!r}"
+
+
 def test_the_benchmark_commands_name_real_scripts():
     for text, line in blocks("console"):
         for match in re.finditer(r"\.venv/bin/python (benchmarks/\S+\.py)", text):

@@ -134,7 +134,11 @@ def setup(
         sleeps.append(seconds)
 
     runtime = Runtime(sleep=sleeps.append, asleep=asleep, random=lambda: 0.5)
-    return LLMManager(config={"chains_dir": str(folder)}, runtime=runtime)
+    # An unknown name is declared registered (then never registered): provider_not_found.
+    declared = [wire] if row.code == "provider_not_found" else []
+    return LLMManager(
+        config={"chains_dir": str(folder), "registered_providers": declared}, runtime=runtime
+    )
 
 
 def _url_env(wire: str) -> str:

@@ -384,17 +384,17 @@ def test_explain_and_diagrams_show_the_pool(tmp_path):
         assert text in mermaid and text in (tmp_path / "d" / "default.dot").read_text()
 
 
-def test_validate_warns_of_undeclared_members(tmp_path):
+def test_validate_refuses_undeclared_members(tmp_path):
     folder = tmp_path / "w"
     folder.mkdir()
     (folder / "default.yaml").write_text(
         "steps:\n  - id: gpt\n    pool:\n      - openai\n      - {provider: opnai_west}\n"
     )
     result = run_cli("validate", str(folder))
-    assert result.returncode == 0
-    assert "default.yaml:5:20: steps[0].pool[1].provider: warning: provider 'opnai_west'" in \
+    assert result.returncode == 1
+    assert "default.yaml:5:20: steps[0].pool[1].provider: unknown provider 'opnai_west'" in \
         result.stdout  # fmt: skip
-    assert "(did you mean 'openai'?)" in result.stdout and "this member is skipped" in result.stdout
+    assert "(did you mean 'openai'?)" in result.stdout
 
 
 def test_a_pool_attempt_looks_its_provider_up_once(tmp_path):

@@ -176,7 +176,9 @@ def test_prompt_reaches_every_provider_unchanged(clock):
 
 def test_missing_provider_is_recorded_and_skipped(clock, tmp_path):
     folder = chains_dir(tmp_path, {"direct": "steps: [mistral, openai]\n"})
-    manager = manager_with(clock, {"chains_dir": str(folder)}, openai=Scripted("ok"))
+    # Declared as registered by the application, which then never registers it.
+    config = {"chains_dir": str(folder), "registered_providers": ["mistral"]}
+    manager = manager_with(clock, config, openai=Scripted("ok"))
     text, meta = manager.generate_response("hi")
     assert text == "ok"
     first = meta.provider_attempts[0]
@@ -186,7 +188,8 @@ def test_missing_provider_is_recorded_and_skipped(clock, tmp_path):
 
 def test_all_providers_missing_is_a_clear_all_failed_error(clock, tmp_path):
     folder = chains_dir(tmp_path, {"direct": "steps: [mistral, groq, local]\n"})
-    manager = LLMManager(config={"chains_dir": str(folder)}, runtime=clock.runtime())
+    config = {"chains_dir": str(folder), "registered_providers": ["mistral", "groq", "local"]}
+    manager = LLMManager(config=config, runtime=clock.runtime())
     text, meta = manager.generate_response("hi")
     assert [a["error_code"] for a in meta.provider_attempts] == ["provider_not_found"] * 3
     assert meta.error.startswith("all providers failed for chain 'direct' after 3 attempts")

@@ -58,7 +58,8 @@ def make(sim, monkeypatch, tmp_path):
                 "providers:\n"
                 + "".join(f"  {p}: {{{providers_extra}}}\n" for p in (*PROVIDERS, "openai"))
             )
-        manager = LLMManager(config={"chains_dir": str(folder)})
+        # "legacy" is registered by the tests after the manager is built.
+        manager = LLMManager(config={"chains_dir": str(folder), "registered_providers": ["legacy"]})
         made.append(manager)
         return manager
 

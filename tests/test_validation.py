@@ -105,12 +105,17 @@ def test_a_missing_chains_directory_is_a_clear_error(tmp_path):
         LLMManager(config={"chains_dir": str(tmp_path / "nope")})
 
 
-def test_a_mode_without_chain_or_default_is_reported(tmp_path):
+def test_a_folder_without_a_default_runs_the_shipped_chains_for_the_rest(tmp_path, caplog):
     folder = tmp_path / "only-direct"
     folder.mkdir()
     (folder / "direct.yaml").write_text("steps: [deepseek]\n")
-    with pytest.raises(ChainConfigError, match="no chain for mode 'research'"):
-        LLMManager(config={"chains_dir": str(folder)})
+    with caplog.at_level("INFO"), LLMManager(config={"chains_dir": str(folder)}) as manager:
+        assert [s.provider for s in manager.chain_for("direct").chain.steps] == ["deepseek"]
+        research = manager.chain_for("research").chain
+        assert Path(research.source).parent == CHAINS.resolve()
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("chains from"))
+    assert f"direct <- {folder / 'direct.yaml'}" in line
+    assert f"research <- {CHAINS.resolve() / 'research.yaml'}" in line
 
 
 def test_providers_file_problems_are_located(tmp_path):

@@ -6,6 +6,7 @@ plain data validated here and turns the locations of problems into file:line:col
 Format, in short (the default chains under ``chains/`` explain it in comments)::
 
     description: Fast answers.           # optional
+    mode: direct                         # the mode it serves (default: the file name)
     deadline: 120                        # seconds for the whole chain
     on_midstream: fail                   # a stream cut mid-way: fail or restart
     rate_limit_pause: 0.25               # seconds to wait after a 429 before the next step
@@ -241,6 +242,12 @@ class ChainSpec(_Strict):
     """A chain file, as written."""
 
     description: str = Field(default="", description="What this chain is for, shown in diagrams.")
+    mode: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$",
+        description="The mode this chain serves (default: its file name); mode= in a call "
+        "names it.",
+    )
     deadline: float = Field(default=120.0, gt=0, description="Seconds for the whole chain.")
     on_midstream: MidstreamPolicy = Field(
         default="fail",

@@ -156,7 +156,7 @@ class FallbackExecutor(Performer):
             if missing is not None:
                 raise missing
         if self.sinks.started:
-            self.sinks.emit(RequestStarted(chain.name, meta.mode.value, rt.wall()))
+            self.sinks.emit(RequestStarted(chain.name, str(meta.mode), rt.wall()))
         health = self.health
         force_key: str | None = None
         tried: set[str] = set()  # the pool members this step has called in this request
@@ -271,7 +271,7 @@ class FallbackExecutor(Performer):
                     for extra in end.records:
                         attempts.append(extra)
                         if self.sinks.attempts:
-                            self.sinks.emit(AttemptFinished(chain.name, meta.mode.value, extra))
+                            self.sinks.emit(AttemptFinished(chain.name, str(meta.mode), extra))
                     if health is not None:
                         breaker, retry_budget = health.policies(name)
                 else:
@@ -356,7 +356,7 @@ class FallbackExecutor(Performer):
             if is_cut:
                 cut = streamed
             if self.sinks.attempts:
-                self.sinks.emit(AttemptFinished(chain.name, meta.mode.value, record))
+                self.sinks.emit(AttemptFinished(chain.name, str(meta.mode), record))
             last = outcome
             if retrying:
                 delay = backoff_delay(

@@ -168,9 +168,7 @@ def finished(
     """Tell the sinks a request left its chain."""
     # A shallow snapshot, not to_dict(): deep-copying the record per request would cost
     # more than everything else the engine does; sinks format it off the request path.
-    sinks.emit(
-        RequestFinished(chain, meta.mode.value, state, snapshot(meta), wall, request, answer)
-    )
+    sinks.emit(RequestFinished(chain, str(meta.mode), state, snapshot(meta), wall, request, answer))
 
 
 def ended(meta: GenerationMeta, attempts: list[dict[str, Any]], elapsed_ms: int) -> None:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.chain.loader import CHAIN_SUFFIXES, default_chains_dir, load_chains
+from engine.chain.spec import Chain
 from engine.core.machine import CompiledChain
 from engine.health import (
     BreakerPolicy,
@@ -24,6 +27,7 @@ from engine.health import (
 from engine.health.policy import ProbePolicy
 from engine.health.prober import Prober, ProbeTarget
 from engine.health.quota import QUOTA_PREFIX
+from engine.manager.chainset import DEFAULT_CHAIN
 from engine.manager.environment import Settings
 from engine.providers.base import run_to_completion
 from engine.providers.http import HTTPProvider
@@ -49,6 +53,7 @@ __all__ = [
     "probe_targets",
     "prober_for",
     "prometheus_sink",
+    "shipped_layer",
 ]
 
 
@@ -152,6 +157,19 @@ def prober_for(
         else:
             prober.wake()
     return prober
+
+
+def shipped_layer(folder: Path) -> dict[str, Chain]:
+    """The chains under an application's chains folder: none when it holds a
+    ``default.yaml`` (it stands alone: modes without a file of their own run its default),
+    else the engine's shipped chains (modes without a file of their own run the shipped
+    chain of that mode, or the shipped default)."""
+    shipped = default_chains_dir()
+    if not folder.is_dir() or folder.resolve() == shipped.resolve():
+        return {}
+    if any((folder / f"{DEFAULT_CHAIN}{suffix}").is_file() for suffix in CHAIN_SUFFIXES):
+        return {}
+    return load_chains(shipped)
 
 
 def build_log(settings: Settings) -> JsonlSink | None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Final
 
+from engine.chain.known import chain_unknown_providers
 from engine.chain.loader import load_chains, rebuild
 from engine.chain.overrides import with_order, with_timeout
 from engine.chain.spec import Chain, ChainSpec, StepSpec
@@ -20,11 +21,12 @@ from engine.core.machine import CompiledChain, compile_chain
 from engine.errors import ChainConfigError, Problem
 from engine.manager.config import check_mode
 from engine.manager.environment import Settings
-from engine.types.meta import ExecutionMode
+from engine.types.meta import ExecutionMode, Mode
 
 __all__ = ["DEFAULT_CHAIN", "ChainSet"]
 
 DEFAULT_CHAIN: Final = "default"
+_SEED: Final = tuple(mode.value for mode in ExecutionMode)
 _SINGLE_CACHE: Final = 256  # single-provider chains kept (per mode and provider)
 
 
@@ -56,30 +58,27 @@ class ChainSet:
         self.file_chains: dict[str, Chain] = load_chains(self.chains_dir) if read_files else {}
         #: name -> compiled chain; replaced whole by :meth:`swap`, never changed in place.
         self.chains: dict[str, CompiledChain] = self.compile(self.file_chains)
+        #: mode -> the name of the chain that serves it (a seed mode without one: default)
+        self.modes: dict[str, str] = self._pending_modes
 
     def compile(self, chains: dict[str, Chain]) -> dict[str, CompiledChain]:
         """Compile ``chains`` (the files'), over the base chains, with the overrides on top
-        (raises ``ChainConfigError``)."""
+        (raises ``ChainConfigError`` listing every problem)."""
         self.file_chains = dict(chains)
-        chains = {**self._base, **chains}
+        merged = {**self._base, **chains}
         known = set(self._known()) if self._known is not None else None
-        for chain in chains.values():
-            if known is not None:
-                known.update(m.provider for step in chain.steps for m in step.members)
         problems: list[Problem] = []
-        resolved: dict[str, Chain] = dict(chains)
-        for mode in ExecutionMode:
-            name = mode.value if mode.value in chains else DEFAULT_CHAIN
-            if name not in chains:
-                problems.append(Problem(
-                    str(self.chains_dir), 0, 0, "",
-                    f"no chain for mode '{mode.value}': add {mode.value}.yaml "
-                    f"or {DEFAULT_CHAIN}.yaml",
-                ))  # fmt: skip
+        if known is not None:  # every provider a chain names is known, or declared
+            for chain in merged.values():
+                problems.extend(chain_unknown_providers(chain, known))
+        modes = self._modes(merged, problems)
+        resolved: dict[str, Chain] = dict(merged)
+        for mode, (order, source) in self.settings.orders.items():
+            name = modes.get(mode) or (DEFAULT_CHAIN if mode in _SEED or mode == DEFAULT_CHAIN
+                                       else None)  # fmt: skip
+            if name is None or name not in merged:
+                problems.append(Problem(source, 0, 0, "", self._no_chain(mode, modes)))
                 continue
-            if mode.value not in self.settings.orders:
-                continue
-            order, source = self.settings.orders[mode.value]
             unknown = [p for p in order if known is not None and p not in known]
             for provider in unknown:
                 assert known is not None
@@ -90,11 +89,19 @@ class ChainSet:
                 problems.append(Problem(source, 0, 0, "", "the provider list is empty"))
             if unknown or not order:
                 continue
-            base = chains[name]
+            base = merged[name]
             try:
-                resolved[mode.value] = rebuild(with_order(base, order), base, source)
+                resolved[mode] = rebuild(with_order(base, order), base, source)
             except ChainConfigError as exc:
                 problems.extend(exc.problems)
+                continue
+            modes[mode] = mode
+        if DEFAULT_CHAIN not in merged and any(m not in modes for m in _SEED):
+            missing = ", ".join(m for m in _SEED if m not in modes)
+            problems.append(Problem(
+                str(self.chains_dir), 0, 0, "",
+                f"no chain for modes {missing}: add a file for each, or {DEFAULT_CHAIN}.yaml",
+            ))  # fmt: skip
         if problems:
             raise ChainConfigError(problems)
         timeout = self.settings.provider_timeout
@@ -103,27 +110,83 @@ class ChainSet:
                 key: rebuild(with_timeout(chain.spec, timeout), chain, chain.source)
                 for key, chain in resolved.items()
             }
+        self._pending_modes = modes
         return {key: compile_chain(chain) for key, chain in resolved.items()}
+
+    def _modes(self, chains: dict[str, Chain], problems: list[Problem]) -> dict[str, str]:
+        """Mode -> the chain that serves it: each chain serves its ``mode:`` or its name (a
+        file's over the base's); two files for one mode are a problem."""
+        modes: dict[str, str] = {}
+        for layer in (self._base, self.file_chains):
+            claimed: dict[str, str] = {}
+            for name, chain in layer.items():
+                if name == DEFAULT_CHAIN and chain.spec.mode is None:
+                    continue
+                mode = chain.spec.mode or name
+                if mode in claimed and claimed[mode] != name:
+                    problems.append(Problem(
+                        chain.source, 0, 0, "mode",
+                        f"mode '{mode}' is served by two chains: {chains[claimed[mode]].source} "
+                        f"and {chain.source}",
+                    ))  # fmt: skip
+                claimed[mode] = name
+            modes.update(claimed)
+        return modes
+
+    def _no_chain(self, mode: str, modes: dict[str, str]) -> str:
+        choices = self.mode_names(modes)
+        close = difflib.get_close_matches(mode, choices, n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"mode '{mode}' names no chain{hint}; modes: {', '.join(choices)}"
+
+    def missing(self, mode: str) -> str | None:
+        """Why ``mode`` names no chain (with the modes there are), or ``None`` if it runs one."""
+        if mode in self.modes or mode in _SEED or mode == DEFAULT_CHAIN:
+            return None
+        return self._no_chain(mode, self.modes)
+
+    def mode_names(self, modes: dict[str, str] | None = None) -> list[str]:
+        """Every mode a call may ask for: the five seed modes, then the chains' own."""
+        found = self.modes if modes is None else modes
+        return [*_SEED, *sorted(m for m in found if m not in _SEED)]
 
     def swap(self, chains: dict[str, CompiledChain]) -> None:
         """Run ``chains`` from now on. One assignment: a request reads the chains once and
         keeps the chain it got."""
+        self.modes = self._pending_modes
         self.chains = chains
         self._single = {}
 
-    def chain_for(self, mode: ExecutionMode | str) -> CompiledChain:
-        """The compiled chain a mode runs (its own file, or ``default``)."""
-        key = check_mode(mode).value
-        return self.chains.get(key) or self.chains[DEFAULT_CHAIN]
+    def chain_for(self, mode: Mode) -> CompiledChain:
+        """The compiled chain a mode runs: the chain that names it, else (a seed mode)
+        ``default``; a mode no chain names is a ``ValueError`` listing the modes there are."""
+        key = str(check_mode(mode))
+        name = self.modes.get(key)
+        if name is not None:
+            return self.chains[name]
+        if key in _SEED or key == DEFAULT_CHAIN:
+            return self.chains[DEFAULT_CHAIN]
+        raise ValueError(self._no_chain(key, self.modes))
 
-    def chain_for_provider(self, provider: str, mode: ExecutionMode | str) -> CompiledChain:
+    def where(self) -> list[tuple[str, str]]:
+        """(mode, where its chain comes from) for every mode, as the startup line and
+        ``validate`` say it."""
+        rows = []
+        for mode in self.mode_names():
+            name = self.modes.get(mode, DEFAULT_CHAIN)
+            chain = self.chains[name].chain
+            via = "" if name == mode else f" (chain '{name}')"
+            rows.append((mode, f"{chain.source}{via}"))
+        return rows
+
+    def chain_for_provider(self, provider: str, mode: Mode) -> CompiledChain:
         """The one-step chain of the single-provider path (built once per mode and provider):
         the provider's step settings from the mode's chain, without retries."""
-        mode = check_mode(mode)
-        cached = self._single.get((mode.value, provider))
+        key = str(check_mode(mode))
+        cached = self._single.get((key, provider))
         if cached is not None:
             return cached
-        base = self.chain_for(mode).chain
+        base = self.chain_for(key).chain
         template = next((s for s in base.steps if s.provider == provider), None)
         step = StepSpec(
             provider=provider,
@@ -143,7 +206,7 @@ class ChainSet:
         if self._registered(provider):
             if len(self._single) >= _SINGLE_CACHE:
                 del self._single[next(iter(self._single))]
-            self._single[(mode.value, provider)] = compiled
+            self._single[(key, provider)] = compiled
         return compiled
 
     @property

@@ -10,14 +10,16 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 from collections.abc import Mapping
+from enum import Enum
 from pathlib import Path
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine.health.policy import HealthBackend
-from engine.types.meta import ExecutionMode
+from engine.types.meta import ExecutionMode, Mode, mode_of
 
 __all__ = [
     "HealthBackend",
@@ -62,6 +64,11 @@ class ManagerConfig(BaseModel):
     )
     providers: dict[str, Any] = Field(
         default_factory=dict, description="Name -> provider object to register."
+    )
+    registered_providers: list[str] = Field(
+        default_factory=list,
+        description="Names of providers the application registers after the manager is "
+        "built (register_provider): chains may name them.",
     )
     default_provider: str | None = Field(
         default=None, min_length=1, description="Provider of the single-provider path."
@@ -115,10 +122,10 @@ class ManagerConfig(BaseModel):
         if not isinstance(value, Mapping):
             raise ValueError("must map modes to provider lists")
         for mode, order in value.items():
-            if mode not in _MODES:
-                close = difflib.get_close_matches(str(mode), _MODES, n=1, cutoff=0.6)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise ValueError(f"unknown mode {mode!r}{hint}; modes are {', '.join(_MODES)}")
+            if not isinstance(mode, str) or not _MODE_NAME.match(mode):
+                raise ValueError(
+                    f"{mode!r} is not a mode's name (a letter, then letters, digits, _ . -)"
+                )
             items = order.split(",") if isinstance(order, str) else order
             if not isinstance(items, list | tuple) or not all(isinstance(p, str) for p in items):
                 raise ValueError(
@@ -188,12 +195,22 @@ def check_provider(provider: Any) -> str | None:
     return provider
 
 
-def check_mode(mode: Any) -> ExecutionMode:
-    """A call's ``mode``: an :class:`ExecutionMode` or its value."""
+_MODE_NAME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
+
+
+def check_mode(mode: Any) -> Mode:
+    """A call's ``mode``: an :class:`ExecutionMode`, or a mode's name (a seed mode's value
+    gives its member). Whether a chain serves it is the chain set's to say."""
     if isinstance(mode, ExecutionMode):
         return mode
-    if isinstance(mode, str) and mode in _MODES:
-        return ExecutionMode(mode)
-    close = difflib.get_close_matches(str(mode), _MODES, n=1, cutoff=0.6)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    raise ValueError(f"mode {mode!r} is not an execution mode{hint}; modes: {', '.join(_MODES)}")
+    if isinstance(mode, Enum):  # another package's mode enum (a host's): its value
+        mode = mode.value
+    if not isinstance(mode, str):
+        raise TypeError(
+            f"mode must be an ExecutionMode or a mode's name, got {type(mode).__name__}"
+        )
+    if not _MODE_NAME.match(mode):
+        raise ValueError(
+            f"mode {mode[:40]!r} is not a mode's name (a letter, then letters, digits, _ . -)"
+        )
+    return mode_of(mode)

@@ -127,15 +127,11 @@ def resolve_settings(
     if timeout is None and raw_timeout:
         timeout = _positive_seconds("TORQ_PROVIDER_TIMEOUT", raw_timeout)
     orders: dict[str, tuple[list[str], str]] = {}
-    for mode in ExecutionMode:
-        name = MODE_ENV.get(mode)
-        if mode.value in parsed.chains:
-            orders[mode.value] = (
-                provider_list(parsed.chains[mode.value]),
-                f"config['chains']['{mode.value}']",
-            )
-        elif name is not None and env.get(name, "").strip():
+    for mode, name in MODE_ENV.items():
+        if env.get(name, "").strip():
             orders[mode.value] = (provider_list(env[name]), f"env {name}")
+    for key, order in parsed.chains.items():  # any mode a chain names (checked with them)
+        orders[key] = (provider_list(order), f"config['chains']['{key}']")
     reload = parsed.reload or _flag(
         "TORQ_CHAINS_RELOAD", env.get("TORQ_CHAINS_RELOAD", "false") or "false"
     )

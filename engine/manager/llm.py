@@ -25,7 +25,7 @@ from engine.manager.options import CallOptions, ChatOptions, apology, chat_resul
 from engine.providers.secrets import register_environment_secrets
 from engine.telemetry.events import Sink, Sinks
 from engine.types.completion import Completion
-from engine.types.meta import ExecutionMode, GenerationMeta, new_meta
+from engine.types.meta import ExecutionMode, GenerationMeta, Mode, new_meta
 from engine.types.request import ChatRequest, build_request
 
 if TYPE_CHECKING:  # imported on first use: most applications never stream or reload
@@ -66,10 +66,19 @@ class LLMManager:
         for name, provider in settings.objects.items():
             self.register_provider(name, provider)
         #: The chains this manager runs (and the single-provider ones), reloadable.
+        declared = set(settings.config.registered_providers)
         self.chainset = ChainSet(
             settings,
-            known=lambda: {*BUILTIN_PROVIDERS, *self.providers, *self.provider_settings},
+            known=lambda: {
+                *BUILTIN_PROVIDERS, *self.providers, *self.provider_settings, *declared,
+            },
             registered=lambda name: name in self.providers,
+            base=build.shipped_layer(settings.chains_dir),
+        )  # fmt: skip
+        self.logger.info(
+            "chains from %s: %s",
+            settings.chains_dir,
+            "; ".join(f"{mode} <- {where}" for mode, where in self.chainset.where()),
         )
         self._reloader_: ChainReloader | None = None
         if settings.reload:
@@ -209,7 +218,7 @@ class LLMManager:
 
     # -- generation -------------------------------------------------------------------------
 
-    def _chain(self, provider: str | None, mode: ExecutionMode, use_fallback: bool) -> Any:
+    def _chain(self, provider: str | None, mode: Mode, use_fallback: bool) -> Any:
         if provider is not None or not use_fallback or not self.fallback_enabled:
             return self.chainset.chain_for_provider(provider or self.default_provider, mode)
         return self.chainset.chain_for(mode)

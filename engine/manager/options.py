@@ -11,7 +11,7 @@ from typing import Any, TypedDict
 from engine.errors import AITimeoutError, ChainAbortedError, ProviderError
 from engine.manager.config import check_mode, check_provider, check_timeout, check_use_fallback
 from engine.types.completion import Completion
-from engine.types.meta import ExecutionMode, GenerationMeta, new_meta
+from engine.types.meta import ExecutionMode, GenerationMeta, Mode, new_meta
 
 __all__ = ["CallOptions", "ChatOptions", "apology", "chat_result", "prompt_call"]
 
@@ -64,7 +64,7 @@ class CallOptions:
         params = {k: v for k, v in options.items() if k not in _STEERING}
         return cls(**steering, params=params)
 
-    def checked(self) -> tuple[str | None, ExecutionMode, float, bool]:
+    def checked(self) -> tuple[str | None, Mode, float, bool]:
         """(provider, mode, seconds, use_fallback), each checked where it entered."""
         provider = check_provider(self.provider)
         mode = check_mode(self.mode)
@@ -99,7 +99,7 @@ def chat_result(
 
 def prompt_call(
     prompt: Any, provider: Any, mode: Any, tools: Any, timeout: Any, use_fallback: Any
-) -> tuple[str | None, ExecutionMode, float, GenerationMeta]:
+) -> tuple[str | None, Mode, float, GenerationMeta]:
     """A ``generate_response`` call's arguments, checked: (provider, mode, seconds, meta).
     ``tools`` is the seed's list of tool names, recorded in the metadata."""
     if not isinstance(prompt, str):

@@ -26,7 +26,6 @@ from engine.tools.commands import (
     cmd_validate,
 )
 from engine.tools.diagrams import DotMissingError
-from engine.types.meta import ExecutionMode
 
 __all__ = ["main"]
 
@@ -39,6 +38,11 @@ _EPILOG = """examples:
 
 Run `torq-fallback COMMAND --help` for a command's options and examples.
 """
+
+
+_MODES_HELP = (
+    "direct, research, code_generation, composition, hierarchical, or any mode a chain file names"
+)
 
 
 def _command(
@@ -66,6 +70,12 @@ def _common(command: argparse.ArgumentParser, *names: str) -> None:
     """Options several commands share, spelt the same everywhere."""
     if "chains" in names:
         command.add_argument("--chains", metavar="DIR", help="chains directory (default: in use)")
+    if "registered" in names:
+        command.add_argument(
+            "--registered", metavar="NAME", action="append", default=[],
+            help="a provider the application registers itself (chains may name it); repeat "
+            "for several",
+        )  # fmt: skip
     if "json" in names:
         command.add_argument("--json", action="store_true", help="print {response, meta} as JSON")
     if "diagram" in names:
@@ -84,7 +94,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"torq-fallback {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    modes = [m.value for m in ExecutionMode]
 
     validate = _command(
         commands, "validate", cmd_validate,
@@ -99,11 +108,10 @@ def _parser() -> argparse.ArgumentParser:
         "paths", nargs="*", metavar="PATH", help="chain files or directories (default: in use)"
     )
     validate.add_argument("--json", action="store_true", help="print the result as JSON")
-    validate.add_argument(
-        "--strict", action="store_true",
-        help="warnings (a step naming an undeclared provider) fail the check too, for CI",
-    )  # fmt: skip
-    _common(validate, "chains")
+    # Every problem fails the check now (an undeclared provider included); the flag that
+    # once made warnings fail is still accepted so existing CI scripts keep running.
+    validate.add_argument("--strict", action="store_true", help=argparse.SUPPRESS)
+    _common(validate, "chains", "registered")
 
     render = _command(
         commands, "render", cmd_render,
@@ -145,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
          "", "scenario file:", "  mode: direct", "  outcomes:",
          "    deepseek: [retryable:429, success]", "    openai: timeout"],
     )  # fmt: skip
-    simulate.add_argument("mode", nargs="?", choices=modes, metavar="MODE", help=", ".join(modes))
+    simulate.add_argument("mode", nargs="?", metavar="MODE", help=_MODES_HELP)
     simulate.add_argument("--outcomes", metavar="SPEC", help='e.g. "deepseek=retryable:429"')
     simulate.add_argument("--scenario", metavar="FILE", help="YAML scenario file")
     simulate.add_argument(
@@ -169,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
         help="seed the draws (which pool member a weighted draw picks, backoff jitter); "
         "without it every draw is 0.5",
     )
-    _common(simulate, "chains", "json", "diagram")
+    _common(simulate, "chains", "json", "diagram", "registered")
 
     explain = _command(
         commands, "explain", cmd_explain,
@@ -179,10 +187,10 @@ def _parser() -> argparse.ArgumentParser:
         ["torq-fallback explain direct --code 429",
          "torq-fallback explain research --category timeout"],
     )  # fmt: skip
-    explain.add_argument("mode", choices=modes, metavar="MODE", help=", ".join(modes))
+    explain.add_argument("mode", metavar="MODE", help=_MODES_HELP)
     explain.add_argument("--code", help="an error code: 429, insufficient_quota, read_timeout...")
     explain.add_argument("--category", help="retryable, timeout, non_retryable or success")
-    _common(explain, "chains")
+    _common(explain, "chains", "registered")
 
     run = _command(
         commands, "run", cmd_run,
@@ -206,10 +214,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--stream", action="store_true", help="stream the answer to the terminal as it arrives"
     )
-    run.add_argument("--mode", default="direct", choices=modes, help="default: direct")
+    run.add_argument("--mode", default="direct", help="a mode (default: direct); " + _MODES_HELP)
     run.add_argument("--provider", help="one provider, no fallback")
     run.add_argument("--timeout", type=float, default=60, help="seconds for the whole call")
-    _common(run, "chains", "json", "diagram")
+    _common(run, "chains", "json", "diagram", "registered")
 
     health = _command(
         commands, "health", cmd_health,

@@ -31,7 +31,7 @@ from engine.tools.review import (
     render_traffic,
     write_path_diagram,
 )
-from engine.types.meta import ExecutionMode, GenerationMeta
+from engine.types.meta import GenerationMeta, mode_of
 
 __all__ = [
     "MAX_MESSAGES_BYTES",
@@ -152,7 +152,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if messages is None and not args.prompt:
         raise SystemExit("torq-fallback run: give a PROMPT, --messages FILE.json, or both")
     chat = messages is not None or args.stream or args.system
-    with LLMManager(config={"chains_dir": args.chains} if args.chains else None) as manager:
+    from engine.tools.review import manager_config
+
+    with LLMManager(config=manager_config(args)) as manager:
         if args.provider is not None and manager.get_provider(args.provider) is None:
             close = difflib.get_close_matches(args.provider, sorted(manager.providers), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -161,7 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"known: {', '.join(sorted(manager.providers))}"
             )
         conversation = messages or [{"role": "user", "content": args.prompt}]
-        options = {"provider": args.provider, "mode": ExecutionMode(args.mode),
+        options = {"provider": args.provider, "mode": mode_of(args.mode),
                    "timeout": args.timeout, "system": args.system}  # fmt: skip
         if args.stream:
             meta, text = stream_to_stdout(manager, conversation, options, args.json)
@@ -170,7 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             text = completion.text
         else:
             text, meta = manager.generate_response(
-                args.prompt, provider=args.provider, mode=ExecutionMode(args.mode),
+                args.prompt, provider=args.provider, mode=mode_of(args.mode),
                 timeout=args.timeout,
             )  # fmt: skip
         print_result(text, meta, args.json)

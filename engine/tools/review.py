@@ -17,7 +17,7 @@ from engine.manager.environment import resolve_chains_dir
 from engine.manager.llm import LLMManager
 from engine.tools.report import timeline
 from engine.tools.validation import validate_paths
-from engine.types.meta import ExecutionMode, GenerationMeta
+from engine.types.meta import GenerationMeta, mode_of
 
 __all__ = [
     "cmd_explain",
@@ -37,9 +37,22 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}{'s' if count != 1 else ''}"
 
 
+def manager_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The manager the review commands build: the chains given, and the providers the
+    application says it registers (``--registered``)."""
+    config: dict[str, Any] = {"registered_providers": list(getattr(args, "registered", []) or [])}
+    if args.chains:
+        config["chains_dir"] = args.chains
+    return config
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     paths = args.paths or [str(resolve_chains_dir(args.chains))]
-    report = validate_paths(paths)
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        print(f"torq-fallback: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    report = validate_paths(paths, args.registered)
     if not report.files:
         print(
             f"torq-fallback: no chain files (*.yaml, *.yml) in {', '.join(paths)}", file=sys.stderr
@@ -51,26 +64,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
             "files": [str(f) for f in files],
             "valid": not problems,
             "problems": [p.to_dict() for p in problems],
-            "warnings": [w.to_dict() for w in report.warnings],
+            "modes": {folder: dict(rows) for folder, rows in report.modes.items()},
         }
         print(json.dumps(data, indent=2))
-        return 1 if problems or (args.strict and report.warnings) else 0
-    for problem in [*problems, *report.warnings]:
+        return 1 if problems else 0
+    for problem in problems:
         print(problem)
-    if args.strict and report.warnings and not problems:
-        print(
-            f"{plural(len(report.warnings), 'warning')} (--strict: a warning fails the check)",
-            file=sys.stderr,
-        )
-        return 1
     if problems:
         bad = len({p.source for p in problems})
-        print(
-            f"{plural(len(problems), 'problem')} in {bad} of {plural(len(files), 'file')}",
-            file=sys.stderr,
-        )
+        print(f"{plural(len(problems), 'problem')} in {bad} of {plural(len(files), 'file')}")
         return 1
     print(f"ok: {plural(len(files), 'file')} valid")
+    for folder, rows in report.modes.items():
+        print(f"modes of {folder} (a mode's own file; else the folder's default.yaml; "
+              "without one, the chains shipped with the engine):")  # fmt: skip
+        width = max(len(mode) for mode, _ in rows) if rows else 0
+        for mode, where in rows:
+            print(f"  {mode.ljust(width)}  {where}")
     return 0
 
 
@@ -132,18 +142,19 @@ def write_path_diagram(chain: Chain, attempts: list[dict[str, Any]], target: str
 def cmd_simulate(args: argparse.Namespace) -> int:
     from engine.tools.scenario import Scenario, load_scenario, parse_outcomes, simulate
 
-    if args.scenario:
-        scenario = load_scenario(args.scenario)
-        if args.mode:
-            scenario.mode = ExecutionMode(args.mode)
-    elif args.mode and args.outcomes:
-        scenario = Scenario(ExecutionMode(args.mode), {})
-    else:
+    if not args.scenario and not (args.mode and args.outcomes):
         raise ValueError("give MODE and --outcomes, or --scenario FILE")
+    start = health_states(args.health)
+    manager = LLMManager(config=manager_config(args))
+    if args.scenario:
+        # The file's mode is checked against the chains it runs on, at its line.
+        scenario = load_scenario(args.scenario, None if args.mode else manager.chainset.missing)
+        if args.mode:
+            scenario.mode = mode_of(args.mode)
+    else:
+        scenario = Scenario(mode_of(args.mode), {})
     if args.outcomes:
         scenario.outcomes.update(parse_outcomes(args.outcomes))
-    start = health_states(args.health)
-    manager = LLMManager(config={"chains_dir": args.chains} if args.chains else None)
     compiled = manager.chain_for(scenario.mode)
     results = simulate(
         compiled, scenario.outcomes, scenario.prompt, scenario.mode,
@@ -161,7 +172,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             when = (
                 f" (request {index + 1}, t={index * args.every:g} s)" if args.requests > 1 else ""
             )
-            print(f"mode {scenario.mode.value}: chain '{compiled.chain.name}' ({order}){when}")
+            print(f"mode {scenario.mode}: chain '{compiled.chain.name}' ({order}){when}")
         print_result(text, meta, args.json)
     text, meta = results[-1]
     if args.diagram:
@@ -187,11 +198,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     if (args.code is None) == (args.category is None):
         raise ValueError("give exactly one of --code and --category")
-    manager = LLMManager(config={"chains_dir": args.chains} if args.chains else None)
+    manager = LLMManager(config=manager_config(args))
     known = lambda name: manager.get_provider(name) is not None  # noqa: E731
-    for line in explain(
-        manager.chain_for(ExecutionMode(args.mode)), args.code, args.category, known
-    ):
+    for line in explain(manager.chain_for(args.mode), args.code, args.category, known):
         print(line)
     return 0
 

@@ -15,16 +15,11 @@ copy sent at 0.5 s, at 0.6 s.
 from __future__ import annotations
 
 import difflib
-import os
 import random
-import re
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final
 
 from engine.chain.accept import Acceptance
-from engine.chain.loader import read_yaml
 from engine.core.actions import FIRST_CHUNK, Abandon, Await, Follow, Launch, StreamDone
 from engine.core.classify import classify_exception
 from engine.core.executor import FallbackExecutor
@@ -35,9 +30,7 @@ from engine.errors import (
     AIResponseError,
     AITimeoutError,
     ChainAbortedError,
-    ChainConfigError,
     ChainExhaustedError,
-    Problem,
     ProviderError,
 )
 from engine.health import (
@@ -49,19 +42,15 @@ from engine.health import (
     default_policies,
 )
 from engine.providers.base import call
+from engine.tools.scenario_file import Scenario, load_scenario, parse_outcomes
 from engine.types.completion import Completion
 from engine.types.deltas import TextDelta
-from engine.types.meta import ExecutionMode, GenerationMeta, iso_timestamp
-from engine.types.outcomes import CATEGORIES
+from engine.types.meta import GenerationMeta, Mode, iso_timestamp
 from engine.types.request import ChatRequest
 from engine.types.timeouts import StreamTimeouts
 
 __all__ = ["Scenario", "load_scenario", "parse_outcomes", "simulate"]
 
-_OUTCOME: Final = re.compile(
-    r"^(success|retryable|timeout|non_retryable|cut|rejected)(?::([^\s|,@]+))?"
-    r"(?:@(\d+(?:\.\d+)?))?$"
-)
 #: How a scripted answer that the chain must reject starts (see :func:`_scripted_judge`).
 _REJECTED: Final = "(simulated answer rejected"
 _EPOCH: Final = 1_767_225_600.0  # 2026-01-01T00:00:00Z: simulated records carry fixed times
@@ -70,97 +59,6 @@ _EXCEPTION: Final = {
     "timeout": AITimeoutError,
     "non_retryable": AIResponseError,
 }
-
-
-@dataclass
-class Scenario:
-    """A mode, a prompt, and the outcomes each provider gives, in order."""
-
-    mode: ExecutionMode
-    outcomes: dict[str, list[str]] = field(default_factory=dict)
-    prompt: str = "simulated prompt"
-
-
-def parse_outcomes(text: str) -> dict[str, list[str]]:
-    """``"deepseek=retryable:429|success,openai=timeout"`` -> outcomes per provider."""
-    outcomes: dict[str, list[str]] = {}
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        name, sep, sequence = part.partition("=")
-        if not sep or not name.strip() or not sequence.strip():
-            raise ValueError(f"--outcomes: {part!r} is not PROVIDER=CATEGORY[:CODE][|...]")
-        items = [item.strip() for item in sequence.split("|")]
-        for item in items:
-            _check_outcome(item, f"--outcomes {name.strip()}")
-        outcomes.setdefault(name.strip(), []).extend(items)
-    if not outcomes:
-        raise ValueError("--outcomes is empty; e.g. deepseek=retryable:429,openai=success")
-    return outcomes
-
-
-def _check_outcome(item: str, where: str) -> None:
-    match = _OUTCOME.match(item)
-    if match is None:
-        close = difflib.get_close_matches(item.split(":")[0], CATEGORIES, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ValueError(
-            f"{where}: {item!r} is not CATEGORY[:CODE][@SECONDS]{hint}; categories: "
-            f"{', '.join(CATEGORIES)}, cut:N, rejected"
-        )
-    if match.group(1) in ("success", "rejected") and match.group(2):
-        raise ValueError(f"{where}: {item!r}: a {match.group(1)} answer has no code")
-    if match.group(1) == "cut" and not (match.group(2) or "").isdigit():
-        raise ValueError(f"{where}: {item!r}: write cut:N, N the chunks delivered before the cut")
-
-
-def load_scenario(path: str | os.PathLike[str]) -> Scenario:
-    """Read a scenario file::
-
-    mode: direct
-    prompt: What is 2+2?          # optional
-    outcomes:
-      deepseek: [retryable:429, success]
-      openai: timeout
-    """
-    file = Path(path)
-    data, values, _, problems = read_yaml(file, list_prefix=())
-    source = str(file)
-
-    def problem(loc: tuple[str, ...], message: str) -> Problem:
-        line, column = values.get(loc, values.get((), (0, 0)))
-        return Problem(source, line, column, ".".join(loc), message)
-
-    if not problems and not isinstance(data, dict):
-        problems.append(problem((), "expected a mapping with mode and outcomes"))
-    if problems:
-        raise ChainConfigError(problems)
-    assert isinstance(data, dict)
-    unknown = sorted(set(data) - {"mode", "prompt", "outcomes"})
-    for key in unknown:
-        problems.append(problem((key,), f"unknown key '{key}'; allowed: mode, prompt, outcomes"))
-    try:
-        mode = ExecutionMode(str(data.get("mode", "")))
-    except ValueError:
-        modes = ", ".join(m.value for m in ExecutionMode)
-        problems.append(problem(("mode",), f"mode must be one of {modes}"))
-        mode = ExecutionMode.DIRECT
-    outcomes: dict[str, list[str]] = {}
-    raw = data.get("outcomes")
-    if not isinstance(raw, dict) or not raw:
-        problems.append(problem(("outcomes",), "outcomes must map providers to outcomes"))
-        raw = {}
-    for name, items in raw.items():
-        seq = items if isinstance(items, list) else [items]
-        for item in seq:
-            try:
-                _check_outcome(str(item), f"outcomes.{name}")
-            except ValueError as exc:
-                problems.append(problem(("outcomes", str(name)), str(exc)))
-        outcomes[str(name)] = [str(item) for item in seq]
-    if problems:
-        raise ChainConfigError(problems)
-    return Scenario(mode, outcomes, str(data.get("prompt", "simulated prompt")))
 
 
 class _VirtualTime:
@@ -330,7 +228,7 @@ def simulate(
     compiled: CompiledChain,
     outcomes: Mapping[str, list[str]],
     prompt: str,
-    mode: ExecutionMode,
+    mode: Mode,
     *,
     requests: int = 1,
     every: float = 0.0,

@@ -1,69 +1,107 @@
-"""What ``torq-fallback validate`` checks: chain files and providers files, every problem
-located, plus warnings for chain steps naming a provider nobody declared."""
+"""What ``torq-fallback validate`` checks: chain files and providers files, every problem of
+every file in one pass, located: a chain step naming a provider nobody declared is one of
+them (unless the application says it registers it: ``--registered NAME``), found in the
+file as written, so a file with other problems has it reported too. For a directory, it
+also says which chain each mode runs (its own file, the folder's default, or the chains
+shipped with the engine)."""
 
 from __future__ import annotations
 
-import difflib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.chain.loader import chain_files, check_file, field_name, locate, read_yaml
-from engine.chain.spec import Chain
+from engine.chain.known import unknown_providers
+from engine.chain.loader import (
+    CHAIN_SUFFIXES,
+    chain_files,
+    check_file,
+    default_chains_dir,
+    read_yaml,
+)
 from engine.errors import Problem
 from engine.providers.settings import BUILTIN_SETTINGS, PROVIDERS_FILE, check_providers_file
+from engine.types.meta import ExecutionMode
 
-__all__ = ["Report", "validate_paths"]
+__all__ = ["Report", "modes_of", "validate_paths"]
 
 
 @dataclass
 class Report:
-    """The files checked, their problems (errors) and warnings."""
+    """The files checked, their problems, and for each directory which chain each mode runs."""
 
     files: list[Path] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-    warnings: list[Problem] = field(default_factory=list)
+    modes: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
 
-def _provider_warnings(chain: Chain, file: Path, known: Sequence[str]) -> list[Problem]:
-    _, values, keys, _ = read_yaml(file)
-    warnings = []
-    for index, step in enumerate(chain.steps):
-        for number, member in enumerate(step.members):
-            if member.provider in known:
-                continue
-            loc: tuple[str | int, ...] = ("steps", index, "provider")
-            if step.pool:
-                loc = ("steps", index, "pool", number, "provider")
-                if loc not in values:
-                    loc = loc[:-1]
-            if loc not in values:
-                loc = ("steps", index)
-            line, column = locate(loc, values, keys, key=False)
-            close = difflib.get_close_matches(member.provider, known, n=1, cutoff=0.6)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            where = "the step is" if not step.pool else "this member is"
-            warnings.append(
-                Problem(
-                    str(file), line, column, field_name(loc),
-                    f"warning: provider '{member.provider}' is neither built in nor declared "
-                    f"in {PROVIDERS_FILE}{hint}; unless the application registers it, {where} "
-                    "skipped as provider_not_found",
-                )
-            )  # fmt: skip
-    return warnings
+def _mode_of(file: Path) -> tuple[str, int, int]:
+    """The mode a chain file serves (its ``mode:``, else its name), and where it says so."""
+    data, values, _, problems = read_yaml(file)
+    mode = data.get("mode") if isinstance(data, dict) and not problems else None
+    if not isinstance(mode, str):
+        return file.stem, 1, 1
+    line, column = values.get(("mode",), (1, 1))
+    return mode, line, column
 
 
-def validate_paths(paths: Iterable[str | os.PathLike[str]]) -> Report:
-    """Check chain files and directories (with their providers file, if any)."""
+def _twice_served(folder: Path) -> list[Problem]:
+    """A mode two files of one folder serve (the manager refuses the folder)."""
+    first: dict[str, Path] = {}
+    problems = []
+    for path in chain_files([folder]):
+        mode, line, column = _mode_of(path)
+        if path.stem == "default" and mode == "default":
+            continue
+        if mode in first:
+            problems.append(Problem(
+                str(path), line, column, "mode",
+                f"mode '{mode}' is served by two chains: {first[mode]} and {path}",
+            ))  # fmt: skip
+        first.setdefault(mode, path)
+    return problems
+
+
+def modes_of(folder: Path) -> list[tuple[str, str]]:
+    """(mode, where its chain comes from) for a chains folder, as the manager decides it:
+    a mode's own file; else, when the folder has a default.yaml, that (the folder stands
+    alone); else the chain shipped with the engine for that mode, or the shipped default."""
+    own: dict[str, Path] = {}
+    for path in chain_files([folder]):
+        if path.stem != "default":
+            own.setdefault(_mode_of(path)[0], path)
+    default = next((folder / f"default{s}" for s in CHAIN_SUFFIXES
+                    if (folder / f"default{s}").is_file()), None)  # fmt: skip
+    shipped = default_chains_dir()
+    layered = default is None and folder.resolve() != shipped.resolve()
+    rows: list[tuple[str, str]] = []
+    seed = [m.value for m in ExecutionMode]
+    for mode in [*seed, *sorted(m for m in own if m not in seed)]:
+        if mode in own:
+            rows.append((mode, str(own[mode])))
+        elif default is not None:
+            rows.append((mode, f"{default} (no {mode}.yaml)"))
+        elif layered:
+            ships = shipped / f"{mode}.yaml"
+            rows.append((mode, f"shipped {ships if ships.is_file() else shipped / 'default.yaml'}"))
+    return rows
+
+
+def validate_paths(
+    paths: Iterable[str | os.PathLike[str]], registered: Iterable[str] = ()
+) -> Report:
+    """Check chain files and directories (with their providers file, if any); providers
+    named in ``registered`` are the application's own."""
     given = [Path(p) for p in paths]
     report = Report(files=chain_files(given))
-    declared: set[str] = set(BUILTIN_SETTINGS)
+    declared: set[str] = {*BUILTIN_SETTINGS, *registered}
     for folder in (p for p in given if p.is_dir()):
         providers_file = folder / PROVIDERS_FILE
         if providers_file.is_file():
             report.files.append(providers_file)
+        report.modes[str(folder)] = modes_of(folder)
+        report.problems.extend(_twice_served(folder))
     broken_providers_file = False
     for file in report.files:
         if file.name == PROVIDERS_FILE:
@@ -72,11 +110,15 @@ def validate_paths(paths: Iterable[str | os.PathLike[str]]) -> Report:
             report.problems.extend(problems)
             broken_providers_file = broken_providers_file or bool(problems)
     for file in report.files:
-        if file.name != PROVIDERS_FILE:
-            chain, found = check_file(file)
-            report.problems.extend(found)
-            # A broken providers.yaml is reported once, above, not again as a cascade of
-            # "undeclared provider" warnings for the providers it meant to declare.
-            if chain is not None and not broken_providers_file:
-                report.warnings.extend(_provider_warnings(chain, file, sorted(declared)))
+        if file.name == PROVIDERS_FILE:
+            continue
+        _, found = check_file(file)
+        report.problems.extend(found)
+        # A broken providers.yaml is reported once, above, not again as a cascade of
+        # "unknown provider" problems for the providers it meant to declare.
+        if not broken_providers_file:
+            data, values, keys, unreadable = read_yaml(file)
+            if not unreadable:
+                report.problems.extend(unknown_providers(data, str(file), declared, values, keys))
+    report.problems.sort(key=lambda p: (p.source, p.line, p.column))
     return report

@@ -19,17 +19,36 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
-__all__ = ["ATTEMPT_KEYS", "ExecutionMode", "GenerationMeta", "fallback_reason", "iso_timestamp"]
+__all__ = [
+    "ATTEMPT_KEYS",
+    "ExecutionMode",
+    "GenerationMeta",
+    "Mode",
+    "fallback_reason",
+    "iso_timestamp",
+    "mode_of",
+]
 
 
 class ExecutionMode(StrEnum):
-    """How the application wants the prompt answered; each mode has its own chain."""
+    """How the application wants the prompt answered; each mode has its own chain. These
+    five are the seed's; any chain file names one more (its file name, or its ``mode:``)."""
 
     DIRECT = "direct"
     RESEARCH = "research"
     CODE_GENERATION = "code_generation"
     COMPOSITION = "composition"
     HIERARCHICAL = "hierarchical"
+
+
+#: A mode: one of the five :class:`ExecutionMode` members, or the name of a chain file's.
+Mode = ExecutionMode | str
+_SEED_MODES: Final = {mode.value: mode for mode in ExecutionMode}
+
+
+def mode_of(value: str) -> Mode:
+    """``value`` as a mode: the :class:`ExecutionMode` member of that value, or the str."""
+    return _SEED_MODES.get(value, value)
 
 
 #: Keys every attempt record carries (more keys are allowed).
@@ -134,7 +153,7 @@ def field_value(snap: dict[str, Any], name: str) -> Any:
             return iso_timestamp(value.raw) if name == "timestamp" else new_request_id()
         return value
     value = snap[name]
-    return value.value if isinstance(value, ExecutionMode) else value
+    return str(value) if isinstance(value, ExecutionMode) else value
 
 
 def fallback_reason(attempts: list[dict[str, Any]]) -> str | None:
@@ -157,7 +176,7 @@ class GenerationMeta:
 
     provider: str | None = None
     model: str | None = None
-    mode: ExecutionMode = ExecutionMode.DIRECT
+    mode: Mode = ExecutionMode.DIRECT
     latency_ms: int = 0
     timestamp: str = _Lazy(iso_timestamp, time.time)  # type: ignore[assignment]
     tokens_in: int = 0
@@ -184,7 +203,7 @@ class GenerationMeta:
     def to_dict(self) -> dict[str, Any]:
         """A plain dict of JSON types (the mode as its string value)."""
         data = asdict(self)
-        data["mode"] = self.mode.value
+        data["mode"] = str(self.mode)
         return data
 
     @classmethod
@@ -196,7 +215,7 @@ class GenerationMeta:
             raise ValueError(f"GenerationMeta.from_dict: unknown keys {unknown}")
         values = dict(data)
         if "mode" in values:
-            values["mode"] = ExecutionMode(values["mode"])
+            values["mode"] = mode_of(str(values["mode"]))
         return cls(**values)
 
 
@@ -211,7 +230,7 @@ _FACTORIES: Final = tuple(
 
 
 def new_meta(
-    mode: ExecutionMode, tools_used: list[str] | None = None, tags: dict[str, str] | None = None
+    mode: Mode, tools_used: list[str] | None = None, tags: dict[str, str] | None = None
 ) -> GenerationMeta:
     """``GenerationMeta(mode=mode, tools_used=tools_used, tags=tags)``, made the fast way: a
     record is made on every call, and the generated ``__init__`` (22 fields assigned one by
