@@ -1,5 +1,5 @@
 """Fixtures (no helpers: those are in helpers.py): a manual clock, a clean environment,
-Graphviz's dot, and a real redis-server of a test's own."""
+Graphviz's dot, a real redis-server of a test's own, and a headless Chromium."""
 
 from __future__ import annotations
 
@@ -86,3 +86,29 @@ def black_hole():
     yield port
     for sock in [*fillers, server]:
         sock.close()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Headless Chromium (Debian's, driven by Playwright), shared by a module's tests; each
+    test opens its own page with ``chromium.new_page()``. Module-scoped, and only for
+    modules of plain (not async) tests: Playwright's sync API runs an event loop of its own
+    on this thread until it stops. Skipped without Chromium on a developer's machine
+    (saying so); a failure in CI, whose .ci/run installs it."""
+    import os
+    import shutil
+
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        message = "needs chromium (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message + ", which CI must install")
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=binary, args=["--no-sandbox", "--disable-gpu"]
+        )
+        yield browser
+        browser.close()

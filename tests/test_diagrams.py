@@ -128,8 +128,11 @@ def test_custom_jumps_are_drawn_as_written(custom):
     assert edges[("local", "non_retryable", "exhausted", "route")] == 1
     # two categories between the same two steps stay two edges
     assert edges[("fast", "retryable", "careful", "route")] == 1
-    title = dot_source(custom).split("label=", 1)[1]
-    assert title.startswith("\"chain 'custom': Custom jumps and retries.\ndeadline 50 s")
+    header = dot_source(custom).split("label=", 1)[1].split("</table>>", 1)[0]
+    assert "<b>chain &#x27;custom&#x27;: Custom jumps and retries.</b>" in header
+    assert '<td align="center">deadline 50 s for the whole chain' in header
+    # the key is a line of the header, not a node ranked beside the steps
+    assert "━━ success" in header and "legend" not in dot_source(custom)
 
 
 def test_outputs_are_byte_identical_across_runs(custom, graphviz_dot):

@@ -243,28 +243,51 @@ def _taken_index(highlight: Highlight | None) -> dict[tuple[str, str, str], list
     return index
 
 
-#: What else an edge of a category carries, besides the usual failures (legend notes).
+#: What else an edge of a category carries, besides the usual failures (the key's notes).
 LEGEND_NOTES: Final[Mapping[str, str]] = {
-    "retryable": "also overloaded: the provider's line (max_queue) is full; "
-    "circuit_open, quota_exhausted, context_too_small: its breaker is open, its quota used "
-    "up or its window too small, the step is skipped without a call; and "
-    "answer_rejected: an answer the step's accept rules turn down",
-    "timeout": "also queue_timeout: no free slot (max_in_flight) in time",
+    "retryable": "also a step skipped without a call (circuit_open, quota_exhausted, "
+    "context_too_small), a full line (overloaded) and an answer the accept rules turn "
+    "down (answer_rejected)",
+    "timeout": "also no free slot in time (queue_timeout)",
 }
 
+_WRAP: Final = 100  # characters per line of the header: the chain, not the text, sets the width
 
-def _legend_html(path: bool = False) -> str:
-    rows = "".join(
-        f'<tr><td align="left"><font color="{colour}">━━ {html.escape(name)}'
-        + (f" <i>({html.escape(LEGEND_NOTES[name])})</i>" if name in LEGEND_NOTES else "")
-        + "</font></td></tr>"
+
+def _header_html(chain: Chain, path: bool = False) -> str:
+    """The diagram's header, an HTML-like DOT label above the chain: the title, then a
+    one-line key of the edge colours and short notes. A header, not a node, so the key
+    never takes a rank of its own beside the steps (the chain is the picture)."""
+    title, *more = _title(chain).split("\n")
+    rows = [f'<tr><td align="center"><font point-size="14"><b>{_html_line(title)}</b>'
+            "</font></td></tr>"]  # fmt: skip
+    for line in more:
+        rows.extend(
+            f'<tr><td align="center">{_html_line(part)}</td></tr>' for part in _wrapped(line)
+        )
+    key = "  ".join(
+        f'<font color="{colour}">━━ {name}{"*" if name in LEGEND_NOTES else ""}</font>'
         for name, colour in COLOURS.items()
     )
-    return (
-        '<<table border="0" cellborder="0" cellspacing="2">'
-        '<tr><td align="left"><b>legend</b></td></tr>'
-        f"{rows}"
-        '<tr><td align="left">╌╌ retry on the same step</td></tr>'
-        + ('<tr><td align="left"><b>━━</b> path taken (#attempt)</td></tr>' if path else "")
-        + "</table>>"
+    key += "  ╌╌ retry on the same step"
+    if path:
+        key += f'  <font color="{_TAKEN}"><b>━━</b> path taken (#attempt)</font>'
+    rows.append(f'<tr><td align="center">{key}</td></tr>')
+    notes = "; ".join(f"*{name}: {note}" for name, note in LEGEND_NOTES.items())
+    rows.extend(
+        f'<tr><td align="center"><font point-size="9" color="#555555">{html.escape(part)}'
+        "</font></td></tr>"
+        for part in _wrapped(notes, _WRAP * 3 // 2)  # smaller type: longer lines
     )
+    return '<<table border="0" cellborder="0" cellspacing="1">' + "".join(rows) + "</table>>"
+
+
+def _wrapped(line: str, width: int = _WRAP) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(line, width, break_long_words=True, break_on_hyphens=False) or [""]
+
+
+def _html_line(text: str) -> str:
+    """A line of an HTML-like DOT label: visible, with markup characters escaped."""
+    return html.escape(_visible(text), quote=True)

@@ -37,7 +37,7 @@ from engine.tools.diagram_text import (
     _dot_text,
     _drawn,
     _drawn_edges,
-    _legend_html,
+    _header_html,
     _mermaid_text,
     _step_lines,
     _title,
@@ -116,12 +116,12 @@ class _ChainDot(_GraphvizGraph):
         graph = graphviz.Digraph(name=f"chain_{chain.name}")
         graph.attr(
             rankdir="LR",
-            label=_title(chain),
+            label=_header_html(chain, _highlight is not None),
             labelloc="t",
             fontname="Helvetica",
             fontsize="14",
-            nodesep="0.5",
-            ranksep="0.9",
+            nodesep="0.35",
+            ranksep="0.3",
         )
         graph.attr("node", fontname="Helvetica", fontsize="11", style="rounded,filled")
         graph.attr("edge", fontname="Helvetica", fontsize="10")
@@ -130,9 +130,6 @@ class _ChainDot(_GraphvizGraph):
         self._add_nodes(states, graph)
         graph.edge("start", chain.steps[0].id, color="black")
         self._add_edges(transitions, graph)
-        graph.node(
-            "legend", label=_legend_html(_highlight is not None), shape="plaintext", style=""
-        )
         # Every chain's final states in the same place and order: the last rank, top-down.
         with graph.subgraph(name="finals") as finals:
             finals.attr(rank="max")
