@@ -207,3 +207,90 @@ def test_the_demo_answers_each_prompt_whatever_the_attempt_timeout():
         assert "Three sources agree: the answer is 4." in out
         assert "answer (openai, gpt-4.1-mini): def add(a: int, b: int) -> int:" in out
         assert "answer (claude, claude-sonnet-4-5): Plan: outline, draft, review." in out
+
+
+# -- the same habits in every command: usage errors exit 2 with the command's own usage ------
+
+
+def test_run_without_a_prompt_is_bad_usage():
+    result = run_cli("run")
+    assert result.returncode == 2
+    assert result.stderr == "torq-fallback: run: give a PROMPT, --messages FILE.json, or both\n"
+
+
+def test_render_with_nothing_to_draw_fails(tmp_path):
+    result = run_cli("render", "--chains", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert f"no chain files (*.yaml, *.yml) in {tmp_path}" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def _log(tmp_path):
+    folder = tmp_path / "chains"
+    folder.mkdir()
+    (folder / "default.yaml").write_text("steps: [deepseek]\n")
+    (folder / "direct.yaml").write_text("steps: [deepseek]\n")
+    log = tmp_path / "torq.jsonl"
+    config = {"chains_dir": str(folder), "telemetry": {"path": str(log)},
+              "providers": {"deepseek": Scripted("ok")}}  # fmt: skip
+    with LLMManager(config) as manager:
+        manager.generate_response("hi")
+    return log
+
+
+def test_stats_for_a_chain_the_log_never_saw_fails(tmp_path):
+    log = _log(tmp_path)
+    result = run_cli("stats", str(log), "--chain", "drect")
+    assert result.returncode == 2
+    assert "--chain 'drect': no request of that chain" in result.stderr
+    assert "(did you mean 'direct'?); chains there: direct" in result.stderr
+
+
+def test_since_lists_the_forms_it_takes(tmp_path):
+    result = run_cli("stats", str(_log(tmp_path)), "--since", "yesterday")
+    assert result.returncode == 2
+    assert (
+        "--since 'yesterday': not a time; write a duration ago (90s, 30m, 2h, 1d)" in result.stderr
+    )
+    assert "Invalid isoformat" not in result.stderr
+
+
+def test_each_json_option_says_what_it_prints():
+    helps = {
+        name: " ".join(run_cli(name, "--help").stdout.split())
+        for name in ("run", "health", "stats")
+    }
+    assert "print {response, meta} as JSON" in helps["run"]
+    assert "{response, meta}" not in helps["health"] and "each breaker's state" in helps["health"]
+    assert (
+        "{response, meta}" not in helps["stats"] and "per chain and per provider" in helps["stats"]
+    )
+
+
+def test_a_bad_option_shows_the_commands_own_usage():
+    result = run_cli("validate", "--strcit")
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: torq-fallback validate ")
+    assert "torq-fallback validate: error: unrecognized arguments: --strcit" in result.stderr
+
+
+def test_a_missing_file_is_bad_usage_everywhere(tmp_path):
+    missing = str(tmp_path / "nope.yaml")
+    for args in (("validate", missing), ("stats", missing)):
+        result = run_cli(*args)
+        assert result.returncode == 2, args
+        assert "Traceback" not in result.stderr and missing in result.stderr
+
+
+def test_health_says_where_health_lives_in_words(redis_server):
+    result = run_cli(
+        "health", env={"TORQ_REDIS_URL": f"redis://:s3cret-pass@127.0.0.1:{redis_server.port}/3"}
+    )
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    assert first == (
+        f"provider health (shared through Redis at 127.0.0.1:{redis_server.port}/3, keys torq:health:*)"
+    )
+    assert "RedisHealthStore(" not in result.stdout and "s3cret" not in result.stdout
+    local = run_cli("health")
+    assert local.stdout.splitlines()[0] == "provider health (local)"

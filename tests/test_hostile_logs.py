@@ -135,5 +135,5 @@ def test_ten_thousand_providers_make_a_readable_report(tmp_path):
     result = run_cli("stats", str(path), "--html", str(out), timeout=300)
     assert result.returncode == 0, result.stderr
     page = out.read_text()
-    assert "other p50" in page
+    assert ">other<" in page
     assert page.count("provider-") < 200  # the busiest few by name, then "other"

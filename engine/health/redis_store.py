@@ -16,10 +16,10 @@ again every ``retry_interval`` seconds, and says so once more when it is back.
 
 Redis never holds a request: every command has one deadline, whole (``timeout``, a few
 milliseconds: connecting, sending and every read of the reply; never more than what is left
-of the attempt;
-:mod:`engine.health.deadline`), past which the request goes on with local health. A record
-that is not a breaker record (garbage, the wrong shape, numbers out of range) or larger
-than :data:`MAX_RECORD_BYTES` (only that much is ever read) counts as absent, logged once.
+of the attempt; :mod:`engine.health.deadline`), past which the request goes on with local
+health. A record that is not a breaker record (garbage, the wrong shape, numbers out of
+range) or larger than :data:`MAX_RECORD_BYTES` (only that much is ever read) counts as
+absent, logged once.
 """
 
 from __future__ import annotations

@@ -45,6 +45,8 @@ class LogRead:
     cut_files: list[str] = field(default_factory=list)
     #: Lines the writers could not write, as they noted in the log (``{"dropped": N}``).
     dropped: int = 0
+    #: Every chain a readable line names, filtered out or not (to say what ``chain`` could be).
+    chains: set[str] = field(default_factory=set)
 
 
 def _chunks(path: Path, out: LogRead) -> Iterator[bytes]:
@@ -146,6 +148,13 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+#: The forms ``since`` accepts, as an error message lists them.
+SINCE_FORMS: Final = (
+    "a duration ago (90s, 30m, 2h, 1d) or an ISO time (2026-12-01, 2026-12-01T14:00, "
+    "2026-12-01T14:00:00+02:00; UTC unless it says otherwise)"
+)
+
+
 def _since(value: str | None) -> datetime | None:
     if value is None:
         return None
@@ -154,7 +163,10 @@ def _since(value: str | None) -> datetime | None:
     if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
         seconds = float(text[:-1]) * units[text[-1]]
         return datetime.fromtimestamp(datetime.now(UTC).timestamp() - seconds, UTC)
-    parsed = datetime.fromisoformat(text)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not a time; write {SINCE_FORMS}") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -193,6 +205,7 @@ def read_log(
             if not valid_line(line):
                 out.skipped += 1
                 continue
+            out.chains.add(str(line.get("chain")))
             if chain is not None and line.get("chain") != chain:
                 continue
             if start is not None and _when(line["ts"]) < start:

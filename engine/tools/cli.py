@@ -229,7 +229,12 @@ def _parser() -> argparse.ArgumentParser:
         ["torq-fallback health",
          "TORQ_REDIS_URL=redis://127.0.0.1:6379/0 torq-fallback health --json"],
     )  # fmt: skip
-    _common(health, "chains", "json")
+    _common(health, "chains")
+    health.add_argument(
+        "--json", action="store_true",
+        help="print {source, providers, quotas} as JSON: each breaker's state, failures and "
+        "last probe, and each quota's use",
+    )  # fmt: skip
 
     stats_cmd = _command(
         commands, "stats", cmd_stats,
@@ -242,10 +247,17 @@ def _parser() -> argparse.ArgumentParser:
          "torq-fallback stats logs/*.jsonl* --since 2h --chain direct --json"],
     )  # fmt: skip
     stats_cmd.add_argument("files", nargs="+", metavar="FILE", help="JSONL logs (.gz too)")
-    stats_cmd.add_argument("--since", help="an ISO time, or 30m, 2h, 1d ago")
+    stats_cmd.add_argument(
+        "--since", metavar="WHEN",
+        help="only requests since WHEN: 90s, 30m, 2h or 1d ago, or an ISO time "
+        "(2026-12-01T14:00, UTC unless it says otherwise)",
+    )  # fmt: skip
     stats_cmd.add_argument("--chain", help="only this chain")
     stats_cmd.add_argument("--html", metavar="FILE", help="also write a report with charts")
-    _common(stats_cmd, "json")
+    stats_cmd.add_argument(
+        "--json", action="store_true",
+        help="print the aggregates as JSON: per chain and per provider, with the lines skipped",
+    )  # fmt: skip
 
     schema_cmd = _command(
         commands, "schema", cmd_schema,
@@ -300,10 +312,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:  # argparse keeps the subcommands only there
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``torq-fallback`` console script."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the command's own parser, with its usage, not the top level's
+        command = _subparsers(parser).get(args.command or "", parser)
+        command.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return 2

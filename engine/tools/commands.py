@@ -150,7 +150,7 @@ def run_messages(args: argparse.Namespace) -> list[Any] | None:
 def cmd_run(args: argparse.Namespace) -> int:
     messages = run_messages(args)
     if messages is None and not args.prompt:
-        raise SystemExit("torq-fallback run: give a PROMPT, --messages FILE.json, or both")
+        raise ValueError("run: give a PROMPT, --messages FILE.json, or both")
     chat = messages is not None or args.stream or args.system
     from engine.tools.review import manager_config
 
@@ -216,13 +216,32 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
+def _health_source(store: Any) -> str:
+    """Where health records live, in words (never a Redis URL's password)."""
+    from urllib.parse import urlsplit
+
+    from engine.health.redis_store import RedisHealthStore
+    from engine.health.store import LocalHealthStore
+
+    if isinstance(store, LocalHealthStore):
+        return "local"
+    if not isinstance(store, RedisHealthStore):  # a store of the application's own
+        return type(store).__name__
+    url = urlsplit(store.url)
+    state = "" if store.shared else "; unreachable now, so this process's own view"
+    return (
+        f"shared through Redis at {url.hostname or 'localhost'}:{url.port or 6379}"
+        f"{url.path or '/0'}, keys {store.namespace}:*{state}"
+    )
+
+
 def cmd_health(args: argparse.Namespace) -> int:
     import time
 
     with LLMManager(config={"chains_dir": args.chains} if args.chains else None) as manager:
         store = manager.health.store
         records = store.snapshot()
-        source = repr(store) if type(store).__name__ != "LocalHealthStore" else "local"
+        source = _health_source(store)
         now = time.time()
         breakers = {k: v for k, v in records.items() if not k.startswith(QUOTA_PREFIX)}
         names = sorted(set(manager.provider_settings) | set(breakers))
@@ -304,24 +323,38 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from engine.telemetry.read import read_log
     from engine.telemetry.stats import stats, stats_text
 
+    if args.html:  # checked before any work starts
+        try:
+            import matplotlib  # noqa: F401  (the report's charts need it)
+        except ImportError:
+            raise ValueError(
+                "--html needs matplotlib, which the plain install leaves out: "
+                "pip install 'torq-fallback[report]'"
+            ) from None
     try:
         read = read_log(args.files, since=args.since, chain=args.chain)
     except ValueError as exc:
         raise ValueError(f"--since {args.since!r}: {exc}") from None
+    if args.chain is not None and args.chain not in read.chains:
+        import difflib
+
+        seen = sorted(read.chains)
+        close = difflib.get_close_matches(args.chain, seen, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ValueError(
+            f"--chain {args.chain!r}: no request of that chain in {', '.join(read.files)}{hint}; "
+            + (f"chains there: {', '.join(seen)}" if seen else "the log holds no request")
+        )
     report = stats(read.lines)
     report["skipped_lines"] = read.skipped
     report["dropped_lines"] = read.dropped
     report["files_cut_short"] = read.cut_files
     if args.html:
+        from engine.telemetry.report import html_report
         from engine.tools.diagrams import write_atomically
 
-        try:
-            from engine.telemetry.report import html_report
-        except ImportError:  # pragma: no cover - the extra is missing
-            raise SystemExit(
-                "torq-fallback stats --html needs matplotlib: pip install 'torq-fallback[report]'"
-            ) from None
-        write_atomically(Path(args.html), html_report(read.lines).encode())
+        page = html_report(read.lines, files=read.files, skipped=read.skipped, dropped=read.dropped)
+        write_atomically(Path(args.html), page.encode())
         print(f"wrote {args.html}")
     if args.json:
         print(json.dumps(report, indent=2))

@@ -106,7 +106,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     from engine.tools.diagrams import parse_formats, render_all
 
     formats = parse_formats(args.format)
-    chains = load_chains(resolve_chains_dir(args.chains))
+    folder = resolve_chains_dir(args.chains)
+    chains = load_chains(folder)
+    if not chains:  # nothing to draw is a mistake (a wrong --chains), not a quiet success
+        raise ValueError(f"no chain files (*.yaml, *.yml) in {folder}")
     if args.traffic:
         return render_traffic(chains, args)
     report = render_all(chains, Path(args.out), formats, check=args.check)
