@@ -1,8 +1,8 @@
 """A provider's circuit breaker: a small state machine (closed, open, half_open) built once
 with ``transitions``, like the chains, and the same definition drawn by ``render``.
 
-The breaker's numbers live in a :class:`Health` record (so a store can keep them anywhere);
-:func:`admit` and :func:`record` move the record through the machine:
+The breaker's numbers live in a `Health` record (so a store can keep them anywhere);
+`admit` and `record` move the record through the machine:
 
 - closed: calls pass. ``failure_threshold`` consecutive failures, or a failure rate of at
   least ``failure_rate`` over ``window`` seconds with ``min_calls`` calls, ``trip`` it open.
@@ -10,9 +10,14 @@ The breaker's numbers live in a :class:`Health` record (so a store can keep them
   grows by ``cooldown_multiplier`` on each consecutive opening, up to ``cooldown_max``.
   A failure with a Retry-After keeps it open at least that long; nothing shortens an
   opening.
+- held: a failure with a Retry-After, below the threshold, opens it for exactly what the
+  provider said (``held``: no cooldown, no opening counted). The provider said when to come
+  back, and said nothing more.
 - half_open: after the cooldown (``cool``), exactly ``half_open_probes`` calls at once are
   let through; a success ``recover`` s it closed, a failure ``trip`` s it open again for
-  longer. The rest behave as open.
+  longer. After a held opening, a failed probe still below the threshold ``release`` s it
+  closed (the failure counted; with a Retry-After of its own, it is held again for that
+  long): a 0.2 s Retry-After never costs a cooldown on its own. The rest behave as open.
 
 Only ``retryable`` and ``timeout`` outcomes count as failures: a ``non_retryable`` outcome is
 the request's fault, and the provider answered.
@@ -48,6 +53,7 @@ BREAKER_TRANSITIONS: Final = (
     ("cool", "open", "half_open"),
     ("recover", "half_open", "closed"),
     ("trip", "half_open", "open"),
+    ("release", "half_open", "closed"),
 )
 
 
@@ -85,6 +91,8 @@ class Health:
     probe_answered: bool = False
     #: until when the provider itself said to stay away (Retry-After): no probe shortens it
     retry_until: float = 0.0
+    #: the opening is a Retry-After's alone (below the threshold): it lasts what was said
+    held: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (what the Redis store keeps)."""
@@ -104,11 +112,12 @@ class Health:
                 else {}
             ),
             **({"retry_until": self.retry_until} if self.retry_until else {}),
+            **({"held": True} if self.held else {}),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Health:
-        """The inverse of :meth:`to_dict`."""
+        """The inverse of `to_dict`."""
         return cls(
             state=str(data.get("state", "closed")),
             consecutive=int(data.get("consecutive", 0)),
@@ -122,6 +131,7 @@ class Health:
             probed_at=float(data.get("probed_at", 0.0)),
             probe_answered=bool(data.get("probe_answered", False)),
             retry_until=float(data.get("retry_until", 0.0)),
+            held=bool(data.get("held", False)),
         )
 
 
@@ -172,6 +182,7 @@ def _open(
         _fire(health, "trip")
         if cooldown:
             health.openings = min(health.openings + 1, MAX_OPENINGS)
+    health.held = not cooldown and (health.held or health.openings == 0)
     wait = cooldown_for(policy, health.openings) if cooldown else 0.0
     health.open_until = max(health.open_until, now + wait, now + at_least)
     if at_least:
@@ -234,15 +245,25 @@ def record(
             health.openings = 0
             health.probes = 0
             health.recovered_at = now
+            health.held = False
         return
     health.consecutive += 1
-    if health.state == "half_open":
-        _open(health, policy, now, retry_after or 0.0)
-        return
     calls = sum(c[0] for c in health.calls.values())
     failures = sum(c[1] for c in health.calls.values())
     by_rate = calls >= policy.min_calls and failures / calls >= policy.failure_rate
-    if health.state == "closed" and (health.consecutive >= policy.failure_threshold or by_rate):
+    tripped = health.consecutive >= policy.failure_threshold or by_rate
+    if health.state == "half_open":
+        if health.held and not tripped:
+            if retry_after:  # it said again when to come back: held again, for that long
+                _open(health, policy, now, retry_after, cooldown=False)
+            else:  # it said nothing more: closed, the failure counted like any other
+                _fire(health, "release")
+                health.held = False
+                health.probes = 0
+            return
+        _open(health, policy, now, retry_after or 0.0)
+        return
+    if health.state == "closed" and tripped:
         _open(health, policy, now, retry_after or 0.0)
     elif retry_after:
         # The provider said when to come back: open until then (an opening already longer
