@@ -1,8 +1,8 @@
 """torq-fallback: declarative LLM provider fallback.
 
 Chains of providers are written in YAML, compiled into ``transitions`` state machines and run
-by one executor; every call returns the answer and a :class:`GenerationMeta` with the full
-attempt history. The integration point is :class:`LLMManager`.
+by one executor; every call returns the answer and a `GenerationMeta` with the full
+attempt history. The integration point is `LLMManager`.
 """
 
 from __future__ import annotations

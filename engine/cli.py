@@ -1,5 +1,5 @@
 """``python -m engine.cli``: the ``torq-fallback`` command (kept at this path; the command
-lives in :mod:`engine.tools.cli`)."""
+lives in `engine.tools.cli`)."""
 
 import sys
 

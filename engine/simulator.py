@@ -1,4 +1,4 @@
-"""The provider simulator at its documented path (it lives in :mod:`engine.tools.simulator`)."""
+"""The provider simulator at its documented path (it lives in `engine.tools.simulator`)."""
 
 from engine.tools.simulator import (
     PRESETS,

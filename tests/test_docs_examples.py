@@ -5,8 +5,6 @@ names options the command has (the concrete ones are run)."""
 
 from __future__ import annotations
 
-import ast
-import asyncio
 import json
 import re
 import shlex
@@ -14,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import PYTHON, ROOT, Scripted
+from helpers import PYTHON, ROOT
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -44,8 +42,12 @@ def test_the_readme_starts_with_the_two_commands():
     commands = [line for line in first.splitlines() if line and not line.startswith("#")]
     assert commands == [
         "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/torq-fallback demo",
-        "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/pytest",
+        "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/pytest -n auto",
     ]
+    # CI runs the very test command the README gives
+    tests = commands[1].rsplit(" && ", 1)[1]
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert [line for line in ci if line.startswith(".venv/bin/pytest")] == [tests]
 
 
 PYTHON_PAGES = [page for page in PAGES if blocks("python", page=page)]
@@ -53,31 +55,25 @@ PYTHON_PAGES = [page for page in PAGES if blocks("python", page=page)]
 
 @pytest.mark.parametrize("page", PYTHON_PAGES, ids=[p.name for p in PYTHON_PAGES])
 def test_the_python_examples_run(monkeypatch, page):
-    """A page's Python blocks, in order, in one namespace: the names they leave to the
-    reader (an in-house provider, screen helpers) are given here; every provider is the
-    simulator."""
+    """A page's Python blocks run as written, in order, in one namespace (a page reads top
+    to bottom): nothing is given to them but the environment, whose provider keys and URLs
+    point at the simulator. No top-level ``await``: a block that awaits runs its own loop."""
+    import sys
+    import types
+
     from engine import LLMManager
     from engine.simulator import Behaviour, Simulator, environment
 
-    shown: list[str] = []
-    namespace = {
-        "my_provider": Scripted(*["4"] * 10),
-        "providers": {"deepseek": Scripted("4")},
-        "clear_screen": shown.clear,
-        "show": shown.append,
-        "collect": lambda event: None,
-        "show_incomplete": shown.append,
-    }
+    module = types.ModuleType(f"docs_{page.stem}")  # a real module: dataclasses look it up
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    namespace = module.__dict__
     script = {name: [Behaviour("answer", text="4")] for name in ("deepseek", "openai", "claude")}
     monkeypatch.chdir(ROOT)
     managers: list[LLMManager] = []  # every manager a block makes, closed at the end
     with Simulator(script) as sim, environment(sim):
         try:
             for text, line in blocks("python", page=page):
-                code = compile(text, line, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-                result = eval(code, namespace)  # the documentation's own examples
-                if asyncio.iscoroutine(result):
-                    asyncio.run(result)
+                exec(compile(text, line, "exec"), namespace)  # the documentation's own examples
                 managers += [
                     v for v in namespace.values() if isinstance(v, LLMManager) and v not in managers
                 ]
@@ -153,6 +149,16 @@ def test_every_page_is_in_the_site_and_the_readme_is_short():
     listed = {next(iter(item.values())) for item in site["nav"]}
     assert listed == {p.name for p in PAGES if p.parent.name == "docs"}
     assert len(README.splitlines()) <= 200
+
+
+def test_the_home_page_and_the_readme_link_every_page():
+    from ruamel.yaml import YAML
+
+    site = YAML(typ="safe").load((ROOT / "mkdocs.yml").read_text())
+    pages = {next(iter(item.values())) for item in site["nav"]} - {"index.md"}
+    home = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+    assert sorted(p for p in pages if f"]({p}" not in home) == []
+    assert sorted(p for p in pages - {"api.md"} if f"](docs/{p}" not in README) == []
 
 
 def _help(command: list[str]) -> str:

@@ -78,7 +78,7 @@ class AcceptSpec(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Acceptance:
-    """A step's resolved acceptance rules (what :mod:`engine.core.acceptance` checks)."""
+    """A step's resolved acceptance rules (what `engine.core.acceptance` checks)."""
 
     json: bool = False
     schema: CompiledSchema | None = None
@@ -193,7 +193,7 @@ def resolve_acceptance(
 ) -> Acceptance:
     """A step's rules: its own keys, then the chain's ``defaults``, then the built-ins.
 
-    Raises :class:`AcceptanceProblem` for a schema that cannot be read or compiled."""
+    Raises `AcceptanceProblem` for a schema that cannot be read or compiled."""
     if defaults is None and step is None:
         return DEFAULT_ACCEPTANCE
     schema, source = _schema(defaults, step, base)

@@ -8,12 +8,12 @@ validated, so that nothing downstream can blow up in time, memory or recursion d
 ======================  ============================================================
 limit                   value
 ======================  ============================================================
-file size               :data:`MAX_FILE_BYTES` (256 KiB)
-nesting depth           :data:`MAX_DEPTH` levels of mappings and lists
-entries per mapping     :data:`MAX_ITEMS` (and per list)
+file size               `MAX_FILE_BYTES` (256 KiB)
+nesting depth           `MAX_DEPTH` levels of mappings and lists
+entries per mapping     `MAX_ITEMS` (and per list)
 anchors and aliases     refused (``&name`` / ``*name``): nothing to expand
-steps per chain         :data:`MAX_STEPS` (checked with the chain's other rules)
-problems printed        :data:`MAX_PROBLEMS_SHOWN`, then "… and N more"
+steps per chain         `MAX_STEPS` (checked with the chain's other rules)
+problems printed        `MAX_PROBLEMS_SHOWN`, then "… and N more"
 ======================  ============================================================
 """
 
@@ -59,7 +59,7 @@ def read_config_text(path: Path, root: Path | None = None) -> tuple[str | None, 
 
     The file must be a regular file (no device, pipe or directory), inside ``root`` (its
     own directory by default) once symlinks are followed, and at most
-    :data:`MAX_FILE_BYTES` long.
+    `MAX_FILE_BYTES` long.
     """
     source = str(path)
 

@@ -9,7 +9,7 @@ member of the step's pool, or to the same provider again, and the first success 
       provider: claude
       hedge: {after: p95, floor: 0.5}  # 0.5 s until the step has enough latencies
 
-:mod:`engine.core.hedging` runs the race.
+`engine.core.hedging` runs the race.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ Percentile = Literal["p50", "p75", "p90", "p95", "p99"]
 PERCENTILES: Final = {"p50": 0.5, "p75": 0.75, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 #: Most extra copies one attempt may have in flight.
 MAX_HEDGES: Final = 3
-#: Seconds a percentile ``after`` waits until the step has :data:`MIN_SAMPLES` latencies.
+#: Seconds a percentile ``after`` waits until the step has `MIN_SAMPLES` latencies.
 DEFAULT_FLOOR: Final = 1.0
 #: Latencies a step needs before its percentile replaces the floor.
 MIN_SAMPLES: Final = 20

@@ -1,4 +1,4 @@
-"""Chain files on disk -> validated :class:`~engine.chain.spec.Chain` objects, with every problem
+"""Chain files on disk -> validated `Chain` objects, with every problem
 located at file:line:column.
 
 YAML is read with ruamel.yaml's safe loader (plain data only, no tags that build objects);
@@ -205,7 +205,7 @@ def _in_file_order(problems: list[Problem]) -> list[Problem]:
 
 
 def capped(problems: list[Problem]) -> list[Problem]:
-    """At most :data:`~engine.chain.filelimits.MAX_PROBLEMS_SHOWN` problems, then one that says
+    """At most `MAX_PROBLEMS_SHOWN` problems, then one that says
     how many more there were."""
     if len(problems) <= MAX_PROBLEMS_SHOWN:
         return problems
@@ -219,7 +219,7 @@ def read_yaml(
     path: Path, list_prefix: Loc = ("steps",)
 ) -> tuple[Any, dict[Loc, _Pos], dict[Loc, _Pos], list[Problem]]:
     """Parse a YAML file safely: its data, where each value and key was written, and any
-    problem (unreadable, outside its directory, over a limit of :mod:`engine.chain.filelimits`,
+    problem (unreadable, outside its directory, over a limit of `engine.chain.filelimits`,
     invalid YAML, empty, not a mapping or list)."""
     source = str(path)
     text, refused = read_config_text(path)
@@ -271,7 +271,7 @@ def chain_from_data(
     a list of steps (provider names, or step dicts written as in a file) or a whole chain
     mapping (``{"deadline": 60, "steps": [...]}``). ``source`` names where the data came
     from in messages (default ``chain '<name>'``); ``base`` is where ``schema_file`` paths
-    start. Raises :class:`ChainConfigError` listing every problem."""
+    start. Raises `ChainConfigError` listing every problem."""
     if not isinstance(name, str) or not name.strip():
         raise TypeError(f"a chain's name is a non-empty str, not {name!r}")
     where = source or f"chain '{name}'"
@@ -290,7 +290,7 @@ def chain_from_data(
 
 
 def load_chain(path: str | os.PathLike[str]) -> Chain:
-    """Load one chain file or raise :class:`ChainConfigError` listing every problem."""
+    """Load one chain file or raise `ChainConfigError` listing every problem."""
     chain, problems = check_file(path)
     if chain is None:
         raise ChainConfigError(problems)

@@ -12,7 +12,7 @@ model), as written and as resolved.
 
 A bare list of names is a pool of equal weights: ``pool: [openai_east, openai_west]``.
 Choosing a member is not an attempt: each attempt records the member as its ``provider`` and
-the step id as its ``state``. :mod:`engine.core.routing` makes the choice.
+the step id as its ``state``. `engine.core.routing` makes the choice.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Chains that change while the application runs.
 
-:class:`ChainReloader` reads the chains directory again on demand (``manager.reload()``) or,
+`ChainReloader` reads the chains directory again on demand (``manager.reload()``) or,
 when watching, whenever a chain file changes. Loading, validating and compiling happen off
 the request path; the new chains then replace the running ones in one assignment, so
 requests already running finish on the chain they started with. The config's and the
@@ -16,7 +16,7 @@ What the operator never wrote is never run:
   permissions gone) keeps its last good chain, and says so. Only a file that is really gone
   sends its mode to the ``default`` chain. A chains directory that cannot be read (removed,
   say) keeps every chain as it was.
-- At most :data:`~engine.chain.loader.MAX_CHAIN_FILES` chain files are read.
+- At most `MAX_CHAIN_FILES` chain files are read.
 
 Watching costs next to nothing while nothing changes: each poll (every ``interval``
 seconds) is one ``stat`` of the directory and one of each chain file; the directory is
@@ -51,7 +51,7 @@ class _Compiled(Protocol):
 
 class ReloadTarget(Protocol):
     """What is reloaded: a set of running chains (the manager's
-    :class:`~engine.manager.chainset.ChainSet`)."""
+    `ChainSet`)."""
 
     chains_dir: Path
 
@@ -232,7 +232,7 @@ class ChainReloader:
     # -- watching -------------------------------------------------------------------------
 
     def watch(self) -> None:
-        """Start polling the chains directory (a daemon thread; :meth:`stop` ends it)."""
+        """Start polling the chains directory (a daemon thread; `stop` ends it)."""
         if self._thread is not None:
             return
         self._thread = threading.Thread(target=self._run, name="torq-chain-reload", daemon=True)

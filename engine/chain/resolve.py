@@ -1,4 +1,4 @@
-"""A validated chain spec resolved into a runnable :class:`~engine.chain.spec.Chain`: every
+"""A validated chain spec resolved into a runnable `Chain`: every
 setting known (the step's, else the chain's ``defaults``, else the built-ins), every route a
 machine state, pools resolved into members and acceptance rules compiled."""
 
@@ -57,8 +57,8 @@ def _params(spec: ChainSpec, step: StepSpec) -> dict[str, Any]:
 
 
 def build_chain(spec: ChainSpec, name: str, source: str, base: Path | None = None) -> Chain:
-    """Resolve a spec that :func:`~engine.chain.rules.check_chain` found sound (and whose
-    schemas compile) into a :class:`Chain`; ``base``: where ``schema_file`` paths start."""
+    """Resolve a spec that `check_chain` found sound (and whose
+    schemas compile) into a `Chain`; ``base``: where ``schema_file`` paths start."""
     entries = [_as_step(entry) for entry in spec.steps]
     ids = [_step_id(entry) for entry in entries]
     steps: list[Step] = []

@@ -82,7 +82,7 @@ def check_chain(spec: ChainSpec, *, reachability: bool = True) -> list[tuple[Loc
 
     Returns ``(location, message)`` pairs; an empty list means the chain is sound. Only
     forward jumps are allowed and retries are bounded, so a sound chain always terminates
-    within :attr:`Chain.max_attempts` attempts.
+    within `Chain.max_attempts` attempts.
     """
     problems: list[tuple[Loc, str]] = []
     ids = [_step_id(entry) for entry in spec.steps]

@@ -1,6 +1,6 @@
-"""The chain file format (pydantic models) and its resolution into a runnable :class:`Chain`.
+"""The chain file format (pydantic models) and its resolution into a runnable `Chain`.
 
-This module knows nothing of YAML or of files: :mod:`engine.chain.loader` turns a file into the
+This module knows nothing of YAML or of files: `engine.chain.loader` turns a file into the
 plain data validated here and turns the locations of problems into file:line:column.
 
 Format, in short (the default chains under ``chains/`` explain it in comments)::

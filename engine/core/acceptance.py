@@ -2,7 +2,7 @@
 (a ``json_object`` / ``json_schema`` response format; the tools it sent), checked on every
 answer before it is a success.
 
-:func:`judge` returns None for an answer that counts, or the reason it does not; the
+`judge` returns None for an answer that counts, or the reason it does not; the
 decision core then records the attempt as ``answer_rejected`` (tokens and cost kept: the
 call was paid for) and the chain moves on. Rules are checked in a fixed order, cheapest
 first: blank, length, tool calls, JSON, schemas, then the application's validators.
@@ -28,7 +28,7 @@ __all__ = ["Judge", "Validator", "conclude", "judge", "missing_validators", "rej
 
 #: An application's check: gets the answer, returns None (it counts) or why it does not.
 Validator: TypeAlias = Callable[[Completion], "str | None"]
-#: Decides whether an answer counts (:func:`judge`'s signature; ``simulate`` scripts one).
+#: Decides whether an answer counts (`judge`'s signature; ``simulate`` scripts one).
 Judge: TypeAlias = Callable[
     [Completion, Acceptance, ChatRequest, Mapping[str, Validator]], "str | None"
 ]
@@ -166,7 +166,7 @@ def conclude(
     """What a call's result (a ``(ok, value)`` pair or a stream's ``StreamDone``) says:
     classified, and an answer judged by ``accept`` (``answer_rejected`` when it fails).
     ``provider`` and ``source`` (the provider's name and object) name and read a failure
-    another client raised (:func:`~engine.core.classify.classify_exception`)."""
+    another client raised (`classify_exception`)."""
     ok, value = (result.ok, result.value) if isinstance(result, StreamDone) else result
     if not ok:
         return classify_exception(value, overrides, provider, source)

@@ -62,7 +62,7 @@ class Call:
 
 @dataclass(slots=True)
 class StreamDone:
-    """What a streamed call came to: like a :data:`CallResult`, plus how far it got
+    """What a streamed call came to: like a `CallResult`, plus how far it got
     (``chunks`` handed to the caller, time to the first, the text handed over)."""
 
     ok: bool
@@ -75,7 +75,7 @@ class StreamDone:
 @dataclass(slots=True)
 class Launch:
     """Start copy number ``copy`` of a hedged attempt (0 is the attempt itself) and return
-    at once (answered with None); :class:`Await` says when it ends."""
+    at once (answered with None); `Await` says when it ends."""
 
     copy: int
     call: Call
@@ -85,8 +85,8 @@ class Launch:
 class Await:
     """Wait for a launched copy to end, until ``until`` on the runtime's monotonic clock
     (None: for as long as it takes). Answered with ``(copy, result)``, the result a
-    :data:`~engine.providers.base.CallResult` (a :class:`StreamDone` for a streamed copy,
-    or :data:`FIRST_CHUNK` when a streamed copy has its first chunk ready), or None when
+    `CallResult` (a `StreamDone` for a streamed copy,
+    or `FIRST_CHUNK` when a streamed copy has its first chunk ready), or None when
     ``until`` came first."""
 
     until: float | None
@@ -103,12 +103,12 @@ class Abandon:
 @dataclass(slots=True)
 class Follow:
     """Streams: hand the caller this copy's chunks, its first included, until it ends;
-    answered with its :class:`StreamDone`."""
+    answered with its `StreamDone`."""
 
     copy: int
 
 
-#: What :class:`Await` answers for a streamed copy whose first chunk is ready.
+#: What `Await` answers for a streamed copy whose first chunk is ready.
 FIRST_CHUNK: Final = "first chunk"
 
 

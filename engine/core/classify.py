@@ -1,7 +1,7 @@
 """What an attempt's result means: the one function that maps a provider's result or
-exception onto the outcome taxonomy (:mod:`engine.types.outcomes`).
+exception onto the outcome taxonomy (`engine.types.outcomes`).
 
-Every attempt ends in exactly one :class:`Outcome`. Its ``category`` fires the chain's
+Every attempt ends in exactly one `Outcome`. Its ``category`` fires the chain's
 state machine (``success``, ``retryable``, ``timeout``, ``non_retryable``); its
 ``error_category`` and ``error_code`` go into the attempt record; ``transient`` says
 whether trying the *same* step again can help.
@@ -101,7 +101,7 @@ def classify_exception(
     of given codes, never the recorded ``error_category``. ``provider`` names the step's
     provider and ``source`` is the provider object: a failure another client raised (an
     SDK's, httpx's, requests', aiohttp's) is read as the engine's own provider reads the same
-    reply (:mod:`engine.providers.foreign`; with the wire the object declares, if any), and
+    reply (`engine.providers.foreign`; with the wire the object declares, if any), and
     named after ``provider``.
     """
     wire = _declared_wire(source) if source is not None else None
@@ -162,7 +162,7 @@ def _outcome(
 
 
 #: What a host's ``error_category`` (TORQ Console's four) means when its code says nothing
-#: more; the code refines it within its family, never across (:func:`host_rule`).
+#: more; the code refines it within its family, never across (`host_rule`).
 HOST_RULES: Final[Mapping[str, Rule]] = {
     "timeout": Rule("timeout", "timeout", True),
     "provider_error": Rule("retryable", _PROVIDER, False),

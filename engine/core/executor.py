@@ -1,9 +1,9 @@
 """Runs one request through a compiled chain.
 
-The decisions live in one generator, :meth:`FallbackExecutor.decide`: it looks the step's
-provider up, yields the actions of :mod:`engine.core.actions` (a call, a sleep, a health
+The decisions live in one generator, `FallbackExecutor.decide`: it looks the step's
+provider up, yields the actions of `engine.core.actions` (a call, a sleep, a health
 operation), classifies what comes back, records the attempt and fires the machine. The
-shells (:meth:`~FallbackExecutor.execute`, :meth:`~FallbackExecutor.aexecute`, streams)
+shells (`execute`, `aexecute`, streams)
 only perform actions, so all follow the same path for the same outcomes. This is the only
 retry layer: providers must not retry on their own.
 """
@@ -82,7 +82,7 @@ class FallbackExecutor(Performer):
         self.routing = Routing()
         #: Hedged steps' recent latencies (``hedge: {after: p95}``).
         self.hedges = HedgeLatencies()
-        #: The threads sync races run their copies on (joined by :meth:`close`).
+        #: The threads sync races run their copies on (joined by `close`).
         self.workers = Workers()
         #: Makes a sync shell's race, given how one streamed copy is performed (None: the
         #: copies are plain calls); replaceable: ``simulate`` races over virtual time.
@@ -102,10 +102,10 @@ class FallbackExecutor(Performer):
         timeout: float,
         per_attempt: float | None = None,
     ) -> Completion:
-        """Run ``chain`` synchronously for a prompt or a :class:`ChatRequest`; fill
+        """Run ``chain`` synchronously for a prompt or a `ChatRequest`; fill
         ``meta``; return the answer.
 
-        Raises :class:`ChainExhaustedError` or :class:`ChainAbortedError` (``meta`` is
+        Raises `ChainExhaustedError` or `ChainAbortedError` (``meta`` is
         filled either way). ``timeout`` caps the whole run, with the chain's deadline;
         ``per_attempt``, when given, caps each attempt as well.
         """
@@ -121,7 +121,7 @@ class FallbackExecutor(Performer):
         timeout: float,
         per_attempt: float | None = None,
     ) -> Completion:
-        """The async twin of :meth:`execute`: same decisions, awaited I/O."""
+        """The async twin of `execute`: same decisions, awaited I/O."""
         return await self.adrive(
             self.decide(chain, as_request(prompt), meta, timeout, per_attempt=per_attempt)
         )
@@ -136,7 +136,7 @@ class FallbackExecutor(Performer):
         per_attempt: float | None = None,
     ) -> Decisions:
         """The decision core, the seam every shell drives: yields one request's actions
-        (:mod:`engine.core.actions`), is sent each one's result, returns the answer or
+        (`engine.core.actions`), is sent each one's result, returns the answer or
         raises the chain's failure. ``stream``: calls are streamed calls; ``per_attempt``:
         seconds no attempt may exceed (besides its step's timeout and the deadline)."""
         rt = self.runtime

@@ -1,4 +1,4 @@
-"""Hedged requests (``hedge:`` on a step; :mod:`engine.chain.hedge`): the race, decided in the
+"""Hedged requests (``hedge:`` on a step; `engine.chain.hedge`): the race, decided in the
 sans-IO core.
 
 A hedged attempt is launched rather than called. While no copy has answered (for a stream:
@@ -10,9 +10,9 @@ abandoned (the shells cancel them and close their connections) and recorded as
 ``cancelled`` with code ``hedge_lost``. A copy that fails while another still runs is
 recorded and the race goes on; the last copy to end decides the step when none succeeds.
 
-The shells only launch, wait and cancel (:class:`~engine.core.actions.Launch`,
-:class:`~engine.core.actions.Await`, :class:`~engine.core.actions.Abandon`,
-:class:`~engine.core.actions.Follow`), so the path is a function of the outcomes and the
+The shells only launch, wait and cancel (`Launch`,
+`Await`, `Abandon`,
+`Follow`), so the path is a function of the outcomes and the
 clock, and ``simulate`` plays the same race over virtual time.
 """
 

@@ -9,7 +9,7 @@ longest the wait could be (``bound``, not the jittered draw) fits under ``backof
 before the deadline. Otherwise the category's route is taken.
 
 The machine is built once per chain (``model=None``); each request moves a small
-:class:`Run` through it, so nothing is built per request. A chain's machine has no
+`Run` through it, so nothing is built per request. A chain's machine has no
 callbacks (no ``before``/``after``/``prepare``, no state ``on_enter``/``on_exit``, no
 machine-wide hooks: what happens around a transition is the executor's business), so its
 events and transitions are ``transitions``' own classes with the callback plumbing left out:
@@ -204,7 +204,7 @@ class CompiledChain:
         budget: bool = True,
     ) -> str:
         """Move ``run`` by ``trigger``; return the state it is in afterwards. ``bound`` is the
-        longest a retry's wait could be (see :func:`~engine.core.runtime.backoff_bound`);
+        longest a retry's wait could be (see `backoff_bound`);
         ``budget`` whether the provider's retry budget allows one more retry."""
         moved = self._events[trigger].trigger(
             run, transient=transient, bound=bound, now=now, budget=budget

@@ -1,6 +1,6 @@
 """What an engine learns of each pool member as requests go: its requests in flight, its
 latency (a peak EWMA), and when its breaker last recovered (slow start). The strategies of
-:mod:`engine.core.routing` choose by it."""
+`engine.core.routing` choose by it."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The shells: how the decision core's actions are performed, with blocking I/O
-(:meth:`Performer.drive`) or awaited (:meth:`Performer.adrive`): a provider call, a hedged
+(`Performer.drive`) or awaited (`Performer.adrive`): a provider call, a hedged
 race, a sleep on the runtime's clock, an operation on the health store within the
 attempt's time left. The same decisions take the same path in both."""
 
@@ -102,7 +102,7 @@ class Performer:
             HEALTH_BUDGET.reset(token)
 
     async def aperform(self, action: Sleep | HealthOp) -> Any:
-        """The async twin of :meth:`perform` (the store's async operations)."""
+        """The async twin of `perform` (the store's async operations)."""
         if isinstance(action, Sleep):
             await self.runtime.asleep(action.seconds)
             return None

@@ -1,5 +1,5 @@
 """Taking a call's share of its provider's quota before it goes (``quota: {rpm, tpm}`` in
-providers.yaml; :mod:`engine.health.quota`), waiting for it up to the step's ``quota_wait``
+providers.yaml; `engine.health.quota`), waiting for it up to the step's ``quota_wait``
 within the deadline, and correcting the tokens taken by the usage the reply reports."""
 
 from __future__ import annotations

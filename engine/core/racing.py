@@ -1,12 +1,12 @@
-"""How the shells perform a hedged attempt's race (:mod:`engine.core.hedging` decides it):
+"""How the shells perform a hedged attempt's race (`engine.core.hedging` decides it):
 launch copies, wait for the next to end (or, streamed, to have its first chunk), cancel the
 losers, and hand over a streamed winner's chunks.
 
-- :class:`ThreadRace` (sync shells): each copy runs on a worker thread of the executor's
-  small pool (joined by :meth:`FallbackExecutor.close`); a cancelled copy's socket is shut
-  down (:class:`~engine.providers.network.Cancel`), so its thread ends at once and the
+- `ThreadRace` (sync shells): each copy runs on a worker thread of the executor's
+  small pool (joined by `FallbackExecutor.close`); a cancelled copy's socket is shut
+  down (`Cancel`), so its thread ends at once and the
   server sees the connection closed. Nothing a cancelled copy does reaches the caller.
-- :class:`TaskRace` (async shells): each copy is a task; a cancelled one is awaited until
+- `TaskRace` (async shells): each copy is a task; a cancelled one is awaited until
   it has closed its connection.
 
 A streamed copy hands its chunks through a one-slot channel, so it reads no further ahead
@@ -36,11 +36,11 @@ _MAX_WORKERS: Final = 64
 
 
 class SyncRace(Protocol):
-    """What a sync shell performs a race with (a :class:`ThreadRace`, or ``simulate``'s
+    """What a sync shell performs a race with (a `ThreadRace`, or ``simulate``'s
     race over virtual time)."""
 
     def do(self, action: Launch | Await | Abandon) -> Any:
-        """Perform a race action other than :class:`Follow`."""
+        """Perform a race action other than `Follow`."""
 
     def follow(self, action: Follow) -> Generator[Any, None, StreamDone]:
         """Hand over the winning streamed copy's chunks until it ends."""
@@ -125,7 +125,7 @@ class ThreadRace:
         self._gone: set[int] = set()
 
     def do(self, action: Launch | Await | Abandon) -> Any:
-        """Perform a race action (not :class:`Follow`: see :meth:`follow`)."""
+        """Perform a race action (not `Follow`: see `follow`)."""
         if isinstance(action, Launch):
             self._launch(action)
             return None
@@ -235,7 +235,7 @@ class TaskRace:
         self._gone: set[int] = set()
 
     async def do(self, action: Launch | Await | Abandon) -> Any:
-        """Perform a race action (not :class:`Follow`: see :meth:`follow`)."""
+        """Perform a race action (not `Follow`: see `follow`)."""
         if isinstance(action, Launch):
             self._launch(action)
             return None

@@ -31,7 +31,7 @@ _TOOL_NAME: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 def strict_json(value: Any, where: str, depth: int = 0) -> None:
     """Raise unless ``value`` is JSON as the wire needs it: dicts with string keys, lists,
-    strings, finite numbers, booleans and None, at most :data:`MAX_JSON_DEPTH` deep."""
+    strings, finite numbers, booleans and None, at most `MAX_JSON_DEPTH` deep."""
     if value is None or isinstance(value, str | bool | int):
         return
     if isinstance(value, float):

@@ -1,4 +1,4 @@
-"""Which member of a pool an attempt goes to (``pool:`` steps; :mod:`engine.chain.pools`).
+"""Which member of a pool an attempt goes to (``pool:`` steps; `engine.chain.pools`).
 
 Choosing is not an attempt. The members whose breakers are open (or, for a retry, that were
 already tried, while another remains) leave the draw; the step's ``strategy`` picks among the
@@ -244,7 +244,7 @@ def choose_member(
     rt: Runtime,
     deadline: float,
 ) -> Generator[Action, Any, Choice]:
-    """Pick the member for a pool step's attempt and return the :class:`Choice`.
+    """Pick the member for a pool step's attempt and return the `Choice`.
 
     The member drawn is asked, in turn, whether its window holds the request, whether its
     breaker admits the call, and whether its quota has room; one that says no leaves the

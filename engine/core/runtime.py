@@ -43,7 +43,7 @@ def backoff_delay(
 
 
 def backoff_bound(retry: int, base: float, cap: float, retry_after: float | None) -> float:
-    """The longest :func:`backoff_delay` can be for these inputs: the jitter's ceiling, or
+    """The longest `backoff_delay` can be for these inputs: the jitter's ceiling, or
     the ``retry_after`` floor when that is longer.
 
     Whether a retry fits (under ``backoff_max``, before the deadline) is decided on this

@@ -1,17 +1,17 @@
 """Streaming through a chain: the sync and async shells that perform the decision core's
-streamed calls, and the stream objects :meth:`LLMManager.stream` / ``astream`` return.
+streamed calls, and the stream objects `LLMManager.stream` / ``astream`` return.
 
 The rule: until the first chunk is handed to the caller, any failure (connect, status, an
 error event, no first token within ``first_token_timeout``) falls back along the chain
 exactly as a non-streaming call would, and the caller sees nothing of the failed attempts.
 After the first chunk, the chain's ``on_midstream`` decides: ``fail`` raises
-:class:`~engine.errors.StreamInterruptedError` (``meta.truncated`` is true), ``restart``
-runs the next step from the beginning and first yields a :class:`Reset`. Two providers'
+`StreamInterruptedError` (``meta.truncated`` is true), ``restart``
+runs the next step from the beginning and first yields a `Reset`. Two providers'
 output is never spliced into one answer, and a cut stream never ends as if complete.
 
 Streaming providers implement ``stream(*, request, timeouts, model=None)`` (an iterator)
-and/or ``astream(...)`` (an async iterator) yielding :class:`TextDelta` /
-:class:`ToolCallDelta` and, last, the whole :class:`~engine.types.completion.Completion`. Any
+and/or ``astream(...)`` (an async iterator) yielding `TextDelta` /
+`ToolCallDelta` and, last, the whole `Completion`. Any
 other provider is called as usual and its answer handed over as one chunk.
 """
 
@@ -143,7 +143,7 @@ def _pump(action: Call) -> Generator[StreamEvent, None, StreamDone]:
 
 
 async def _apump(action: Call, out: list[Any]) -> AsyncGenerator[StreamEvent, None]:
-    """The async twin of :func:`_pump`; its result is appended to ``out`` as a StreamDone
+    """The async twin of `_pump`; its result is appended to ``out`` as a StreamDone
     (async generators cannot return values)."""
     progress = _Progress(action)
     method = getattr(action.provider, "astream", None) or getattr(action.provider, "stream", None)
@@ -205,8 +205,8 @@ class _Streamed:
 
 
 class ChatStream(_Streamed):
-    """A streamed answer: iterate it for :class:`TextDelta`, :class:`ToolCallDelta` and
-    (with ``on_midstream: restart``) :class:`Reset` events.
+    """A streamed answer: iterate it for `TextDelta`, `ToolCallDelta` and
+    (with ``on_midstream: restart``) `Reset` events.
 
     ``meta`` fills in as the stream goes (each attempt's record when it ends) and is
     complete when the iteration ends; ``completion`` is the whole answer then. Failures
@@ -263,7 +263,7 @@ class ChatStream(_Streamed):
 
 
 class AsyncChatStream(_Streamed):
-    """The async twin of :class:`ChatStream`: ``async for event in stream``."""
+    """The async twin of `ChatStream`: ``async for event in stream``."""
 
     _events: AsyncGenerator[StreamEvent, None]
 

@@ -2,12 +2,12 @@
 
 A socket timeout bounds each read, not a command: a Redis that drips its reply a byte at a
 time (or a frozen one, reachable but silent) holds a command for as many timeouts as it
-likes. Here a sync command runs under an absolute deadline (:func:`command_deadline`), and
+likes. Here a sync command runs under an absolute deadline (`command_deadline`), and
 the sockets of the Redis client's connections give each operation only the time left
-before it (:func:`deadline_connection`); async commands run under ``asyncio.timeout``.
+before it (`deadline_connection`); async commands run under ``asyncio.timeout``.
 
 The deadline is the store's per-command ``timeout`` (a few milliseconds), and never more
-than what is left of the attempt that asks (:data:`HEALTH_BUDGET`, set by the executor).
+than what is left of the attempt that asks (`HEALTH_BUDGET`, set by the executor).
 """
 
 from __future__ import annotations

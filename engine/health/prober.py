@@ -1,17 +1,17 @@
 """Active health checks: while a provider's breaker is open, the provider is asked a
 question that costs no tokens (its list of models), every ``interval`` seconds
-(:class:`~engine.health.policy.ProbePolicy`), and its breaker half-opens as soon as it
+(`ProbePolicy`), and its breaker half-opens as soon as it
 answers. A recovered provider then gets traffic again within a probe interval of its
 recovery, without a user's request spent on finding out; a probe is never counted as a
 request (no breaker window, no retry budget, no quota).
 
-One prober per provider per process: :class:`Prober` runs the probes of one manager on one
+One prober per provider per process: `Prober` runs the probes of one manager on one
 daemon thread, started when a breaker first opens (or at once when health is shared, since
 another process may open one). With health shared through Redis, a lease
-(:meth:`~engine.health.store.HealthStore.claim_probe`) makes one process of the whole
+(`claim_probe`) makes one process of the whole
 deployment probe each provider; the others see the result in the shared record.
 
-:meth:`Prober.tick` does one round at a given time: tests drive it on a fake clock.
+`Prober.tick` does one round at a given time: tests drive it on a fake clock.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class ProbeTarget:
 class Prober:
     """The probes of one manager (see the module docstring). ``targets`` lists what may be
     probed now (read each round: chains reload); ``wall`` is the clock breakers use;
-    ``emit`` takes each :class:`ProbeFinished`."""
+    ``emit`` takes each `ProbeFinished`."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""Quotas in Redis: the quota operations of :class:`~engine.health.redis_store.RedisHealthStore`,
+"""Quotas in Redis: the quota operations of `RedisHealthStore`,
 on the same records, compare-and-set and local fallback as its breakers."""
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ each other's updates: a writer whose read was stale gets the current record back
 same round trip and applies its change again.
 
 Sync code uses a ``redis.Redis`` client; async code an ``redis.asyncio`` client per event
-loop (closed with its loop, or by :meth:`aclose`), so health never blocks a loop.
+loop (closed with its loop, or by `aclose`), so health never blocks a loop.
 
 Reads come from a short local cache (``cache_ttl`` seconds, refreshed by every write), so an
 attempt costs at most one round trip in the steady state. If Redis cannot be reached the
@@ -16,9 +16,9 @@ again every ``retry_interval`` seconds, and says so once more when it is back.
 
 Redis never holds a request: every command has one deadline, whole (``timeout``, a few
 milliseconds: connecting, sending and every read of the reply; never more than what is left
-of the attempt; :mod:`engine.health.deadline`), past which the request goes on with local
+of the attempt; `engine.health.deadline`), past which the request goes on with local
 health. A record that is not a breaker record (garbage, the wrong shape, numbers out of
-range) or larger than :data:`MAX_RECORD_BYTES` (only that much is ever read) counts as
+range) or larger than `MAX_RECORD_BYTES` (only that much is ever read) counts as
 absent, logged once.
 """
 
@@ -66,7 +66,7 @@ _log = logging.getLogger("engine.health")
 
 
 class RedisHealthStore(RedisQuotas):
-    """A :class:`~engine.health.store.HealthStore` in Redis (``url``: ``redis://host:port/db``).
+    """A `HealthStore` in Redis (``url``: ``redis://host:port/db``).
 
     ``namespace`` prefixes every key; records expire ``ttl`` seconds after their last change.
     """

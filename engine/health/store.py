@@ -1,6 +1,6 @@
 """Where provider health lives: one interface, and the in-process store (the default).
 
-A store keeps one :class:`~engine.health.breaker.Health` record per breaker key
+A store keeps one `Health` record per breaker key
 (``provider`` or ``provider:model``) and applies the breaker's rules to it atomically. The
 executor's decision core asks for these operations as actions (health is I/O when it lives
 in Redis); the shells perform them.
@@ -77,32 +77,32 @@ class HealthStore(Protocol):
     async def atake_quota(
         self, key: str, policy: QuotaPolicy, now: float, tokens: int
     ) -> QuotaGrant:
-        """The async twin of :meth:`take_quota`."""
+        """The async twin of `take_quota`."""
         ...
 
     async def asettle_quota(self, key: str, now: float, tokens: int) -> None:
-        """The async twin of :meth:`settle_quota`."""
+        """The async twin of `settle_quota`."""
         ...
 
     async def apeek(
         self, keys: Sequence[str], policies: Sequence[BreakerPolicy], now: float
     ) -> list[Admission]:
-        """The async twin of :meth:`peek` (an event loop is never blocked on the store)."""
+        """The async twin of `peek` (an event loop is never blocked on the store)."""
         ...
 
     async def aadmit(self, key: str, policy: BreakerPolicy, now: float, force: bool) -> Admission:
-        """The async twin of :meth:`admit`."""
+        """The async twin of `admit`."""
         ...
 
     async def arecord(
         self, key: str, policy: BreakerPolicy, budget: RetryBudgetPolicy, now: float,
         failed: bool | None, probe: bool, retry_after: float | None, retry: bool,
     ) -> None:  # fmt: skip
-        """The async twin of :meth:`record`."""
+        """The async twin of `record`."""
         ...
 
     async def aretry_allowed(self, key: str, budget: RetryBudgetPolicy, now: float) -> bool:
-        """The async twin of :meth:`retry_allowed`."""
+        """The async twin of `retry_allowed`."""
         ...
 
 

@@ -1,4 +1,4 @@
-"""What a manager is made of, built from its :class:`~engine.manager.environment.Settings`:
+"""What a manager is made of, built from its `Settings`:
 the providers, the health store and the request log; and closing them again.
 
 Building opens no connection: HTTP clients, Redis connections and the log file are opened

@@ -2,8 +2,8 @@
 and the environment on top, the one-step chains of the single-provider path (cached), and
 the swap that puts reloaded chains in place.
 
-:class:`ChainSet` is what :class:`~engine.chain.reload.ChainReloader` reloads, through its
-public :meth:`ChainSet.compile` and :meth:`ChainSet.swap`.
+`ChainSet` is what `ChainReloader` reloads, through its
+public `ChainSet.compile` and `ChainSet.swap`.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class ChainSet:
         self._single: dict[tuple[str, str], CompiledChain] = {}
         #: The chains read from the chains directory's files, by name (reload replaces them).
         self.file_chains: dict[str, Chain] = load_chains(self.chains_dir) if read_files else {}
-        #: name -> compiled chain; replaced whole by :meth:`swap`, never changed in place.
+        #: name -> compiled chain; replaced whole by `swap`, never changed in place.
         self.chains: dict[str, CompiledChain] = self.compile(self.file_chains)
         #: mode -> the name of the chain that serves it (a seed mode without one: default)
         self.modes: dict[str, str] = self._pending_modes

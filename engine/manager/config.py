@@ -1,4 +1,4 @@
-"""The ``config`` dict of :class:`~engine.manager.LLMManager` and the arguments of its calls,
+"""The ``config`` dict of `LLMManager` and the arguments of its calls,
 validated where they enter, with errors that name the key or argument at fault.
 
 ``config`` is checked by a pydantic model (unknown keys refused, with "did you mean");
@@ -199,7 +199,7 @@ _MODE_NAME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
 
 
 def check_mode(mode: Any) -> Mode:
-    """A call's ``mode``: an :class:`ExecutionMode`, or a mode's name (a seed mode's value
+    """A call's ``mode``: an `ExecutionMode`, or a mode's name (a seed mode's value
     gives its member). Whether a chain serves it is the chain set's to say."""
     if isinstance(mode, ExecutionMode):
         return mode

@@ -8,17 +8,17 @@ The seed guide's Step 1 puts the executor in the host's manager::
 
 It looks each attempt's provider up through the host's ``get_provider(name)`` (once per
 attempt, when it starts), calls the host's provider objects, reads every failure they raise
-as the engine reads its own (:func:`~engine.core.classify.classify_exception`: the host's
+as the engine reads its own (`classify_exception`: the host's
 ``error_category``/``code``, an SDK's or HTTP client's reply or transport fault), fills the
 host's own ``meta`` object in place, and raises what the host catches.
 
-Sync or async: :meth:`ProviderFallbackExecutor.generate_with_fallback` is awaited by a host
+Sync or async: `ProviderFallbackExecutor.generate_with_fallback` is awaited by a host
 whose manager is ``async`` and called plainly by the seed guide's synchronous manager and
 tests. It decides by its caller: called from an ``async def`` it returns an awaitable (the
 async shell: awaited I/O, async providers awaited in the running loop); called from plain
 code it runs the request and returns the text (the sync shell; async providers run to
-completion on a loop of their own). :meth:`~ProviderFallbackExecutor.agenerate_with_fallback`
-and :meth:`~ProviderFallbackExecutor.generate_with_fallback_sync` say which explicitly
+completion on a loop of their own). `agenerate_with_fallback`
+and `generate_with_fallback_sync` say which explicitly
 (``asyncio.run(executor.agenerate_with_fallback(...))``, a wrapper between the caller and
 the executor).
 """
@@ -100,9 +100,9 @@ class ProviderFallbackExecutor:
     """The seed guide's executor, embedded in a host's manager (see the module docstring).
 
     ``llm_manager`` is anything with ``get_provider(name)``; ``chain_config`` the provider
-    order of each mode (:class:`~engine.manager.seed.ProviderChainConfig`), used for the
+    order of each mode (`ProviderChainConfig`), used for the
     modes the chains directory (``config['chains_dir']`` or ``TORQ_CHAINS_DIR``, when one is
-    named) has no file for. ``config`` takes :class:`~engine.LLMManager`'s keys (health,
+    named) has no file for. ``config`` takes `LLMManager`'s keys (health,
     telemetry, reload, providers.yaml's policies, ``chains``), and the ``TORQ_*`` variables
     are read as it reads them. ``error_classes`` names the host's own exception classes
     (a mapping by ``error_category``, or a module holding ``ProviderError``,
@@ -212,7 +212,7 @@ class ProviderFallbackExecutor:
         return value in ("timeout", "provider_error", "exception")
 
     def add_sink(self, sink: Sink) -> None:
-        """Register a telemetry sink (``handle(event)``; see :mod:`engine.telemetry.events`)."""
+        """Register a telemetry sink (``handle(event)``; see `engine.telemetry.events`)."""
         self._executor.sinks.add(sink)
 
     @property
@@ -224,7 +224,7 @@ class ProviderFallbackExecutor:
         return self._reloader_
 
     def reload(self) -> dict[str, Any]:
-        """Read the chains directory again (as :meth:`engine.LLMManager.reload`)."""
+        """Read the chains directory again (as `engine.LLMManager.reload`)."""
         if self.settings.chains_dir_given:
             self._reloader.reload()
             return self._reloader.status()
@@ -237,7 +237,7 @@ class ProviderFallbackExecutor:
         build.close_all([self._executor, self.health.store, *self._executor.sinks])
 
     async def aclose(self) -> None:
-        """The async twin of :meth:`close`."""
+        """The async twin of `close`."""
         if self._reloader_ is not None:
             self._reloader_.stop()
         await build.aclose_all([self.health.store])
@@ -295,7 +295,7 @@ class ProviderFallbackExecutor:
         meta: Any = None,
         timeout: float = 60,
     ) -> str:
-        """:meth:`generate_with_fallback`, always run synchronously."""
+        """`generate_with_fallback`, always run synchronously."""
         compiled, ours, seconds = self._plan(prompt, mode, tools, timeout)
         try:
             answer = self._executor.execute(
@@ -315,7 +315,7 @@ class ProviderFallbackExecutor:
         meta: Any = None,
         timeout: float = 60,
     ) -> str:
-        """:meth:`generate_with_fallback`, always awaited (the async shell)."""
+        """`generate_with_fallback`, always awaited (the async shell)."""
         compiled, ours, seconds = self._plan(prompt, mode, tools, timeout)
         try:
             answer = await self._executor.aexecute(
@@ -328,7 +328,7 @@ class ProviderFallbackExecutor:
         return answer.text
 
     def _raise(self, error: ChainExhaustedError | ChainAbortedError) -> NoReturn:
-        """Raise what the host catches for a chain that failed (:mod:`engine.manager.raised`)."""
+        """Raise what the host catches for a chain that failed (`engine.manager.raised`)."""
         attempts = error.attempts
         cause = error.__cause__
         raises = self.raises.with_seen([cause] if cause is not None else [])

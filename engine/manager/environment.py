@@ -1,7 +1,7 @@
 """Where a manager's settings come from: the ``config`` dict, the environment, the files.
 
-:func:`resolve_settings` is the one place that reads ``TORQ_*`` variables, and it reads them
-once, at construction, into one frozen :class:`Settings`. Precedence, highest first: the
+`resolve_settings` is the one place that reads ``TORQ_*`` variables, and it reads them
+once, at construction, into one frozen `Settings`. Precedence, highest first: the
 ``config`` dict, then the environment, then the chains directory's files
 (``providers.yaml``), then the engine's defaults.
 
@@ -113,7 +113,7 @@ def resolve_settings(
     config: Mapping[str, Any] | None, environ: Mapping[str, str] | None = None
 ) -> Settings:
     """The settings of a manager (raises ``TypeError``/``ValueError`` naming the key or
-    the variable at fault, or :class:`~engine.errors.ChainConfigError` for a bad file)."""
+    the variable at fault, or `ChainConfigError` for a bad file)."""
     env = os.environ if environ is None else environ
     parsed = parse_config(config)
     chains_dir = resolve_chains_dir(parsed.chains_dir, env)

@@ -1,9 +1,9 @@
 """``LLMManager``: the one integration point, with the API of TORQ Console's manager.
 
-A thin façade: its settings come from :mod:`engine.manager.environment` (the config dict,
-then ``TORQ_*`` variables, then files), its parts from :mod:`engine.manager.build`, its
-chains from :class:`~engine.manager.chainset.ChainSet`; requests run on the
-:class:`~engine.core.executor.FallbackExecutor`.
+A thin façade: its settings come from `engine.manager.environment` (the config dict,
+then ``TORQ_*`` variables, then files), its parts from `engine.manager.build`, its
+chains from `ChainSet`; requests run on the
+`FallbackExecutor`.
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ class LLMManager:
 
     The built-in providers (deepseek, openai, claude, ollama) and those of
     ``providers.yaml`` in the chains directory are HTTP providers reading their keys from
-    the environment; close them with :meth:`close` / :meth:`aclose` or a ``with`` block.
+    the environment; close them with `close` / `aclose` or a ``with`` block.
 
-    ``config`` keys (all optional): see :class:`~engine.manager.config.ManagerConfig`.
+    ``config`` keys (all optional): see `ManagerConfig`.
     ``runtime`` injects clock, sleep and randomness.
     """
 
@@ -126,7 +126,7 @@ class LLMManager:
         return build.policies_of(self.provider_settings, name)
 
     def add_sink(self, sink: Sink) -> None:
-        """Register a telemetry sink (``handle(event)``; see :mod:`engine.telemetry.events`)."""
+        """Register a telemetry sink (``handle(event)``; see `engine.telemetry.events`)."""
         self._executor.sinks.add(sink)
 
     def register_validator(self, name: str, check: Callable[[Completion], str | None]) -> None:
@@ -161,7 +161,7 @@ class LLMManager:
         )
 
     async def aclose(self) -> None:
-        """The async twin of :meth:`close` (async clients closed in their own loops)."""
+        """The async twin of `close` (async clients closed in their own loops)."""
         self.prober.stop()
         if self._reloader_ is not None:
             self._reloader_.stop()
@@ -192,7 +192,7 @@ class LLMManager:
         return self.chainset.chain_for(mode)
 
     def chain_for_provider(self, provider: str, mode: ExecutionMode | str) -> CompiledChain:
-        """The one-step chain of the single-provider path (see :class:`ChainSet`)."""
+        """The one-step chain of the single-provider path (see `ChainSet`)."""
         return self.chainset.chain_for_provider(provider, mode)
 
     @property
@@ -208,7 +208,7 @@ class LLMManager:
         """Read the chains directory again: every valid changed chain replaces the running
         one at once (requests already running finish on theirs), every invalid one keeps
         the previous chain and is reported once, with file:line. Returns
-        :meth:`chain_status`."""
+        `chain_status`."""
         self._reloader.reload()
         return self.chain_status()
 
@@ -247,7 +247,7 @@ class LLMManager:
         ``timeout`` bounds the whole call in seconds, together with the chain's deadline.
         When every provider fails, the text is a friendly error and ``meta.error`` is set.
         ``tools`` is the seed's list of tool *names*, recorded in ``meta.tools_used`` and
-        not sent to any provider; to offer tool definitions to the model, use :meth:`chat`.
+        not sent to any provider; to offer tool definitions to the model, use `chat`.
         """
         chain, meta, seconds = self._prompt_plan(
             prompt, provider, mode, tools, timeout, use_fallback
@@ -267,7 +267,7 @@ class LLMManager:
         timeout: float = 60,
         use_fallback: bool = True,
     ) -> tuple[str, GenerationMeta]:
-        """The async twin of :meth:`generate_response`."""
+        """The async twin of `generate_response`."""
         chain, meta, seconds = self._prompt_plan(
             prompt, provider, mode, tools, timeout, use_fallback
         )
@@ -294,8 +294,8 @@ class LLMManager:
     ) -> tuple[Completion, GenerationMeta]:
         """Answer a conversation; return ``(completion, meta)``.
 
-        ``messages``: :class:`~engine.types.request.Message` objects or OpenAI-style dicts.
-        Options (:class:`~engine.manager.options.ChatOptions`): ``system``, ``mode``,
+        ``messages``: `Message` objects or OpenAI-style dicts.
+        Options (`ChatOptions`): ``system``, ``mode``,
         ``provider``, ``tools`` (OpenAI-shaped definitions), ``timeout``, ``use_fallback``,
         ``tool_choice``, ``response_format``, ``tags``, and ``temperature``, ``max_tokens``,
         ``top_p``, ``stop``. When every provider fails, the completion is the friendly
@@ -311,7 +311,7 @@ class LLMManager:
     async def achat(
         self, messages: Any, **options: Unpack[ChatOptions]
     ) -> tuple[Completion, GenerationMeta]:
-        """The async twin of :meth:`chat`, with the same options."""
+        """The async twin of `chat`, with the same options."""
         chain, request, meta, seconds = self._chat_plan(messages, options)
         try:
             answer = await self._executor.aexecute(chain, request, meta, seconds)
@@ -320,13 +320,13 @@ class LLMManager:
         return chat_result(answer, None, meta)
 
     def stream(self, messages: Any, **options: Unpack[ChatOptions]) -> ChatStream:
-        """Stream the answer to a conversation: takes what :meth:`chat` takes and returns a
-        :class:`~engine.core.streaming.ChatStream` of text, tool-call and reasoning deltas.
+        """Stream the answer to a conversation: takes what `chat` takes and returns a
+        `ChatStream` of text, tool-call and reasoning deltas.
 
         Before the first chunk reaches the caller, failures fall back along the chain as in
-        :meth:`chat`; after it, the chain's ``on_midstream`` decides (``fail``: a
-        :class:`~engine.errors.StreamInterruptedError` with the partial text; ``restart``:
-        a :class:`~engine.core.streaming.Reset` event, then the next step's answer). The
+        `chat`; after it, the chain's ``on_midstream`` decides (``fail``: a
+        `StreamInterruptedError` with the partial text; ``restart``:
+        a `Reset` event, then the next step's answer). The
         stream's ``meta`` fills in as it goes; ``completion`` is the whole answer at the end.
         """
         from engine.core.streaming import ChatStream
@@ -334,7 +334,7 @@ class LLMManager:
         return ChatStream(self._executor, *self._chat_plan(messages, options))
 
     def astream(self, messages: Any, **options: Unpack[ChatOptions]) -> AsyncChatStream:
-        """The async twin of :meth:`stream`: ``async for event in manager.astream(...)``."""
+        """The async twin of `stream`: ``async for event in manager.astream(...)``."""
         from engine.core.streaming import AsyncChatStream
 
         return AsyncChatStream(self._executor, *self._chat_plan(messages, options))

@@ -1,4 +1,4 @@
-"""What one call of :class:`~engine.manager.LLMManager` asks, checked once: the options that
+"""What one call of `LLMManager` asks, checked once: the options that
 ``chat``, ``achat``, ``stream`` and ``astream`` share, and the friendly texts a failed call
 answers with."""
 
@@ -43,7 +43,7 @@ _STEERING = frozenset(
 
 @dataclass(frozen=True)
 class CallOptions:
-    """A chat call's options besides its messages (see :meth:`LLMManager.chat`)."""
+    """A chat call's options besides its messages (see `LLMManager.chat`)."""
 
     system: str | None = None
     mode: ExecutionMode | str = ExecutionMode.DIRECT

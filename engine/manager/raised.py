@@ -9,8 +9,8 @@ Otherwise the classes are, first found first:
    ``AITimeoutError``: the very classes its ``except`` clauses catch;
 3. the class of the provider exception that ended the request (a class with an
    ``error_category``);
-4. the engine's own (:class:`~engine.errors.ChainExhaustedError`,
-   :class:`~engine.errors.ChainAbortedError`).
+4. the engine's own (`ChainExhaustedError`,
+   `ChainAbortedError`).
 
 So the host's ``except (AITimeoutError, ProviderError, AIResponseError)`` catches every
 failure, with no line of glue.

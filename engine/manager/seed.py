@@ -1,7 +1,7 @@
 """The seed guide's names, for a host that embeds the engine in its own ``LLMManager``:
-:class:`ProviderChainConfig`, :class:`ProviderAttempt`, :class:`AttemptStatus`,
-:class:`ErrorCategory` and :data:`RATE_LIMIT_DELAY_MS`; the executor itself is
-:class:`~engine.manager.embedded.ProviderFallbackExecutor`.
+`ProviderChainConfig`, `ProviderAttempt`, `AttemptStatus`,
+`ErrorCategory` and `RATE_LIMIT_DELAY_MS`; the executor itself is
+`ProviderFallbackExecutor`.
 
 They keep the shapes of TORQ Console's own module (``torq_console.llm.provider_fallback``),
 so that the host's change is one import line.
@@ -26,11 +26,11 @@ __all__ = [
 ]
 
 #: The pause after a rate limit (a 429) before the next provider, in milliseconds: the
-#: chains of :class:`ProviderFallbackExecutor` have ``rate_limit_pause: 0.25`` unless they
+#: chains of `ProviderFallbackExecutor` have ``rate_limit_pause: 0.25`` unless they
 #: say otherwise, so that one rate limit does not cascade across providers.
 RATE_LIMIT_DELAY_MS: Final = 250
 
-#: One step of a :class:`ProviderChainConfig` list: a provider name, or a step written as
+#: One step of a `ProviderChainConfig` list: a provider name, or a step written as
 #: in a chain file (``{"provider": "openai", "model": "gpt-4o-mini", "retries": 1}``).
 StepEntry = str | Mapping[str, Any]
 
@@ -71,7 +71,7 @@ def _as(kind: type[StrEnum], value: Any) -> Any:
 @dataclass
 class ProviderAttempt:
     """One attempt's record, typed: the keys every ``meta.provider_attempts`` dict has.
-    :meth:`from_dict` reads one of those dicts (extra keys are ignored)."""
+    `from_dict` reads one of those dicts (extra keys are ignored)."""
 
     provider: str
     model: str = "unknown"
@@ -112,7 +112,7 @@ class ProviderAttempt:
         )
 
 
-#: mode value -> the field of :class:`ProviderChainConfig` holding its list
+#: mode value -> the field of `ProviderChainConfig` holding its list
 CHAIN_FIELDS: Final[Mapping[str, str]] = {
     "direct": "direct_chain",
     "research": "research_chain",
@@ -129,7 +129,7 @@ def _mode_name(mode: Any) -> str:
 @dataclass
 class ProviderChainConfig:
     """Each mode's provider order, for the chains built in memory when the chains directory
-    has no file for the mode (:class:`~engine.manager.embedded.ProviderFallbackExecutor`).
+    has no file for the mode (`ProviderFallbackExecutor`).
 
     Each list holds provider names, or steps written as in a chain file; it is validated
     like a file, with the same messages. Modes without a list of their own (composition,

@@ -1,11 +1,11 @@
 """The async transport over aiohttp (``async_transport: aiohttp``, and the hosts the
-environment routes through a proxy when the default, :mod:`engine.providers.h1`, is chosen).
+environment routes through a proxy when the default, `engine.providers.h1`, is chosen).
 
 httpx's own async pool re-scans every connection for every waiting request: at 50 and more
 concurrent requests its bookkeeping costs milliseconds of CPU per request, and throughput
 falls to a few hundred requests a second on loopback. aiohttp's connector does the same job
 in constant time (measured with ``benchmarks/load.py``). The provider's async calls, plain
-and streamed, go straight through it (:mod:`engine.providers.http_aio`: no httpx request or
+and streamed, go straight through it (`engine.providers.http_aio`: no httpx request or
 response is built); the one place that maps transport errors onto outcomes stays the same.
 
 aiohttp's exceptions are converted here to the httpx exceptions that mean the same thing,
@@ -78,7 +78,7 @@ class _Content:
 
 
 class AioReply:
-    """An aiohttp reply as an :class:`~engine.providers.areply.AsyncReply`."""
+    """An aiohttp reply as an `AsyncReply`."""
 
     __slots__ = ("_response", "content", "headers", "status")
 
@@ -101,7 +101,7 @@ class AioReply:
 class AiohttpTransport:
     """Posts a provider's requests through one ``aiohttp.ClientSession`` (made in the loop
     of the first request; close the transport in that loop):
-    a :class:`~engine.providers.areply.PostTransport`, one per event loop."""
+    a `PostTransport`, one per event loop."""
 
     def __init__(
         self,

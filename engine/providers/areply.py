@@ -1,11 +1,11 @@
 """What an async transport hands back, and the three ways the provider reads it.
 
-An async transport (:mod:`engine.providers.h1`, the default, or
-:mod:`engine.providers.aio`) posts a body and returns an :class:`AsyncReply` once the
+An async transport (`engine.providers.h1`, the default, or
+`engine.providers.aio`) posts a body and returns an `AsyncReply` once the
 reply's head has come: its status, its headers (looked up by lower-case name), and its
 body as it arrives. Every fault it raises is an httpx exception (``ConnectError``,
 ``ReadError``, ...), so one table maps faults onto outcomes whichever transport carried the
-call (:func:`engine.providers.mapping.error_for_transport`).
+call (`engine.providers.mapping.error_for_transport`).
 """
 
 from __future__ import annotations

@@ -8,20 +8,20 @@ The provider protocol, in one place. A provider is any object with one of:
     sampling parameters) ends its attempt as ``retryable:unsupported_request`` without a
     call, and the chain moves on to a provider that can.
 ``chat(*, request, timeout, model=None)``  (chat; sync or ``async def``)
-    Takes the whole :class:`~engine.types.request.ChatRequest`. Preferred over
+    Takes the whole `ChatRequest`. Preferred over
     ``generate_response`` when both exist. (A ``chat`` without a ``request`` parameter is
     not this protocol and is ignored.)
 ``agenerate_response`` / ``achat``  (same arguments, ``async def``)
     Used from async code when present (the built-in HTTP providers have all four).
 
 Each returns a ``str`` or a completion (an object with a ``text`` str; ``model``, token
-usage, ``tool_calls`` and ``finish_reason`` optional; :class:`~engine.types.completion.Completion`
+usage, ``tool_calls`` and ``finish_reason`` optional; `Completion`
 is one). When a chain step names a model other than the provider's own ``model``, it is
 passed as ``model=``. Failures are raised
-as :class:`~engine.errors.ProviderError`, :class:`~engine.errors.AITimeoutError` or
-:class:`~engine.errors.AIResponseError` with a ``code``; anything else raised is recorded
+as `ProviderError`, `AITimeoutError` or
+`AIResponseError` with a ``code``; anything else raised is recorded
 as an ``exception`` outcome. Streaming providers are described in
-:mod:`engine.core.streaming`.
+`engine.core.streaming`.
 
 Both calling functions return ``(True, value)`` or ``(False, exception)``: the executor
 classifies either, so nothing a provider raises is lost.

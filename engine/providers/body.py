@@ -32,7 +32,7 @@ class BodyReader:
     """Collects a reply body: ``feed`` raw chunks as they arrive, then ``finish``.
 
     ``limit`` bounds the decoded body (and the raw one). With ``truncate`` the body is cut
-    at the limit and :attr:`full` becomes true instead of raising.
+    at the limit and `full` becomes true instead of raising.
     """
 
     def __init__(

@@ -1,5 +1,5 @@
 """What the HTTP provider's I/O paths need of the provider they serve: its name, wire and
-limits, how it builds a request and reads a reply. :class:`~engine.providers.http.HTTPProvider`
+limits, how it builds a request and reads a reply. `HTTPProvider`
 is the one implementation; the paths (``replies``, ``exchange``, ``http_stream``,
 ``http_aio``) depend on this protocol, never on the provider's module, so that the provider
 depends on its paths and nothing depends back."""

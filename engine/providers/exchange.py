@@ -2,7 +2,7 @@
 an outcome.
 
 Every I/O path of the HTTP provider (sync and async, plain and streamed) runs inside an
-:class:`Exchange` (a context manager): transport errors and timeouts become the taxonomy's
+`Exchange` (a context manager): transport errors and timeouts become the taxonomy's
 outcomes (named after where the exchange was: waiting for the reply or reading it; for a
 stream, the gap that was too long), an error read from the reply is named after the
 provider and carries the reply's status, and the provider's bulkhead slot is given back.

@@ -3,9 +3,9 @@
 An application may register a provider object built on the official ``openai`` or
 ``anthropic`` SDK, on httpx, requests or aiohttp. Their exceptions carry what the engine's
 own HTTP provider would have seen: the reply (``exc.response`` with its status, headers and
-body) or the transport fault (raised directly, or as ``__cause__``). :func:`read_foreign`
+body) or the transport fault (raised directly, or as ``__cause__``). `read_foreign`
 turns them into the outcome error the engine's own provider raises for the same bytes, through
-the same mapping (:mod:`engine.providers.mapping`), so a chain takes the same path whichever
+the same mapping (`engine.providers.mapping`), so a chain takes the same path whichever
 client made the call.
 
 What is read (docs/providers.md has the table):

@@ -1,7 +1,7 @@
 """Splitting a streamed reply body into events: Server-Sent Events or NDJSON lines.
 
-Sans-IO: :meth:`EventReader.feed` takes raw (already content-decoded) bytes as they
-arrive and returns the complete events in them; :meth:`EventReader.close` is called at the
+Sans-IO: `EventReader.feed` takes raw (already content-decoded) bytes as they
+arrive and returns the complete events in them; `EventReader.close` is called at the
 end of the body and returns what was still pending. Two rules the providers' own SDKs
 follow and a reader of real traffic needs:
 

@@ -15,7 +15,7 @@ What it does:
   ``Connection: close``, or when a reply was abandoned midway;
 - at most ``max_connections`` connections open at once (requests wait for one, in order);
 - replies framed by ``Content-Length``, chunked, or by the end of the connection; a
-  reply's head bounded to :data:`MAX_HEAD_BYTES` (its body is bounded by the provider's
+  reply's head bounded to `MAX_HEAD_BYTES` (its body is bounded by the provider's
   reader, and reading pauses while a quarter MiB waits unread);
 - TLS with the engine's TLS context (certificates checked, SNI sent);
 - every fault raised as the httpx exception that means the same thing, so outcomes are
@@ -33,7 +33,7 @@ What it does:
 
 What it leaves to aiohttp: proxies. A provider whose host the environment routes through a
 proxy (``HTTP(S)_PROXY`` / ``NO_PROXY``) is carried by the aiohttp transport instead
-(:meth:`engine.providers.http.HTTPProvider._new_async_transport`).
+(`engine.providers.http.HTTPProvider._new_async_transport`).
 
 Bodies arrive raw (the provider decodes them under its size bound); no cookies are kept and
 no redirect followed, as on the other transports.
@@ -190,13 +190,13 @@ class _Target:
 
 
 class H1Transport:
-    """Posts a provider's requests over HTTP/1.1 (:class:`~engine.providers.areply.PostTransport`);
+    """Posts a provider's requests over HTTP/1.1 (`PostTransport`);
     one per event loop, closed by ``aclose``.
 
     ``headers`` are sent with every request (the provider's own: set once, not per
     request); ``Host`` and ``Content-Length`` are added. URLs come without credentials:
     the provider moves them to its ``Authorization`` header
-    (:mod:`engine.providers.resolved`)."""
+    (`engine.providers.resolved`)."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""Opening a connection for the asyncio transport (:mod:`engine.providers.h1`), so that
+"""Opening a connection for the asyncio transport (`engine.providers.h1`), so that
 every socket it opens is closed on every path: cancelled while the name is looked up,
 while connecting (one address or several, raced by happy eyeballs), during the TLS
 handshake, or by the connect timeout.
@@ -55,7 +55,7 @@ def _close_if_connected(task: asyncio.Task[socket.socket]) -> None:
 
 
 async def _race(loop: asyncio.AbstractEventLoop, infos: list[tuple[Any, ...]]) -> socket.socket:
-    """Happy eyeballs: a new attempt every :data:`HAPPY_EYEBALLS_DELAY` until one connects;
+    """Happy eyeballs: a new attempt every `HAPPY_EYEBALLS_DELAY` until one connects;
     the others' sockets are closed, whatever ends the race."""
     tasks: list[asyncio.Task[socket.socket]] = []
     winner: asyncio.Task[socket.socket] | None = None

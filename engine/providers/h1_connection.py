@@ -1,8 +1,8 @@
-"""One HTTP/1.1 connection of the asyncio transport (:mod:`engine.providers.h1`): it writes
+"""One HTTP/1.1 connection of the asyncio transport (`engine.providers.h1`): it writes
 a request, parses its reply with llhttp (through ``httptools``) and hands over the reply's
-head (:class:`H1Reply`) and its body as it arrives (flow-controlled); every fault is the
+head (`H1Reply`) and its body as it arrives (flow-controlled); every fault is the
 httpx exception that means the same thing. The pool that owns connections is
-:mod:`engine.providers.h1`'s; a connection sees it as an :class:`Owner`."""
+`engine.providers.h1`'s; a connection sees it as an `Owner`."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ class Owner(Protocol):
 
 
 class _Body:
-    """A reply's body as it arrives (:class:`~engine.providers.areply.BodyStream`)."""
+    """A reply's body as it arrives (`BodyStream`)."""
 
     __slots__ = ("_chunks", "_conn", "_error", "_paused", "_size", "_waiter", "complete")
 
@@ -123,7 +123,7 @@ class _Body:
 
 
 class H1Reply:
-    """A reply whose head has come (:class:`~engine.providers.areply.AsyncReply`)."""
+    """A reply whose head has come (`AsyncReply`)."""
 
     __slots__ = ("_conn", "content", "headers", "status")
 

@@ -1,21 +1,21 @@
 """A provider that speaks one wire protocol over HTTP, with httpx, sync and async.
 
 One ``httpx.Client`` (sync calls) and one async transport per event loop (HTTP/1.1 on
-asyncio, the default: :mod:`engine.providers.h1`, through :mod:`engine.providers.http_aio`;
+asyncio, the default: `engine.providers.h1`, through `engine.providers.http_aio`;
 aiohttp's; or httpx's pool) per provider, created on first use and reused (connection
-pooling), closed by :meth:`HTTPProvider.close` / :meth:`aclose`. Nothing is retried below
+pooling), closed by `HTTPProvider.close` / `aclose`. Nothing is retried below
 the chain (httpx's ``retries=0``, none in the async transports): the chain is the only
 retry layer.
 
 Timeouts: every attempt ends within its timeout whatever the server does, in every phase
 (connect, TLS, headers, body): async attempts under ``asyncio.timeout``, sync ones through a
 network layer that gives each socket operation only the time left
-(:mod:`engine.providers.network`). A cut-off attempt is named after where it was:
+(`engine.providers.network`). A cut-off attempt is named after where it was:
 ``connect_timeout`` (connecting), ``read_timeout`` (request sent, no complete reply head
 yet), ``attempt_timeout`` (the reply started but did not finish).
 
 Size: a reply is read raw and decoded under the provider's ``max_response_bytes``
-(:mod:`engine.providers.body`); a larger one ends the attempt as ``response_too_large``.
+(`engine.providers.body`); a larger one ends the attempt as ``response_too_large``.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ __all__ = ["HTTPProvider"]
 
 class HTTPProvider:
     """An LLM provider over HTTP. ``generate_response`` is sync, ``agenerate_response``
-    async; both return a :class:`~engine.types.completion.Completion` or raise an outcome error.
+    async; both return a `Completion` or raise an outcome error.
 
     ``transport`` / ``async_transport`` replace httpx's network layer (for
     ``httpx.MockTransport`` in wire-format tests).
@@ -274,7 +274,7 @@ class HTTPProvider:
     def generate_response(
         self, *, prompt: str, timeout: float, model: str | None = None
     ) -> Completion:
-        """Answer one prompt synchronously (see :meth:`chat`)."""
+        """Answer one prompt synchronously (see `chat`)."""
         return self.chat(request=ChatRequest.from_prompt(prompt), timeout=timeout, model=model)
 
     def chat(self, *, request: ChatRequest, timeout: float, model: str | None = None) -> Completion:
@@ -306,7 +306,7 @@ class HTTPProvider:
     async def agenerate_response(
         self, *, prompt: str, timeout: float, model: str | None = None
     ) -> Completion:
-        """Answer one prompt asynchronously (see :meth:`achat`)."""
+        """Answer one prompt asynchronously (see `achat`)."""
         return await self.achat(
             request=ChatRequest.from_prompt(prompt), timeout=timeout, model=model
         )
@@ -330,7 +330,7 @@ class HTTPProvider:
         self, *, request: ChatRequest, timeouts: StreamTimeouts, model: str | None = None
     ) -> Iterator[Delta | Completion]:
         """Stream the answer to ``request`` synchronously: text, tool-call and reasoning
-        deltas as they arrive, then the whole :class:`Completion`. Every socket read is
+        deltas as they arrive, then the whole `Completion`. Every socket read is
         bounded (first token, then idle, and the whole deadline); closing the iterator
         closes the connection."""
         yield from http_stream.stream(self, request=request, timeouts=timeouts, model=model)
@@ -338,7 +338,7 @@ class HTTPProvider:
     async def astream(
         self, *, request: ChatRequest, timeouts: StreamTimeouts, model: str | None = None
     ) -> AsyncIterator[Delta | Completion]:
-        """The async twin of :meth:`stream`."""
+        """The async twin of `stream`."""
         events = http_stream.astream(self, request=request, timeouts=timeouts, model=model)
         try:
             async for item in events:
@@ -366,7 +366,7 @@ class HTTPProvider:
 
 @functools.cache
 def _posting_achat() -> Callable[..., Awaitable[Completion]]:
-    """:func:`engine.providers.http_aio.achat`, imported on the first async call (not by
+    """`engine.providers.http_aio.achat`, imported on the first async call (not by
     an import statement on every call)."""
     from engine.providers.http_aio import achat
 

@@ -1,13 +1,13 @@
 """The async hot path of an HTTP provider: calls posted straight through a
-:class:`~engine.providers.areply.PostTransport` (HTTP/1.1 on asyncio, the default, or
+`PostTransport` (HTTP/1.1 on asyncio, the default, or
 aiohttp), with no httpx request or response built; plain and streamed.
 
-They read exactly as the httpx path does (:meth:`HTTPProvider.achat`,
-:func:`engine.providers.http_stream.astream`): the same bounded, decoding body reader, the
+They read exactly as the httpx path does (`HTTPProvider.achat`,
+`engine.providers.http_stream.astream`): the same bounded, decoding body reader, the
 same reading of a reply that streams although it was not asked to, the same stream parsers
 with the same per-read bounds (first token, then idle, always the whole deadline), the same
 error mapping (the transports raise httpx's errors, which become outcomes in
-:class:`~engine.providers.exchange.Exchange`), the same bound on the whole attempt.
+`Exchange`), the same bound on the whole attempt.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ async def astream(
     timeouts: StreamTimeouts,
     model: str | None,
 ) -> AsyncGenerator[Delta | Completion, None]:
-    """Stream the answer to ``request`` (see :func:`engine.providers.http_stream.astream`)."""
+    """Stream the answer to ``request`` (see `engine.providers.http_stream.astream`)."""
     started = time.monotonic()
     first_by = started + timeouts.first_token
     ends = started + timeouts.total

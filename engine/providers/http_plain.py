@@ -1,8 +1,8 @@
-"""A whole reply over httpx, for :class:`~engine.providers.http.HTTPProvider`: the sync path
+"""A whole reply over httpx, for `HTTPProvider`: the sync path
 (its one ``httpx.Client``, every socket read bounded by the attempt's deadline) and the
 async path over httpx's own pool (``async_transport: httpx``). The async transports that
-post directly (asyncio, aiohttp) are :mod:`engine.providers.http_aio`'s; streams are
-:mod:`engine.providers.http_stream`'s. Every path reads the body as it arrives, up to its
+post directly (asyncio, aiohttp) are `engine.providers.http_aio`'s; streams are
+`engine.providers.http_stream`'s. Every path reads the body as it arrives, up to its
 bound or its end marker, and nothing after it."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Streaming over HTTP, for :class:`~engine.providers.http.HTTPProvider`'s ``stream`` and
+"""Streaming over HTTP, for `HTTPProvider`'s ``stream`` and
 ``astream``: every socket read bounded by the first-token deadline until the first
 delta, then by the idle timeout, and always by the stream's whole deadline."""
 
@@ -46,7 +46,7 @@ def stream(
     model: str | None = None,
 ) -> Iterator[Delta | Completion]:
     """Stream the answer to ``request`` synchronously: text and tool-call deltas as they
-    arrive, then the whole :class:`Completion`. Every socket read is bounded: by the
+    arrive, then the whole `Completion`. Every socket read is bounded: by the
     first-token deadline until the first delta, then by the idle timeout (and always by
     the stream's whole deadline). Closing the iterator closes the connection."""
     started = time.monotonic()
@@ -104,8 +104,8 @@ def astream(
     timeouts: StreamTimeouts,
     model: str | None = None,
 ) -> AsyncGenerator[Delta | Completion, None]:
-    """The async twin of :meth:`stream`: posted straight through the provider's transport
-    (asyncio's, the default, or aiohttp's: :func:`engine.providers.http_aio.astream`), or
+    """The async twin of `stream`: posted straight through the provider's transport
+    (asyncio's, the default, or aiohttp's: `engine.providers.http_aio.astream`), or
     through httpx's pool."""
     transport = self.async_transports.get()
     if hasattr(transport, "post"):

@@ -6,8 +6,8 @@ Two kinds of reply leave such bytes: one followed by bytes its framing does not 
 for (a body longer than its Content-Length, a second reply nobody asked for), and a 204 or
 304, which has no body whatever its headers say, that announces one anyway (the server may
 send it, late). The default async transport decides this as it parses
-(:mod:`engine.providers.h1_connection`); the httpx paths ask h11 what it holds unread
-(:func:`close_if_leftover`); aiohttp's parser refuses a reply followed by unframed bytes in
+(`engine.providers.h1_connection`); the httpx paths ask h11 what it holds unread
+(`close_if_leftover`); aiohttp's parser refuses a reply followed by unframed bytes in
 the same read (``malformed_response``) and closes that connection itself.
 """
 
@@ -58,7 +58,7 @@ def close_if_leftover(response: Any) -> None:
 
 
 async def aclose_if_leftover(response: Any) -> None:
-    """The async twin of :func:`close_if_leftover` (httpx's async pool)."""
+    """The async twin of `close_if_leftover` (httpx's async pool)."""
     connection = _h11_connection(response)
     if connection is not None and _leftover(response, connection):
         await connection.aclose()

@@ -1,7 +1,7 @@
 """The one boundary where HTTP becomes outcomes: statuses, error bodies, headers and httpx
 exceptions are mapped onto the taxonomy's codes here, and nowhere else.
 
-Every message leaving this module has been through :func:`~engine.providers.secrets.redact`
+Every message leaving this module has been through `redact`
 (before it is cut to length), so no API key, whole or in part, nor anything shaped like
 one, reaches metadata, logs or exceptions.
 """
@@ -83,7 +83,7 @@ _MALFORMED: Final = re.compile(
 
 def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """Seconds the server asks to wait: ``retry-after-ms``, else ``retry-after`` (seconds or
-    an HTTP date), capped at :data:`RETRY_AFTER_CAP`; None when absent or unreadable."""
+    an HTTP date), capped at `RETRY_AFTER_CAP`; None when absent or unreadable."""
     raw_ms = headers.get("retry-after-ms")
     seconds: float | None = None
     if raw_ms is not None:

@@ -5,10 +5,10 @@ status line one byte a second never trips a 3 s read timeout and keeps the calle
 Here every socket operation (connect, TLS handshake, each read, each write) is given the
 time left until the attempt's deadline, never more, so a sync attempt ends within its
 timeout in every phase whatever the server does. The deadline is set per attempt with
-:func:`deadline` (a context variable, so threads sharing one client do not mix theirs up).
+`deadline` (a context variable, so threads sharing one client do not mix theirs up).
 
-A call made under :func:`cancelling` can also be ended from another thread: a hedged copy
-that lost its race has its socket shut down at once (:class:`Cancel`), so that its thread
+A call made under `cancelling` can also be ended from another thread: a hedged copy
+that lost its race has its socket shut down at once (`Cancel`), so that its thread
 ends and the server sees the connection closed.
 
 Async attempts need none of this: ``asyncio.timeout`` bounds them as a whole, and a
@@ -64,7 +64,7 @@ class deadline:  # named as the function it replaces: ``with deadline(at):``
 
 
 class Cancel:
-    """Ends the calls made under it (:func:`cancelling`) from any thread: the socket each is
+    """Ends the calls made under it (`cancelling`) from any thread: the socket each is
     reading or writing is shut down, and no new socket operation starts."""
 
     def __init__(self) -> None:

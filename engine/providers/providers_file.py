@@ -1,5 +1,5 @@
 """The providers file's format (``providers.yaml``): pydantic models, validated with
-file:line by :func:`engine.providers.settings.check_providers_file`."""
+file:line by `engine.providers.settings.check_providers_file`."""
 
 from __future__ import annotations
 

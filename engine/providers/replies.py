@@ -83,7 +83,7 @@ def _read_events(
 async def _aread_events(
     parser: StreamParser, events: EventReader, chunks: AsyncIterator[bytes]
 ) -> AsyncIterator[Delta]:
-    """The async twin of :func:`_read_events`."""
+    """The async twin of `_read_events`."""
     async for data in chunks:
         for event, payload in events.feed(data):
             for delta in parser.feed(event, payload):
@@ -120,7 +120,7 @@ class _Paced(httpx.SyncByteStream):
 
 
 class _APaced(httpx.AsyncByteStream):
-    """The async twin of :class:`_Paced`."""
+    """The async twin of `_Paced`."""
 
     def __init__(self, response: httpx.Response, reader: BodyReader, at: float) -> None:
         self.response, self.reader, self.at = response, reader, at

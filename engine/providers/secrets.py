@@ -1,9 +1,9 @@
 """Keeping secrets out of everything the engine says: one registry of the secret values the
 process knows (API keys, header values read from the environment, passwords in base URLs),
-one :func:`redact` that masks them, whole or in part, plus anything shaped like an API key,
+one `redact` that masks them, whole or in part, plus anything shaped like an API key,
 and a logging filter that runs httpx's and httpcore's log lines through it.
 
-A secret is masked wherever at least :data:`MIN_PART` consecutive characters of it appear,
+A secret is masked wherever at least `MIN_PART` consecutive characters of it appear,
 so a server that echoes a key's first characters ("incorrect key sk-proj-AbCd...") does not
 leak them either. Text is always redacted *before* it is cut to length, so no cut can split a
 key into a piece that no longer looks like one.
@@ -51,9 +51,9 @@ _pieces: frozenset[str] = frozenset()
 
 
 def register_secret(value: str | None) -> None:
-    """Remember ``value`` as a secret of this process (masked by every later :func:`redact`).
+    """Remember ``value`` as a secret of this process (masked by every later `redact`).
 
-    Values shorter than :data:`MIN_PART` are not remembered: no provider issues keys that
+    Values shorter than `MIN_PART` are not remembered: no provider issues keys that
     short, and masking them wherever they appear would mangle every message."""
     global _pieces, _longest_first
     if not value or len(value) < MIN_PART or value in _secrets:

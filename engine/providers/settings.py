@@ -273,7 +273,7 @@ def _merge(name: str, entry: ProviderEntry, base: ProviderSettings | None) -> Pr
 
 def health_backend(directory: Path) -> HealthBackend | None:
     """The ``health:`` section of ``directory/providers.yaml`` (already validated by
-    :func:`load_providers_file`), if any."""
+    `load_providers_file`), if any."""
     file = directory / PROVIDERS_FILE
     if not file.exists():
         return None

@@ -1,12 +1,12 @@
 """Reading streamed replies: each wire protocol's stream, event by event, into text deltas,
 tool-call deltas, reasoning deltas and, at its proper end, the whole
-:class:`~engine.types.completion.Completion`.
+`Completion`.
 
 The parsers are sans-IO: the HTTP provider splits the body into events
-(:mod:`engine.providers.framing`) and feeds them here; the parsers return what the caller
+(`engine.providers.framing`) and feeds them here; the parsers return what the caller
 may see. One reply, one reading: a stream ends up read exactly as the same answer sent
 whole would be (the same text, tool calls, usage, finish reason and outcome; the checks
-of :func:`~engine.providers.wire.settle` close both).
+of `settle` close both).
 
 Where a stream ends is decided by the protocol's own completion signal:
 
@@ -16,9 +16,9 @@ Where a stream ends is decided by the protocol's own completion signal:
 - Anthropic: ``message_stop``;
 - Ollama: the line with ``"done": true``.
 
-After the end marker nothing more is read (:attr:`StreamParser.ended`). A stream that
+After the end marker nothing more is read (`StreamParser.ended`). A stream that
 stops before its completion signal is ``truncated_response``. An error event raises
-:class:`ErrorEvent`, which the provider maps like an HTTP error body of the same kind.
+`ErrorEvent`, which the provider maps like an HTTP error body of the same kind.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def _json(data: str, wire: str) -> Any:
 
 
 class StreamParser(Protocol):
-    """Turns one stream's events into deltas; :meth:`finish` gives the whole answer."""
+    """Turns one stream's events into deltas; `finish` gives the whole answer."""
 
     #: ``sse`` (Server-Sent Events) or ``ndjson`` (a JSON object per line).
     framing: Framing

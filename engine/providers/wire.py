@@ -1,8 +1,8 @@
 """The three wire protocols: how a request is written and how a reply is read.
 
 Each protocol knows its path, headers and JSON body, how to turn a successful body into a
-:class:`~engine.types.completion.Completion`, and where its error bodies keep the error's type, code
-and message. What those mean for the chain is decided in :mod:`engine.providers.mapping`.
+`Completion`, and where its error bodies keep the error's type, code
+and message. What those mean for the chain is decided in `engine.providers.mapping`.
 """
 
 from __future__ import annotations

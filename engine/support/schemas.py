@@ -61,7 +61,7 @@ _BY_OBJECT: dict[int, tuple[object, CompiledSchema]] = {}
 
 
 def compile_schema(schema: Mapping[str, Any] | bool) -> CompiledSchema:
-    """The compiled validator for ``schema`` (cached); raises :class:`SchemaError`."""
+    """The compiled validator for ``schema`` (cached); raises `SchemaError`."""
     known = _BY_OBJECT.get(id(schema))
     if known is not None and known[0] is schema:
         return known[1]

@@ -1,7 +1,7 @@
 """What the engine tells its sinks: frozen event records, made only when a sink listens.
 
-The decision core emits :class:`RequestStarted` when a request starts, one
-:class:`AttemptFinished` per attempt (skipped ones included) and :class:`RequestFinished`
+The decision core emits `RequestStarted` when a request starts, one
+`AttemptFinished` per attempt (skipped ones included) and `RequestFinished`
 at the end. A sink is anything with ``handle(event)``; it must not block (the JSONL sink
 only enqueues). A sink that raises is counted and logged (at most once a minute), never
 allowed to fail or slow a request. With no sink registered nothing is built at all.
@@ -53,7 +53,7 @@ class RequestFinished:
     chain: str
     mode: str
     final_state: str
-    #: :func:`engine.types.meta.snapshot` of the metadata; read fields with ``field(name)``.
+    #: `engine.types.meta.snapshot` of the metadata; read fields with ``field(name)``.
     meta: Mapping[str, Any]
     wall: float
     #: What was asked and the answer's text, for sinks configured to keep them.

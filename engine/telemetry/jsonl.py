@@ -1,19 +1,19 @@
 """The durable attempt log: one JSON line per request, appended by a background writer.
 
-Requests never wait on the disk: :meth:`JsonlSink.handle` puts the finished request on a
+Requests never wait on the disk: `JsonlSink.handle` puts the finished request on a
 bounded queue and returns; a writer thread formats and appends lines. Each batch of whole
 lines is one ``write()`` on a file opened with ``O_APPEND``, so threads, event loops and
 processes appending to one file never interleave or tear each other's lines. When the
 queue is full the line is dropped and counted (``dropped``), never waited for.
 
-The log can never hurt a request: see :class:`JsonlSink` for what happens when the file
+The log can never hurt a request: see `JsonlSink` for what happens when the file
 cannot be opened or written.
 
 Rotation is by size: past ``max_bytes`` the file becomes ``.1`` (``.1`` becomes ``.2``, ...,
 ``backups`` kept) under an exclusive lock on ``PATH.lock``, and every writer notices the new
-file before its next batch. Lines are flushed on :meth:`close` and at interpreter exit;
+file before its next batch. Lines are flushed on `close` and at interpreter exit;
 after ``kill -9`` at most what was still queued is lost, and a torn last line is reported
-and skipped by the reader (:mod:`engine.telemetry.read`).
+and skipped by the reader (`engine.telemetry.read`).
 
 No prompt or answer text is kept unless ``include_text``; never a secret (the metadata has
 none, and its messages are redacted at the source).
@@ -172,7 +172,7 @@ class JsonlSink:
     cannot be opened or written (a read-only directory, a full disk, a file-size limit) is
     warned about once, its lines are dropped and counted (``dropped``; the next line that
     can be written is preceded by a ``{"dropped": N}`` line that ``stats`` reports), and it
-    is tried again every :data:`RETRY_SECONDS`.
+    is tried again every `RETRY_SECONDS`.
     """
 
     #: Only finished requests make lines: the engine builds no other event for this sink.
@@ -349,7 +349,7 @@ class JsonlSink:
             time.sleep(0.005)
 
     def close(self) -> None:
-        """Write what is queued (waiting at most :data:`CLOSE_SECONDS`), stop the writer,
+        """Write what is queued (waiting at most `CLOSE_SECONDS`), stop the writer,
         close the file (idempotent; never hangs)."""
         if self._closed:
             return

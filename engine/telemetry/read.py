@@ -4,8 +4,8 @@ A log is read as untrusted input: whatever a file holds, reading it takes bounde
 and a bounded amount of work, and a line that is not a log line is counted and skipped,
 never a crash.
 
-- A line longer than :data:`MAX_LINE_BYTES` is skipped without being held in memory.
-- A file inflates to at most :data:`MAX_FILE_BYTES` (a gzip bomb stops there, counted).
+- A line longer than `MAX_LINE_BYTES` is skipped without being held in memory.
+- A file inflates to at most `MAX_FILE_BYTES` (a gzip bomb stops there, counted).
 - Runs of blank lines are skipped at C speed.
 - A line is kept only if it has the shape ``stats`` reads: strings where strings belong,
   finite non-negative numbers where numbers belong (``NaN`` and infinities are not JSON),
@@ -37,7 +37,7 @@ _CHUNK: Final = 1024 * 1024
 @dataclass
 class LogRead:
     """The lines read, and how many could not be (torn, not JSON, not a log line, too
-    long), and the files cut short at :data:`MAX_FILE_BYTES`."""
+    long), and the files cut short at `MAX_FILE_BYTES`."""
 
     lines: list[dict[str, Any]] = field(default_factory=list)
     skipped: int = 0

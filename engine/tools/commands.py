@@ -106,7 +106,7 @@ MAX_MESSAGES_BYTES = 16 * 1024 * 1024
 
 def read_messages(name: str) -> list[Any]:
     """A conversation file: a regular file (not a FIFO, a device or a directory), at most
-    :data:`MAX_MESSAGES_BYTES`, strict JSON no deeper than the request limit, a list."""
+    `MAX_MESSAGES_BYTES`, strict JSON no deeper than the request limit, a list."""
     from engine.core.request_check import strict_json
 
     where = f"--messages {name}"

@@ -1,7 +1,7 @@
 """Diagrams of chains (and of one run's path through a chain), for review.
 
 Drawn with transitions' diagram support: a ``GraphMachine`` built only for rendering, from
-the same transitions (:func:`engine.core.machine.edges`) as the machine on the request path,
+the same transitions (`engine.core.machine.edges`) as the machine on the request path,
 never that machine itself. Two outputs: Graphviz (DOT, and through Graphviz's ``dot``
 program SVG and PNG) and Mermaid (``stateDiagram-v2``, for Markdown).
 
@@ -236,7 +236,7 @@ def mermaid_source(chain: Chain, highlight: Highlight | None = None) -> str:
 def render(
     chain: Chain, fmt: str, highlight: Highlight | None = None, traffic: Traffic | None = None
 ) -> bytes:
-    """The chain in ``fmt`` (svg, png, dot or mermaid). Raises :class:`DotMissingError`
+    """The chain in ``fmt`` (svg, png, dot or mermaid). Raises `DotMissingError`
     when svg or png is asked for without Graphviz's ``dot`` program. ``traffic`` annotates
     DOT, SVG and PNG."""
     if fmt == "dot":

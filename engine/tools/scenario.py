@@ -51,7 +51,7 @@ from engine.types.timeouts import StreamTimeouts
 
 __all__ = ["Scenario", "load_scenario", "parse_outcomes", "simulate"]
 
-#: How a scripted answer that the chain must reject starts (see :func:`_scripted_judge`).
+#: How a scripted answer that the chain must reject starts (see `_scripted_judge`).
 _REJECTED: Final = "(simulated answer rejected"
 _EPOCH: Final = 1_767_225_600.0  # 2026-01-01T00:00:00Z: simulated records carry fixed times
 _EXCEPTION: Final = {

@@ -179,7 +179,7 @@ def behaviour_from(item: Any) -> Behaviour:
 
 
 def load_script(path: str | os.PathLike[str]) -> Script:
-    """Read a YAML script; raise :class:`ChainConfigError` with file:line problems."""
+    """Read a YAML script; raise `ChainConfigError` with file:line problems."""
     file = Path(path)
     data, values, _, problems = read_yaml(file, list_prefix=())
     if problems:

@@ -29,7 +29,7 @@ error presets      ``rate_limit`` (429), ``quota`` (429 insufficient_quota), ``b
 ``malformed``      a 200 that is not JSON; ``incomplete``: JSON without the answer
 =================  ==========================================================================
 
-Scripts are Python objects (:class:`Script`, :class:`Behaviour`) or YAML::
+Scripts are Python objects (`Script`, `Behaviour`) or YAML::
 
     deepseek:
       - rate_limit: {retry_after: 30}
@@ -94,9 +94,9 @@ _PROBE_SUFFIXES: Final = ("/models", "/api/tags")
 
 
 class Simulator:
-    """The loopback server. Use as a context manager, or :meth:`start` / :meth:`stop`.
+    """The loopback server. Use as a context manager, or `start` / `stop`.
 
-    ``script`` is a :class:`Script` or a mapping provider -> behaviours. ``host`` must be a
+    ``script`` is a `Script` or a mapping provider -> behaviours. ``host`` must be a
     loopback address; ``port`` 0 picks a free one. ``rate_limits`` makes providers rate
     limited deployments: provider -> requests allowed per ``rate_window`` seconds (a
     sliding window); one more is answered 429 with a Retry-After, and counted in

@@ -24,7 +24,7 @@ class Completion:
     #: ``stop``, ``length``, ``tool_calls``, ``content_filter`` (OpenAI's words), or None.
     finish_reason: str | None = None
     #: The model's reasoning, when it showed it (DeepSeek's ``reasoning_content``, Claude's
-    #: thinking blocks, Mistral's thinking parts, ...): never part of :attr:`text`.
+    #: thinking blocks, Mistral's thinking parts, ...): never part of `text`.
     reasoning: str = ""
     #: Prompt tokens read from the provider's prompt cache, and written to it, as the
     #: provider reports them (priced apart: see the price table's ``cache_read`` /

@@ -41,13 +41,13 @@ class ExecutionMode(StrEnum):
     HIERARCHICAL = "hierarchical"
 
 
-#: A mode: one of the five :class:`ExecutionMode` members, or the name of a chain file's.
+#: A mode: one of the five `ExecutionMode` members, or the name of a chain file's.
 Mode = ExecutionMode | str
 _SEED_MODES: Final = {mode.value: mode for mode in ExecutionMode}
 
 
 def mode_of(value: str) -> Mode:
-    """``value`` as a mode: the :class:`ExecutionMode` member of that value, or the str."""
+    """``value`` as a mode: the `ExecutionMode` member of that value, or the str."""
     return _SEED_MODES.get(value, value)
 
 
@@ -140,13 +140,13 @@ def new_request_id() -> str:
 
 def snapshot(meta: GenerationMeta) -> dict[str, Any]:
     """The metadata's fields as they are now, cheaply: the timestamp stays unformatted
-    until :func:`field_value` reads it (the request id is fixed now, so it matches)."""
+    until `field_value` reads it (the request id is fixed now, so it matches)."""
     meta.request_id  # noqa: B018 - fixes the id before the copy
     return dict(meta.__dict__)
 
 
 def field_value(snap: dict[str, Any], name: str) -> Any:
-    """A field of a :func:`snapshot` (formatting a lazy one)."""
+    """A field of a `snapshot` (formatting a lazy one)."""
     if name in ("timestamp", "request_id"):
         value = snap["_lazy_" + name]
         if isinstance(value, _Pending):

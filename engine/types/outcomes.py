@@ -1,6 +1,6 @@
 """The outcome taxonomy, as data: the categories that drive a chain's machine, and what
 each error code means (its category, its TORQ ``error_category``, and whether trying the
-same step again can help). :mod:`engine.core.classify` maps results and exceptions onto it.
+same step again can help). `engine.core.classify` maps results and exceptions onto it.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """What the engine asks a provider: a chat request richer than a prompt.
 
-A :class:`ChatRequest` holds the conversation (:class:`Message`: roles ``system``, ``user``,
-``assistant`` and ``tool``; assistant :class:`ToolCall` s and tool results), an optional
-system prompt, sampling parameters, :class:`Tool` definitions (JSON Schema, OpenAI's shape),
+A `ChatRequest` holds the conversation (`Message`: roles ``system``, ``user``,
+``assistant`` and ``tool``; assistant `ToolCall` s and tool results), an optional
+system prompt, sampling parameters, `Tool` definitions (JSON Schema, OpenAI's shape),
 ``tool_choice``, a JSON ``response_format`` and free-form ``tags`` (recorded in metadata,
 never sent). ``generate_response(prompt)`` is the request with one user message.
 
-Messages may be given as these objects or as OpenAI-style dicts; :func:`messages_from`
+Messages may be given as these objects or as OpenAI-style dicts; `messages_from`
 checks them and says which message and which field is wrong.
 """
 
@@ -195,7 +195,7 @@ def _message(raw: Any, where: str) -> Message:
 
 
 def messages_from(raw: Any) -> tuple[Message, ...]:
-    """Messages from :class:`Message` objects or OpenAI-style dicts, checked; a
+    """Messages from `Message` objects or OpenAI-style dicts, checked; a
     ``ValueError`` names the message and field at fault (``messages[2].role: ...``)."""
     if isinstance(raw, str | bytes | Mapping) or not isinstance(raw, Iterable):
         raise TypeError("messages must be a list of messages (dicts or Message)")
@@ -206,7 +206,7 @@ def messages_from(raw: Any) -> tuple[Message, ...]:
 
 
 def tools_from(raw: Any) -> tuple[Tool, ...]:
-    """Tool definitions from :class:`Tool` objects or OpenAI's ``{"type": "function",
+    """Tool definitions from `Tool` objects or OpenAI's ``{"type": "function",
     "function": {name, description, parameters}}`` dicts (the bare function dict works too)."""
     if raw is None:
         return ()
@@ -270,7 +270,7 @@ def build_request(
     tags: Any,
     params: Mapping[str, Any],
 ) -> ChatRequest:
-    """A checked :class:`ChatRequest` from a call's arguments (errors name the argument)."""
+    """A checked `ChatRequest` from a call's arguments (errors name the argument)."""
     if system is not None and not isinstance(system, str):
         raise TypeError(f"system must be a str, got {type(system).__name__}")
     if tool_choice is not None and not (
