@@ -107,8 +107,11 @@ def chromium():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=binary, args=["--no-sandbox", "--disable-gpu"]
-        )
+        # Without the background-networking flags Chromium keeps trying hosts this closed
+        # network refuses (updates, sync, QUIC), at every start.
+        flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]  # fmt: skip
+        browser = playwright.chromium.launch(executable_path=binary, args=flags)
         yield browser
         browser.close()
