@@ -248,8 +248,17 @@ def test_stopping_early_closes_the_connection(sim, make, call):
             async for _ in stream:
                 break
             await stream.aclose()
+            return stream
 
-        asyncio.run(go())
+        stream = asyncio.run(go())
+    # the attempt the caller left is on the record, as cancelled, not as a provider failure
+    (left,) = stream.meta.provider_attempts
+    assert (left["status"], left["error_code"], left["next"]) == (
+        "cancelled",
+        "caller_left",
+        "cancelled",
+    )
+    assert left["provider"] == "claude" and left["latency_ms"] >= 0
     for _ in range(200):  # the server notices the closed socket asynchronously
         if sim.open_connections == 0:
             break

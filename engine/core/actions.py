@@ -58,6 +58,8 @@ class Call:
     #: Streamed after a cut (``on_midstream: restart``): announce a reset before its first
     #: chunk, so that the consumer discards what it showed.
     reset: bool = False
+    #: The provider's name in the chain (what a stream tells as its source).
+    name: str = ""
 
 
 @dataclass(slots=True)

@@ -257,7 +257,7 @@ _CODE_HEALTH: Final[Mapping[str | None, bool | None]] = {
     **dict.fromkeys(
         ("provider_not_found", "not_configured", "unsupported_request", "overloaded",
          "queue_timeout", "circuit_open", "context_length_exceeded", "quota_exhausted",
-         "context_too_small", "hedge_lost"),
+         "context_too_small", "hedge_lost", "caller_left"),
         None,
     ),
     "answer_rejected": False,

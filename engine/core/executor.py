@@ -256,7 +256,7 @@ class FallbackExecutor(Performer):
                         total=left,
                     )
                 call_action = Call(
-                    provider, asked, min(step.timeout, left), model, timeouts, cut is not None
+                    provider, asked, min(step.timeout, left), model, timeouts, cut is not None, name
                 )
                 if step.hedge is not None:  # raced against copies (engine.core.hedging)
                     end = yield from race(
@@ -282,6 +282,10 @@ class FallbackExecutor(Performer):
                         self.routing.started(key)
                     try:
                         result = yield call_action
+                    except GeneratorExit:  # the caller went away mid-call: the record says so
+                        attempts.append(records.left(step, model, name, rt.monotonic() - now,
+                                                     stamp, run.retries_used))  # fmt: skip
+                        raise
                     finally:  # also when the caller goes away mid-call
                         if tracked:
                             self.routing.finished(key)

@@ -199,7 +199,7 @@ def race(ctx: Race, first: Copy) -> Generator[Action, Any, RaceEnd]:
                     timeouts = StreamTimeouts(min(timeouts.first_token, left), timeouts.idle, left)
                 call = Call(
                     copy.provider, ctx.asked, min(step.timeout, left), copy.model, timeouts,
-                    ctx.call.reset,
+                    ctx.call.reset, copy.name,
                 )  # fmt: skip
                 yield from _launch(ctx, copy, call, copies)
                 next_at = copy.started + delay

@@ -11,7 +11,7 @@ from engine.errors import ChainAbortedError, ChainExhaustedError, StreamInterrup
 from engine.telemetry.events import RequestFinished, Sinks
 from engine.types.completion import Completion
 from engine.types.meta import GenerationMeta, fallback_reason, iso_timestamp, snapshot
-from engine.types.outcomes import Outcome
+from engine.types.outcomes import TAXONOMY, Outcome
 from engine.types.request import ChatRequest
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "ended",
     "failed",
     "finished",
+    "left",
     "reason_of",
     "who",
 ]
@@ -90,6 +91,21 @@ def attempt_record(
     if hedge is not None:
         record["hedge"] = hedge
     return record
+
+
+def left(
+    step: Step, model: str | None, provider: str, seconds: float, stamp: float, retry: int
+) -> dict[str, Any]:
+    """The record of an attempt whose caller went away before it ended (a stream closed
+    early, a client that hung up): ``cancelled``, code ``caller_left``, and no next step."""
+    outcome = TAXONOMY["caller_left"]
+    gone = Outcome(
+        outcome.category, outcome.error_category, "caller_left", outcome.transient,
+        "the caller stopped before the attempt ended",
+    )  # fmt: skip
+    return attempt_record(
+        step, model, gone, seconds, stamp, retry, "cancelled", provider, cancelled=True
+    )
 
 
 def reason_of(attempt: dict[str, Any]) -> str:

@@ -127,7 +127,7 @@ def line_schema() -> dict[str, Any]:
             "request_id": {"type": "string"},
             "chain": {"type": "string"},
             "mode": {"type": "string"},
-            "final_state": {"enum": ["succeeded", "exhausted", "aborted"]},
+            "final_state": {"enum": ["succeeded", "exhausted", "aborted", "cancelled"]},
             "provider": nullable_str,
             "model": nullable_str,
             "latency_ms": {"type": "integer"},

@@ -100,4 +100,7 @@ TAXONOMY: Final[Mapping[str, Rule]] = {
     # A hedged copy still running when another answered first: cancelled (status
     # "cancelled"); slower than another, which says nothing of the provider's health.
     "hedge_lost": Rule("retryable", "timeout", False),
+    # The caller went away mid-call (a stream closed early, a gateway's client hung up):
+    # the call was cancelled (status "cancelled"); nothing said of the provider's health.
+    "caller_left": Rule("retryable", "timeout", False),
 }
