@@ -7,7 +7,17 @@ from engine.tools.simulator import (
     Script,
     Simulator,
     environment,
+    fake_key,
     load_script,
 )
 
-__all__ = ["PRESETS", "Behaviour", "Request", "Script", "Simulator", "environment", "load_script"]
+__all__ = [
+    "PRESETS",
+    "Behaviour",
+    "Request",
+    "Script",
+    "Simulator",
+    "environment",
+    "fake_key",
+    "load_script",
+]

@@ -12,7 +12,7 @@ import pytest
 from helpers import PYTHON, ROOT
 
 from engine import ChainConfigError, LLMManager
-from engine.tools.simulator import Behaviour, Script, Simulator, environment, load_script
+from engine.tools.simulator import Behaviour, Script, Simulator, environment, fake_key, load_script
 
 
 def test_yaml_script(tmp_path):
@@ -163,4 +163,4 @@ def test_demo_and_its_output_hold_no_secret():
     assert "-> aborted" in out
     assert "summary: 5 modes, 4 answered, 1 failed" in out
     for name in ("deepseek", "openai", "claude"):
-        assert f"sim-{name}-key" not in out
+        assert fake_key(name) not in out

@@ -23,7 +23,7 @@ from helpers import ROOT, Scripted, chains_dir, run_cli
 from engine import LLMManager, ProviderError
 from engine.telemetry.jsonl import line_schema
 from engine.telemetry.read import read_log
-from engine.tools.simulator import Behaviour, Script, Simulator
+from engine.tools.simulator import Behaviour, Script, Simulator, fake_key
 
 
 def lines_of(path: Path) -> list[dict]:
@@ -52,7 +52,7 @@ def test_one_line_per_request_over_real_http(tmp_path, monkeypatch):
         assert "prompt" not in line and "answer" not in line  # no text unless asked
     assert lines[-1]["tags"] == {"team": "qa"}
     text = log.read_text()
-    assert "What is 2+2" not in text and "sim-deepseek-key" not in text
+    assert "What is 2+2" not in text and fake_key("deepseek") not in text
 
 
 def test_text_is_kept_only_when_asked(tmp_path):

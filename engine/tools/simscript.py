@@ -5,6 +5,7 @@ file validated with file:line; and the requests it records."""
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -13,7 +14,16 @@ from typing import Any, Final
 from engine.chain.loader import read_yaml
 from engine.errors import ChainConfigError, Problem
 
-__all__ = ["KINDS", "PRESETS", "Behaviour", "Request", "Script", "behaviour_from", "load_script"]
+__all__ = [
+    "KINDS",
+    "PRESETS",
+    "Behaviour",
+    "Request",
+    "Script",
+    "behaviour_from",
+    "fake_key",
+    "load_script",
+]
 
 
 #: Error presets: name -> HTTP status.
@@ -203,3 +213,10 @@ def load_script(path: str | os.PathLike[str]) -> Script:
     if problems:
         raise ChainConfigError(problems)
     return Script(providers, cycle=cycle)
+
+
+def fake_key(provider: str) -> str:
+    """The fake API key the simulator's environment gives ``provider``: a checksum of its
+    name, so that it holds no word a message may hold (the engine masks any 8 characters of
+    a known key: a key spelling "deepseek" would mask "deepseek-chat" in every message)."""
+    return f"sim-{zlib.crc32(provider.encode()):08x}-fake"

@@ -64,6 +64,7 @@ from engine.tools.simscript import (
     Request,
     Script,
     _last_user_text,
+    fake_key,
     load_script,
 )
 
@@ -201,7 +202,7 @@ class Simulator:
         for name, (url_env, key_env, _) in _BUILTIN_ENV.items():
             out[url_env] = self.base_url(name)
             if keys and key_env:
-                out[key_env] = f"sim-{name}-key"
+                out[key_env] = fake_key(name)
         return out
 
     # requests
@@ -393,4 +394,4 @@ def environment(sim: Simulator, keys: bool = True) -> Iterator[dict[str, str]]:
                 os.environ[name] = old
 
 
-__all__ += ["environment"]
+__all__ += ["environment", "fake_key"]
