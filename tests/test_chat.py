@@ -83,7 +83,7 @@ def test_text_answer_with_system_history_tools_and_params(
     manager = manager_at(sim, monkeypatch, tmp_path)
     completion, meta = run(
         manager, call, HISTORY, system="Be brief.", provider=provider, tools=[WEATHER],
-        temperature=0.2, max_tokens=100, stop=["\n\n"], tags={"team": "docs"},
+        temperature=0.2, max_tokens=100, stop=["\n\n"], tags={"team": "docs"}, seed=7,
     )  # fmt: skip
     assert isinstance(completion, Completion)
     assert completion.text == "Yes, a light one." and completion.tool_calls == ()
@@ -103,6 +103,7 @@ def test_text_answer_with_system_history_tools_and_params(
         limit = "max_completion_tokens" if provider == "openai" else "max_tokens"
         assert "max_tokens" not in body or limit == "max_tokens"
         assert (body["temperature"], body[limit], body["stop"]) == (0.2, 100, ["\n\n"])
+        assert body["seed"] == 7
     elif wire == "anthropic":
         assert body["system"] == "Be brief."
         assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user", "user"]
@@ -118,13 +119,15 @@ def test_text_answer_with_system_history_tools_and_params(
             0.2,
             ["\n\n"],
         )
+        assert "seed" not in body  # Messages has no seed: best effort, so answered without
     else:
         assert body["messages"][0] == {"role": "system", "content": "Be brief."}
         assert body["messages"][2]["tool_calls"] == [
             {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
         ]
         assert body["messages"][3]["tool_name"] == "get_weather"
-        assert body["options"] == {"temperature": 0.2, "num_predict": 100, "stop": ["\n\n"]}
+        assert body["options"] == {
+            "temperature": 0.2, "num_predict": 100, "seed": 7, "stop": ["\n\n"]}  # fmt: skip
         assert body["stream"] is False
 
 

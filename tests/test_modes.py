@@ -126,3 +126,35 @@ def test_the_mode_key_is_in_the_schema_and_checked():
     assert "mode" in schema["$defs"]["ChainSpec"]["properties"]
     chain = load_chain(CHAINS / "direct.yaml")
     assert chain.spec.mode is None and chain.name == "direct"
+
+
+def test_aliases_name_a_chain_for_gateway_clients(folder):
+    write_chain(folder, "pair_review", "aliases: [gpt-4o, openai/gpt-4o]\nsteps: [deepseek]\n")
+    write_chain(folder, "quick", "mode: fast\naliases: [haiku]\nsteps: [ollama]\n")
+    with _manager(folder) as manager:
+        assert manager.chainset.aliases == {"gpt-4o": "pair_review", "openai/gpt-4o": "pair_review",
+                                            "haiku": "fast"}  # fmt: skip
+        assert manager.chainset.model("haiku") == "fast"
+        assert manager.chainset.model("direct") == "direct"  # a mode names itself
+        assert manager.chainset.model("gpt-5") is None
+    assert run_cli("validate", str(folder)).returncode == 0
+
+
+def test_an_alias_used_twice_or_naming_a_mode_is_a_located_problem(folder):
+    write_chain(folder, "pair_review", "steps: [deepseek]\naliases:\n  - gpt-4o\n  - research\n")
+    write_chain(folder, "quick", "mode: fast\naliases: [haiku, gpt-4o]\nsteps: [ollama]\n")
+    with pytest.raises(ChainConfigError) as caught:
+        _manager(folder)
+    said = str(caught.value)
+    assert f"{folder / 'pair_review.yaml'}:4:5: aliases[1]: alias 'research' is a mode's name" in said
+    assert f"{folder / 'quick.yaml'}:2:18: aliases[1]: alias 'gpt-4o' is declared by two chains" in said
+    result = run_cli("validate", str(folder))
+    assert result.returncode == 1
+    assert "pair_review.yaml:4:5: aliases[1]: alias 'research'" in result.stdout
+
+
+def test_an_alias_that_is_no_name_is_refused_at_its_line(tmp_path):
+    write_chain(tmp_path, "direct", "aliases: [ok-name, 'has space']\nsteps: [deepseek]\n")
+    result = run_cli("validate", str(tmp_path / "direct.yaml"))
+    assert result.returncode == 1
+    assert "direct.yaml:1:" in result.stdout and "aliases[1]" in result.stdout

@@ -75,4 +75,14 @@ def chain_unknown_providers(chain: Chain, known: Collection[str]) -> list[Proble
     return unknown_providers(data, chain.source, known)
 
 
-__all__ += ["chain_unknown_providers"]
+def located(chain: Chain, loc: Loc) -> tuple[int, int]:
+    """Where ``loc`` (``("aliases", 2)``) is in the file a loaded chain came from; (0, 0)
+    when it came from none, or the file no longer reads."""
+    path = Path(chain.source)
+    if not path.is_file():
+        return 0, 0
+    _, values, keys, problems = read_yaml(path)
+    return (0, 0) if problems else locate(loc, values, keys, key=False)
+
+
+__all__ += ["chain_unknown_providers", "located"]

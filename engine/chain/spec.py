@@ -133,6 +133,7 @@ class Params(_Strict):
     max_tokens: int | None = Field(default=None, ge=1, description="Longest answer, in tokens.")
     top_p: float | None = Field(default=None, ge=0, le=1, description="Nucleus sampling.")
     stop: list[str] | None = Field(default=None, description="Sequences that end the answer.")
+    seed: int | None = Field(default=None, description="Sampling seed, where the API has one.")
 
 
 class _StepSettings(_Strict):
@@ -173,7 +174,7 @@ class _StepSettings(_Strict):
     )
     goto: Goto | None = Field(default=None, description="Where each failure category leads.")
     params: Params | None = Field(
-        default=None, description="Request parameters (temperature, max_tokens, top_p, stop)."
+        default=None, description="Request parameters (temperature, max_tokens, top_p, stop, seed)."
     )
     accept: AcceptSpec | None = Field(
         default=None, description="What an answer must be before it counts (answer_rejected)."
@@ -248,6 +249,10 @@ class ChainSpec(_Strict):
         description="The mode this chain serves (default: its file name); mode= in a call "
         "names it.",
     )
+    aliases: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$")]] = Field(
+        default_factory=list, max_length=64,
+        description="Other names gateway clients may give as `model` for it (e.g. gpt-4o).",
+    )  # fmt: skip
     deadline: float = Field(default=120.0, gt=0, description="Seconds for the whole chain.")
     on_midstream: MidstreamPolicy = Field(
         default="fail",

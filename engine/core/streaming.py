@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -47,6 +47,8 @@ class Reset:
 
 
 StreamEvent: TypeAlias = TextDelta | ToolCallDelta | Reset
+#: Told of a call's first chunk: the call, and the event (a Reset first after a restart).
+Spoke: TypeAlias = Callable[[Call, Any], None]
 
 
 class _Progress:
@@ -54,8 +56,9 @@ class _Progress:
     chunks handed over, the time to the first, the text, and the Reset to send first when
     the call restarts after a cut."""
 
-    def __init__(self, action: Call) -> None:
+    def __init__(self, action: Call, spoke: Spoke | None = None) -> None:
         self.action = action
+        self.spoke = spoke
         self.started = time.monotonic()
         self.chunks = 0
         self.ttft: float | None = None
@@ -77,6 +80,8 @@ class _Progress:
         if self.chunks == 0:
             self.ttft = time.monotonic() - self.started
             events = self._reset()
+            if self.spoke is not None:
+                self.spoke(self.action, events[0] if events else item)
         self.chunks += 1
         if isinstance(item, TextDelta):
             self.texts.append(item.text)
@@ -115,9 +120,10 @@ def _kwargs(action: Call) -> dict[str, Any]:
     return kwargs
 
 
-def _pump(action: Call) -> Generator[StreamEvent, None, StreamDone]:
-    """Perform one streamed call: hand its chunks to the caller, return how it went."""
-    progress = _Progress(action)
+def _pump(action: Call, spoke: Spoke | None = None) -> Generator[StreamEvent, None, StreamDone]:
+    """Perform one streamed call: hand its chunks to the caller, return how it went
+    (``spoke`` is told of its first chunk)."""
+    progress = _Progress(action, spoke)
     method = getattr(action.provider, "stream", None)
     if not callable(method):
         ok, value = call(action.provider, action.request, action.timeout, action.model)
@@ -142,10 +148,12 @@ def _pump(action: Call) -> Generator[StreamEvent, None, StreamDone]:
     return progress.done(True)
 
 
-async def _apump(action: Call, out: list[Any]) -> AsyncGenerator[StreamEvent, None]:
+async def _apump(
+    action: Call, out: list[Any], spoke: Spoke | None = None
+) -> AsyncGenerator[StreamEvent, None]:
     """The async twin of `_pump`; its result is appended to ``out`` as a StreamDone
     (async generators cannot return values)."""
-    progress = _Progress(action)
+    progress = _Progress(action, spoke)
     method = getattr(action.provider, "astream", None) or getattr(action.provider, "stream", None)
     if not callable(method) or not inspect.isasyncgenfunction(method):
         ok, value = await acall(action.provider, action.request, action.timeout, action.model)
@@ -176,6 +184,9 @@ class _Streamed:
 
     meta: GenerationMeta
     completion: Completion | None
+    #: (provider, model) of the call whose chunks are being handed over: set by its first
+    #: chunk, changed by a restart (before its `Reset`); None until a chunk came.
+    source: tuple[str, str | None] | None = None
 
     def __init__(
         self,
@@ -187,7 +198,14 @@ class _Streamed:
     ) -> None:
         self.meta = meta
         self.completion = None
+        self.source = None
         self._events = self._run(executor, chain, as_request(request), timeout)
+
+    def _spoke(self, action: Call, event: StreamEvent) -> None:
+        """A call's first chunk: it is the stream's source now (a hedged race's first
+        speaker wins it; a restart's Reset announces a new one)."""
+        if self.source is None or type(event) is Reset:
+            self.source = (action.name, action.model)
 
     def _run(
         self, executor: FallbackExecutor, chain: CompiledChain, request: ChatRequest, timeout: float
@@ -228,10 +246,10 @@ class ChatStream(_Streamed):
             while True:
                 action = decisions.send(result)
                 if isinstance(action, Call):
-                    result = yield from _pump(action)
+                    result = yield from _pump(action, self._spoke)
                 elif isinstance(action, RACE_OPS):
                     if racing is None:
-                        racing = executor.thread_race(_pump)
+                        racing = executor.thread_race(lambda a: _pump(a, self._spoke))
                     if isinstance(action, Follow):
                         result = yield from racing.follow(action)
                     else:
@@ -278,7 +296,9 @@ class AsyncChatStream(_Streamed):
                 action = decisions.send(result)
                 if isinstance(action, RACE_OPS):
                     if racing is None:
-                        racing = TaskRace(executor.runtime.monotonic, _apump)
+                        racing = TaskRace(
+                            executor.runtime.monotonic, lambda a, out: _apump(a, out, self._spoke)
+                        )
                     if isinstance(action, Follow):
                         async for event in racing.follow(action):
                             if isinstance(event, StreamDone):
@@ -292,7 +312,7 @@ class AsyncChatStream(_Streamed):
                     result = await executor.aperform(action)
                     continue
                 box: list[Any] = []
-                pump = _apump(action, box)
+                pump = _apump(action, box, self._spoke)
                 try:
                     async for event in pump:
                         yield event

@@ -18,12 +18,32 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.health.breaker import Health
 
-__all__ = ["QUOTA_PREFIX", "QuotaGrant", "QuotaPolicy", "quota_key", "settle", "take", "usage"]
+__all__ = [
+    "LEDGER_PREFIX",
+    "QUOTA_PREFIX",
+    "QuotaGrant",
+    "QuotaPolicy",
+    "day_of",
+    "quota_key",
+    "settle",
+    "take",
+    "usage",
+]
 
 #: Seconds a quota counts (rpm, tpm: a minute); buckets of one second.
 WINDOW: Final = 60
 #: Key prefix of quota records in the health store.
 QUOTA_PREFIX: Final = "quota:"
+#: Key prefix of day-long ledgers (a gateway key's daily budget): the same records and
+#: operations, counted at `day_of` the time, so that a whole UTC day is one bucket (the
+#: next day's first take drops the last day's). Kept two days, whatever the store's TTL.
+LEDGER_PREFIX: Final = "quota:day:"
+LEDGER_TTL_MS: Final = 2 * 86_400 * 1000
+
+
+def day_of(now: float) -> float:
+    """The start of ``now``'s UTC day: the time a day ledger is counted at."""
+    return float(int(now // 86_400) * 86_400)
 
 
 class QuotaPolicy(BaseModel):

@@ -42,6 +42,7 @@ from engine.health.breaker import (
 )
 from engine.health.deadline import command_deadline, command_seconds, deadline_connection
 from engine.health.policy import BreakerPolicy, RetryBudgetPolicy
+from engine.health.quota import LEDGER_PREFIX, LEDGER_TTL_MS
 from engine.health.redis_quota import RedisQuotas
 from engine.health.redis_records import (
     _CAS,
@@ -118,6 +119,10 @@ class RedisHealthStore(RedisQuotas):
     def _key(self, key: str) -> str:
         return f"{self.namespace}:{key}"
 
+    def _ttl(self, key: str) -> int:
+        # A day's ledger (a gateway key's budget) outlives its day, whatever the record TTL.
+        return max(self._ttl_ms, LEDGER_TTL_MS) if key.startswith(LEDGER_PREFIX) else self._ttl_ms
+
     def _failed(self, exc: BaseException) -> None:
         with self._lock:
             first = not self._degraded
@@ -178,7 +183,7 @@ class RedisHealthStore(RedisQuotas):
                 new = json.dumps(health.to_dict(), separators=(",", ":"))
                 if new == raw:
                     break
-                args: list[str | int] = [raw, new, self._ttl_ms, MAX_RECORD_BYTES]
+                args: list[str | int] = [raw, new, self._ttl(key), MAX_RECORD_BYTES]
                 with command_deadline(command_seconds(self._timeout)):
                     written, current = self._cas(keys=[self._key(key)], args=args)
                 self._recovered()
@@ -343,7 +348,7 @@ class RedisHealthStore(RedisQuotas):
                 break
             async with asyncio.timeout(command_seconds(self._timeout)):
                 written, current = await client.cas(
-                    keys=[self._key(key)], args=[raw, new, self._ttl_ms, MAX_RECORD_BYTES]
+                    keys=[self._key(key)], args=[raw, new, self._ttl(key), MAX_RECORD_BYTES]
                 )
             self._recovered()
             self._cache[key] = (self._clock(), str(current))

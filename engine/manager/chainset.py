@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Final
 
-from engine.chain.known import chain_unknown_providers
+from engine.chain.known import chain_unknown_providers, located
 from engine.chain.loader import load_chains, rebuild
 from engine.chain.overrides import with_order, with_timeout
 from engine.chain.spec import Chain, ChainSpec, StepSpec
@@ -60,6 +60,8 @@ class ChainSet:
         self.chains: dict[str, CompiledChain] = self.compile(self.file_chains)
         #: mode -> the name of the chain that serves it (a seed mode without one: default)
         self.modes: dict[str, str] = self._pending_modes
+        #: alias -> the mode it names (chain files' ``aliases:``, for the gateway's models)
+        self.aliases: dict[str, str] = self._pending_aliases
 
     def compile(self, chains: dict[str, Chain]) -> dict[str, CompiledChain]:
         """Compile ``chains`` (the files'), over the base chains, with the overrides on top
@@ -72,6 +74,7 @@ class ChainSet:
             for chain in merged.values():
                 problems.extend(chain_unknown_providers(chain, known))
         modes = self._modes(merged, problems)
+        aliases = self._aliases(merged, modes, problems)
         resolved: dict[str, Chain] = dict(merged)
         for mode, (order, source) in self.settings.orders.items():
             name = modes.get(mode) or (DEFAULT_CHAIN if mode in _SEED or mode == DEFAULT_CHAIN
@@ -111,7 +114,39 @@ class ChainSet:
                 for key, chain in resolved.items()
             }
         self._pending_modes = modes
+        self._pending_aliases = aliases
         return {key: compile_chain(chain) for key, chain in resolved.items()}
+
+    def _aliases(
+        self, chains: dict[str, Chain], modes: dict[str, str], problems: list[Problem]
+    ) -> dict[str, str]:
+        """Alias -> the mode of the running chain that declares it; an alias that is a
+        mode's name, or that two chains declare, is a problem at its line."""
+        served = {name: mode for mode, name in modes.items()}
+        served.setdefault(DEFAULT_CHAIN, DEFAULT_CHAIN)
+        found: dict[str, str] = {}
+        declared: dict[str, Chain] = {}
+        for name, chain in chains.items():
+            for index, alias in enumerate(chain.spec.aliases):
+                why = None
+                if alias in modes or alias == DEFAULT_CHAIN:
+                    why = f"alias '{alias}' is a mode's name: a model so named runs it already"
+                elif alias in declared and declared[alias] is not chain:
+                    why = (f"alias '{alias}' is declared by two chains: "
+                           f"{declared[alias].source} and {chain.source}")  # fmt: skip
+                if why is not None:
+                    line, column = located(chain, ("aliases", index))
+                    problems.append(Problem(chain.source, line, column, f"aliases[{index}]", why))
+                elif name in served:
+                    declared[alias] = chain
+                    found[alias] = served[name]
+        return found
+
+    def model(self, name: str) -> str | None:
+        """The mode a gateway client's ``model`` names (a mode, or a chain's alias)."""
+        if name in self.aliases:
+            return self.aliases[name]
+        return None if self.missing(name) else name
 
     def _modes(self, chains: dict[str, Chain], problems: list[Problem]) -> dict[str, str]:
         """Mode -> the chain that serves it: each chain serves its ``mode:`` or its name (a
@@ -154,6 +189,7 @@ class ChainSet:
         """Run ``chains`` from now on. One assignment: a request reads the chains once and
         keeps the chain it got."""
         self.modes = self._pending_modes
+        self.aliases = self._pending_aliases
         self.chains = chains
         self._single = {}
 

@@ -21,7 +21,14 @@ from engine.health import BreakerPolicy, RetryBudgetPolicy
 from engine.manager import build
 from engine.manager.chainset import ChainSet
 from engine.manager.environment import resolve_settings
-from engine.manager.options import CallOptions, ChatOptions, apology, chat_result, prompt_call
+from engine.manager.options import (
+    CallOptions,
+    ChatOptions,
+    ChatPlan,
+    apology,
+    chat_result,
+    prompt_call,
+)
 from engine.providers.secrets import register_environment_secrets
 from engine.telemetry.events import Sink, Sinks
 from engine.types.completion import Completion
@@ -288,6 +295,17 @@ class LLMManager:
             call.tags, call.params,
         )  # fmt: skip
         return chain, request, new_meta(mode, None, dict(request.tags)), seconds
+
+    def chat_plan(self, messages: Any, **options: Unpack[ChatOptions]) -> ChatPlan:
+        """What `chat` would run, checked, without running it: for code that runs the chain
+        itself on `executor` and wants its failures raised (``ChainExhaustedError``,
+        ``ChainAbortedError``), not answered with an apology (the gateway does)."""
+        return ChatPlan(*self._chat_plan(messages, options))
+
+    @property
+    def executor(self) -> FallbackExecutor:
+        """The executor every call of this manager runs on."""
+        return self._executor
 
     def chat(
         self, messages: Any, **options: Unpack[ChatOptions]

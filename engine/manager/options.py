@@ -8,12 +8,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
+from engine.core.machine import CompiledChain
 from engine.errors import AITimeoutError, ChainAbortedError, ProviderError
 from engine.manager.config import check_mode, check_provider, check_timeout, check_use_fallback
 from engine.types.completion import Completion
 from engine.types.meta import ExecutionMode, GenerationMeta, Mode, new_meta
+from engine.types.request import ChatRequest
 
-__all__ = ["CallOptions", "ChatOptions", "apology", "chat_result", "prompt_call"]
+__all__ = ["CallOptions", "ChatOptions", "ChatPlan", "apology", "chat_result", "prompt_call"]
 
 
 class ChatOptions(TypedDict, total=False):
@@ -33,12 +35,24 @@ class ChatOptions(TypedDict, total=False):
     max_tokens: int
     top_p: float
     stop: str | Sequence[str]
+    seed: int
 
 
 _STEERING = frozenset(
     {"system", "mode", "provider", "tools", "timeout", "use_fallback", "tool_choice",
      "response_format", "tags"}
 )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ChatPlan:
+    """A chat call, checked and ready to run: the chain, the request, the metadata record
+    it fills, and the seconds it may take (`LLMManager.chat_plan`)."""
+
+    chain: CompiledChain
+    request: ChatRequest
+    meta: GenerationMeta
+    seconds: float
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,7 @@ class OpenAIWire:
             body["tool_choice"] = request.tool_choice
         if request.response_format is not None:
             body["response_format"] = dict(request.response_format)
-        for name in ("temperature", "max_tokens", "top_p"):
+        for name in ("temperature", "max_tokens", "top_p", "seed"):
             if getattr(request, name) is not None:
                 body[name] = getattr(request, name)
         if request.stop:
@@ -285,6 +285,8 @@ class OllamaWire:
             options["top_p"] = request.top_p
         if request.max_tokens is not None:
             options["num_predict"] = request.max_tokens
+        if request.seed is not None:
+            options["seed"] = request.seed
         if request.stop:
             options["stop"] = list(request.stop)
         if options:

@@ -11,13 +11,10 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from engine.errors import ChainConfigError, TorqError
-from engine.health import Health
-from engine.health.quota import QUOTA_PREFIX, usage
 from engine.manager.llm import LLMManager
 from engine.tools.review import (
     cmd_explain,
@@ -216,65 +213,15 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
-def _health_source(store: Any) -> str:
-    """Where health records live, in words (never a Redis URL's password)."""
-    from urllib.parse import urlsplit
-
-    from engine.health.redis_store import RedisHealthStore
-    from engine.health.store import LocalHealthStore
-
-    if isinstance(store, LocalHealthStore):
-        return "local"
-    if not isinstance(store, RedisHealthStore):  # a store of the application's own
-        return type(store).__name__
-    url = urlsplit(store.url)
-    state = "" if store.shared else "; unreachable now, so this process's own view"
-    return (
-        f"shared through Redis at {url.hostname or 'localhost'}:{url.port or 6379}"
-        f"{url.path or '/0'}, keys {store.namespace}:*{state}"
-    )
-
-
 def cmd_health(args: argparse.Namespace) -> int:
-    import time
+    from engine.tools.health_view import health_report
 
     with LLMManager(config={"chains_dir": args.chains} if args.chains else None) as manager:
-        store = manager.health.store
-        records = store.snapshot()
-        source = _health_source(store)
-        now = time.time()
-        breakers = {k: v for k, v in records.items() if not k.startswith(QUOTA_PREFIX)}
-        names = sorted(set(manager.provider_settings) | set(breakers))
-        rows: list[dict[str, Any]] = []
-        quotas = quota_rows(manager, records, now)
-        for name in names:
-            health = records.get(name)
-            state = health.state if health else "closed"
-            calls = sum(b[0] for b in health.calls.values()) if health else 0
-            failures = sum(b[1] for b in health.calls.values()) if health else 0
-            wait = max((health.open_until - now) if health else 0.0, 0.0)
-            if state == "open" and wait <= 0:
-                state = "half_open"  # its cooldown is over: the next call is a probe
-            rows.append(
-                {
-                    "provider": name,
-                    "state": state,
-                    "consecutive_failures": health.consecutive if health else 0,
-                    "calls": calls,
-                    "failures": failures,
-                    "half_open_in_s": round(wait, 1) if state == "open" else None,
-                    # the last active health check (probes run while a breaker is open)
-                    "probed_s_ago": round(now - health.probed_at, 1)
-                    if health and health.probed_at
-                    else None,
-                    "probe_answered": health.probe_answered
-                    if health and health.probed_at
-                    else None,
-                }
-            )
+        report = health_report(manager)
     if args.json:
-        print(json.dumps({"source": source, "providers": rows, "quotas": quotas}, indent=2))
+        print(json.dumps(report, indent=2))
         return 0
+    rows, quotas, source = report["providers"], report["quotas"], report["source"]
     print(f"provider health ({source})")
     shown = {r["provider"]: printable(r["provider"]) for r in rows}
     width = max(len(name) for name in shown.values())
@@ -283,10 +230,11 @@ def cmd_health(args: argparse.Namespace) -> int:
         if r["probed_s_ago"] is not None:
             said = "answered" if r["probe_answered"] else "not answered"
             extra += f"; probed {max(r['probed_s_ago'], 0):g} s ago: {said}"
+        why = "" if r["state"] == "closed" else f"; {r['why']}"
         name = shown[r["provider"]].ljust(width)
         print(
             f"  {name}  {r['state']:<9}  {r['consecutive_failures']} in a "
-            f"row, {r['failures']}/{r['calls']} failed in the window{extra}"
+            f"row, {r['failures']}/{r['calls']} failed in the window{extra}{why}"
         )
     if quotas:
         print("quotas (the last minute):")
@@ -299,24 +247,6 @@ def cmd_health(args: argparse.Namespace) -> int:
     if source == "local":
         print("  (local health lives in each process; set TORQ_REDIS_URL to share and see it)")
     return 0
-
-
-def quota_rows(manager: LLMManager, records: Mapping[str, Health], now: float) -> list[Any]:
-    """Each quota's use in the last minute against its limits (providers with a quota, and
-    any quota record the store holds)."""
-    limited = {n for n, s in manager.provider_settings.items() if s.quota is not None}
-    found = {k.removeprefix(QUOTA_PREFIX) for k in records if k.startswith(QUOTA_PREFIX)}
-    rows = []
-    for name in sorted(limited | found):
-        setting = manager.provider_settings.get(name)
-        policy = setting.quota if setting is not None else None
-        requests, tokens = usage(records.get(QUOTA_PREFIX + name), now)
-        rows.append({
-            "provider": name, "requests": requests, "tokens": tokens,
-            "requests_limit": policy.rpm if policy else None,
-            "tokens_limit": policy.tpm if policy else None,
-        })  # fmt: skip
-    return rows
 
 
 def cmd_stats(args: argparse.Namespace) -> int:

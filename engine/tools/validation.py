@@ -63,6 +63,30 @@ def _twice_served(folder: Path) -> list[Problem]:
     return problems
 
 
+def _alias_problems(folder: Path, modes: Iterable[str]) -> list[Problem]:
+    """An alias that is a mode's name, or that two files of one folder declare (the
+    manager refuses the folder for either)."""
+    taken = {*modes, "default"}
+    first: dict[str, Path] = {}
+    problems = []
+    for path in chain_files([folder]):
+        data, values, _, unread = read_yaml(path)
+        aliases = data.get("aliases") if isinstance(data, dict) and not unread else None
+        for index, alias in enumerate(aliases if isinstance(aliases, list) else []):
+            if not isinstance(alias, str):
+                continue  # the schema says what is wrong with it
+            why = None
+            if alias in taken:
+                why = f"alias '{alias}' is a mode's name: a model so named runs it already"
+            elif alias in first and first[alias] != path:
+                why = f"alias '{alias}' is declared by two chains: {first[alias]} and {path}"
+            if why is not None:
+                line, column = values.get(("aliases", index), (1, 1))
+                problems.append(Problem(str(path), line, column, f"aliases[{index}]", why))
+            first.setdefault(alias, path)
+    return problems
+
+
 def modes_of(folder: Path) -> list[tuple[str, str]]:
     """(mode, where its chain comes from) for a chains folder, as the manager decides it:
     a mode's own file; else, when the folder has a default.yaml, that (the folder stands
@@ -102,6 +126,7 @@ def validate_paths(
             report.files.append(providers_file)
         report.modes[str(folder)] = modes_of(folder)
         report.problems.extend(_twice_served(folder))
+        report.problems.extend(_alias_problems(folder, (m for m, _ in report.modes[str(folder)])))
     broken_providers_file = False
     for file in report.files:
         if file.name == PROVIDERS_FILE:

@@ -34,7 +34,7 @@ __all__ = [
 Role = Literal["system", "user", "assistant", "tool"]
 _ROLES: Final = ("system", "user", "assistant", "tool")
 #: Sampling and output parameters a call (or a chain step's ``params``) may set.
-PARAM_NAMES: Final = ("temperature", "max_tokens", "stop", "top_p")
+PARAM_NAMES: Final = ("temperature", "max_tokens", "stop", "top_p", "seed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +84,9 @@ class ChatRequest:
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
     top_p: float | None = None
+    #: Sent where the wire has it (OpenAI's and Ollama's); Anthropic's Messages API has no
+    #: seed, so a step on it answers without one (a seed asks for best-effort determinism).
+    seed: int | None = None
     tools: tuple[Tool, ...] = ()
     tool_choice: str | Mapping[str, Any] | None = None
     response_format: Mapping[str, Any] | None = None
@@ -109,6 +112,7 @@ class ChatRequest:
             or self.temperature is not None
             or self.max_tokens is not None
             or self.top_p is not None
+            or self.seed is not None
             or self.stop
         ):
             return None
@@ -250,6 +254,10 @@ def check_params(params: Mapping[str, Any], where: str = "") -> dict[str, Any]:
         elif name == "max_tokens":
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{prefix}max_tokens must be a positive integer")
+            out[name] = value
+        elif name == "seed":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{prefix}seed must be an integer")
             out[name] = value
         elif name == "stop":
             stops = [value] if isinstance(value, str) else value
