@@ -111,6 +111,8 @@ _LAZY = {
     "ChatStream": "engine.core.streaming",
     "Reset": "engine.core.streaming",
     "StreamEvent": "engine.core.streaming",
+    # the gateway (its server needs the serve extra; the app itself does not)
+    "create_app": "engine.gateway",
 }
 
 
@@ -189,6 +191,7 @@ __all__ = [
     "chain_json_schema",
     "check_file",
     "compile_chain",
+    "create_app",
     "dot_source",
     "highlight_from_attempts",
     "load_chain",

@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from engine import __version__
 from engine.errors import ChainConfigError
@@ -84,7 +85,12 @@ def _common(command: argparse.ArgumentParser, *names: str) -> None:
         )
 
 
-def _parser() -> argparse.ArgumentParser:
+#: Adds commands of a layer above this one (the gateway's ``serve`` and ``keys``): given the
+#: subcommands and `_command`, as ``engine.cli`` passes them.
+Extra = Callable[[Any, Callable[..., argparse.ArgumentParser]], None]
+
+
+def _parser(extra: Sequence[Extra] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torq-fallback",
         description="Declarative LLM provider fallback: check, draw, try and run YAML "
@@ -309,6 +315,8 @@ def _parser() -> argparse.ArgumentParser:
     simulator.add_argument(
         "--rate-window", type=float, default=60.0, help="seconds of a rate limit's window"
     )
+    for add in extra:
+        add(commands, _command)
     return parser
 
 
@@ -319,13 +327,14 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
     return {}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``torq-fallback`` console script."""
-    parser = _parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra:  # said by the command's own parser, with its usage, not the top level's
+def main(argv: Sequence[str] | None = None, extra: Sequence[Extra] = ()) -> int:
+    """Entry point of the ``torq-fallback`` console script (``extra``: commands of the
+    layers above, added by ``engine.cli``)."""
+    parser = _parser(extra)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's own parser, with its usage, not the top level's
         command = _subparsers(parser).get(args.command or "", parser)
-        command.error(f"unrecognized arguments: {' '.join(extra)}")
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.print_help()
         return 2

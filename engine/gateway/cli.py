@@ -1,0 +1,104 @@
+"""The gateway's commands of ``torq-fallback``: ``serve`` and ``keys``. Thin: parsing and
+printing; the work is `engine.gateway.serve`'s and `engine.gateway.keys`'."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["register"]
+
+Command = Callable[..., argparse.ArgumentParser]
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from engine.gateway.serve import ServeOptions, serve
+
+    if args.chains:
+        import os
+
+        os.environ["TORQ_CHAINS_DIR"] = args.chains  # what every worker's manager reads
+    return serve(ServeOptions(
+        host=args.host, port=args.port, workers=args.workers, keys=args.keys,
+        no_auth=args.no_auth, drain_timeout=args.drain_timeout,
+        max_in_flight=args.max_in_flight, max_body_bytes=args.max_body_bytes,
+    ))  # fmt: skip
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from engine.gateway.keys import add_key, load_keys
+
+    if args.action == "add":
+        if not args.name:
+            raise ValueError("keys add: give the key's NAME")
+        chains = [c.strip() for c in args.chains.split(",") if c.strip()] if args.chains else None
+        made = add_key(args.keys, args.name, chains=chains, rpm=args.rpm, tpm=args.tpm,
+                       daily_usd=args.daily_usd)  # fmt: skip
+        print(made)
+        print(f"(key '{args.name}' added to {args.keys}, which keeps only its SHA-256: "
+              "this is the only time the key is shown)")  # fmt: skip
+        return 0
+    ring = load_keys(args.keys)
+    for entry in ring.keys:
+        limits = ", ".join(
+            f"{name} {getattr(entry, name)}" for name in ("rpm", "tpm", "daily_usd")
+            if getattr(entry, name) is not None
+        )  # fmt: skip
+        allowed = ", ".join(entry.chains) if entry.chains is not None else "every chain"
+        print(f"{entry.name}: {allowed}" + (f"; {limits}" if limits else ""))
+    return 0
+
+
+def register(commands: Any, command: Command) -> None:
+    """Add ``serve`` and ``keys`` to the command's subcommands."""
+    serve = command(
+        commands, "serve", cmd_serve,
+        "serve the chains as an OpenAI- and Anthropic-compatible HTTP gateway",
+        "Serve POST /v1/chat/completions (OpenAI) and POST /v1/messages (Anthropic): the "
+        "request's model names a chain (or an alias a chain declares); every reply carries "
+        "the attempts. Without --keys it binds to loopback only (or give --no-auth). "
+        "Workers share breakers, budgets and quotas through Redis when TORQ_REDIS_URL (or "
+        "health: in providers.yaml) is set. SIGTERM drains requests in flight.",
+        ["torq-fallback serve --port 8000",
+         "torq-fallback serve --host 0.0.0.0 --keys keys.yaml --workers 4",
+         "curl localhost:8000/v1/chat/completions -d '{\"model\": \"direct\", \"messages\": "
+         "[{\"role\": \"user\", \"content\": \"Hi\"}]}'"],
+    )  # fmt: skip
+    serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    serve.add_argument("--chains", metavar="DIR", help="chains directory (default: in use)")
+    serve.add_argument("--keys", metavar="FILE", help="keys file (torq-fallback keys add)")
+    serve.add_argument(
+        "--no-auth", action="store_true", help="serve without keys beyond loopback too"
+    )
+    serve.add_argument(
+        "--drain-timeout", type=float, default=30.0, metavar="S",
+        help="on SIGTERM, seconds requests in flight may take to finish (default 30)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--max-in-flight", type=int, default=1024, metavar="N",
+        help="requests one worker answers at once; beyond, 503 (default 1024)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--max-body-bytes", type=int, default=16 * 1024 * 1024, metavar="N",
+        help="largest request body (default 16 MiB)",
+    )  # fmt: skip
+
+    keys = command(
+        commands, "keys", cmd_keys,
+        "make gateway keys (only their SHA-256 is stored) and list them",
+        "Keys file of the gateway: `keys add NAME` makes a key, prints it once and adds its "
+        "hash, chains and limits to the file (made readable by its owner only); `keys list` "
+        "shows each key's name, chains and limits.",
+        ["torq-fallback keys add team-a --keys keys.yaml --chains direct,research --rpm 60",
+         "torq-fallback keys list --keys keys.yaml"],
+    )  # fmt: skip
+    keys.add_argument("action", choices=["add", "list"], help="add a key, or list them")
+    keys.add_argument("name", nargs="?", metavar="NAME", help="the new key's name (add)")
+    keys.add_argument("--keys", metavar="FILE", default="keys.yaml", help="keys file")
+    keys.add_argument("--chains", help="chains it may use, comma-separated (default: all)")
+    keys.add_argument("--rpm", type=int, help="requests per minute, at most")
+    keys.add_argument("--tpm", type=int, help="tokens per minute, at most")
+    keys.add_argument("--daily-usd", type=float, help="estimated cost per UTC day, at most")
