@@ -42,11 +42,20 @@ class GatewayMetrics:
             namespace="torq",
             registry=registry,
         )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def count(self, api: str, key: str, status: int, seconds: float) -> None:
         """One request ended."""
-        self.requests.labels(api, key, str(status)).inc()
-        self.duration.labels(api).observe(seconds)
+        children = self._children.get((api, key, status))
+        if children is None:  # labels() takes a lock and builds a tuple: once per label set
+            if len(self._children) > 10_000:  # keys come from the keys file: only a guard
+                self._children.clear()
+            children = self._children[(api, key, status)] = (
+                self.requests.labels(api, key, str(status)),
+                self.duration.labels(api),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def exposition(self) -> bytes:
         """The text format a scrape reads."""

@@ -71,33 +71,62 @@ class PrometheusSink:
                 **kwargs,
             )
             dropped.set_function(log_dropped)
-        self._breakers = breakers
-        if breakers is not None:
-            gauge = prom.Gauge(
-                "breaker_state",
-                "Breaker state per provider: 0 closed, 1 half_open, 2 open.",
-                ["breaker"],
-                **kwargs,
+        if breakers is not None:  # read when scraped, not on every request
+            (registry if registry is not None else prom.REGISTRY).register(
+                _BreakerStates(f"{namespace}_breaker_state", breakers)
             )
-            self._gauge = gauge
+        # Each label set's child, kept: labels() takes a lock and builds a tuple per call.
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            if len(self._children) > 100_000:  # bounded labels; this only guards memory
+                self._children.clear()
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def handle(self, event: Event) -> None:
         """Count one event."""
         if isinstance(event, AttemptFinished):
             a = event.attempt
-            self.attempts.labels(
-                event.chain, str(a["provider"]), str(a["status"]), str(a.get("category")),
+            provider, status = str(a["provider"]), str(a["status"])
+            self._child(
+                self.attempts, event.chain, provider, status, str(a.get("category")),
                 str(a.get("error_code") or ""),
             ).inc()  # fmt: skip
             if a.get("hedge"):  # a copy sent after the attempt itself
-                result = {"success": "won", "cancelled": "lost"}.get(str(a["status"]), "failed")
-                self.hedges.labels(event.chain, str(a["provider"]), result).inc()
-            if a["status"] != "skipped":
-                self.latency.labels(str(a["provider"])).observe(int(a["latency_ms"]) / 1000)
+                result = {"success": "won", "cancelled": "lost"}.get(status, "failed")
+                self._child(self.hedges, event.chain, provider, result).inc()
+            if status != "skipped":
+                self._child(self.latency, provider).observe(int(a["latency_ms"]) / 1000)
         elif isinstance(event, ProbeFinished):
-            self.probes.labels(event.provider, "answered" if event.answered else "not").inc()
+            result = "answered" if event.answered else "not"
+            self._child(self.probes, event.provider, result).inc()
         elif isinstance(event, RequestFinished):
-            self.requests.labels(event.chain, event.final_state).inc()
-            if self._breakers is not None:
-                for key, state in self._breakers().items():
-                    self._gauge.labels(key).set(_STATES.get(state, 0))
+            self._child(self.requests, event.chain, event.final_state).inc()
+
+
+class _BreakerStates:
+    """The breaker-state gauge, read from the breakers when scraped."""
+
+    def __init__(self, name: str, breakers: Callable[[], dict[str, str]]) -> None:
+        self._name = name
+        self._breakers = breakers
+
+    def describe(self) -> list[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        return [GaugeMetricFamily(self._name, _BREAKER_HELP, labels=["breaker"])]
+
+    def collect(self) -> list[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        family = GaugeMetricFamily(self._name, _BREAKER_HELP, labels=["breaker"])
+        for key, state in sorted(self._breakers().items()):
+            family.add_metric([key], float(_STATES.get(state, 0)))
+        return [family]
+
+
+_BREAKER_HELP = "Breaker state per provider: 0 closed, 1 half_open, 2 open."

@@ -14,7 +14,8 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from copy import deepcopy
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
@@ -201,9 +202,13 @@ class GenerationMeta:
     duration_ms: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain dict of JSON types (the mode as its string value)."""
-        data = asdict(self)
+        """A plain dict of JSON types (the mode as its string value): a deep copy, as
+        `dataclasses.asdict` makes, in a fraction of its time (a gateway makes one per
+        reply)."""
+        data = {name: getattr(self, name) for name in _FIELD_NAMES}
         data["mode"] = str(self.mode)
+        for name in _CONTAINER_FIELDS:
+            data[name] = _plain(data[name])
         return data
 
     @classmethod
@@ -218,6 +223,25 @@ class GenerationMeta:
             values["mode"] = mode_of(str(values["mode"]))
         return cls(**values)
 
+
+def _plain(value: Any) -> Any:
+    """A deep copy of JSON-like data (dicts, lists, tuples, nested dataclasses as dicts)."""
+    kind = type(value)
+    if kind is dict:
+        return {k: v if type(v) in _SCALARS else _plain(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return kind(v if type(v) in _SCALARS else _plain(v) for v in value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, dict | list | tuple):  # subclasses: copied the general way
+        return deepcopy(value)
+    return value
+
+
+# Values `_plain` hands on as they are (immutable).
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+_FIELD_NAMES: Final = tuple(f.name for f in fields(GenerationMeta))
+_CONTAINER_FIELDS: Final = ("tools_used", "tool_results", "provider_attempts", "tags")
 
 # A request id not drawn yet (never changed: the first read replaces it in the record).
 _UNDRAWN: Final = _Pending(None)
