@@ -1,5 +1,5 @@
 """The chains, providers and simulator script the gateway tests share: each test picks its
-providers' behaviour by a word in its prompt (``RATE``, ``TOOL``, ``DOWN``, ...), so tests
+providers' behaviour by a word in its prompt (``RATE``, ``TOOL``, ``DOWN``, ``WAIT``, ...), so tests
 sharing one gateway never depend on each other's order. Breakers are off here (a failure
 one test asks for must not skip a provider in the next); the tests of breakers shared
 through Redis start gateways of their own."""
@@ -35,7 +35,8 @@ def chains_folder(
     return folder
 
 
-def script() -> Script:
+def script(extra: dict | None = None) -> Script:
+    """The shared script, with ``extra`` prompt words of a test's own."""
     weather = {"city": "Paris"}
     prompts = {
         "RATE": {"deepseek": [Behaviour("rate_limit", retry_after=1)]},
@@ -55,6 +56,7 @@ def script() -> Script:
         "CUT": {"deepseek": [Behaviour("answer", text=STORY, chunks=8, cut_after=3)]},
         "SLOW": {"deepseek": [Behaviour("answer", text=STORY, chunks=40, chunk_interval=0.05)]},
         "LONG": {"deepseek": [Behaviour("answer", text=STORY, chunks=20, chunk_interval=0.1)]},
+        "WAIT": {"deepseek": [Behaviour("answer", text=STORY, delay=3)]},
     }
     providers = {name: [Behaviour("answer", text="4")] for name in ("deepseek", "openai", "claude")}
-    return Script(providers, cycle=True, prompts=prompts)
+    return Script(providers, cycle=True, prompts={**prompts, **(extra or {})})

@@ -38,6 +38,8 @@ from engine.gateway.asgi import (
     start,
     until_hangup,
 )
+from engine.gateway.board import Board
+from engine.gateway.dashboard import Dashboard
 from engine.gateway.dialect import Dialect, Parsed, torq_record
 from engine.gateway.failures import GatewayError, from_failure
 from engine.gateway.keys import GatewayKey, KeyRing
@@ -90,6 +92,10 @@ class Gateway:
             metrics_for(manager) if self.settings.metrics else None
         )
         self.service = Service(manager, self.admission, self.metrics)
+        #: What the dashboard shows: a sink that queues each finished request (one append).
+        self.board = Board()
+        manager.add_sink(self.board)
+        self.dashboard = Dashboard(manager, self.board, self.admission)
 
     async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -102,6 +108,7 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self.dashboard.end_on_exit_signals()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.manager.aclose()
@@ -120,8 +127,10 @@ class Gateway:
             await self._chat(_ANTHROPIC, scope, receive, send)
         elif method == "GET" and path in self.service.pages:
             await self.service.page(path, scope, send)
+        elif method == "GET" and path in ("/dashboard", "/dashboard/", "/dashboard/events"):
+            await self.dashboard.serve(path, scope, receive, send)
         else:
-            known = ("/v1/chat/completions", "/v1/messages", *self.service.pages)
+            known = ("/v1/chat/completions", "/v1/messages", *self.service.pages, "/dashboard")
             status = 405 if path in known else 404
             what = "method not allowed here" if status == 405 else "no such endpoint"
             error = GatewayError(

@@ -1,0 +1,182 @@
+"""The live dashboard in a real browser (Debian's Chromium, driven by Playwright): a
+``serve`` subprocess in front of the simulator, the page at ``/dashboard``. It loads with no
+console error and no request beyond the gateway; a breaker opened by failures shows open,
+then closed after recovery; edge counts move with traffic; a request's attempts open on
+click; the page reconnects after a restart; markup in names and messages stays text."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+from gateway_setup import chains_folder, script
+from served import Served
+
+from engine.simulator import Behaviour, Simulator
+
+HOSTILE = '<img src=x onerror="window.hacked=1">'
+CHAINS = {
+    "direct": f"description: '<script>window.hacked=1</script>'\nsteps:\n"
+    f"  - {{provider: deepseek, model: {json.dumps(HOSTILE)}}}\n  - claude\n",
+    "default": "steps: [claude]\n",
+}
+PROVIDERS = """providers:
+  deepseek:
+    breaker: {failure_threshold: 3, cooldown: 30}
+    health_check: {interval: 0.5}   # an open breaker is probed (no request spent on it)
+  claude: {breaker: {enabled: false}}
+"""
+
+
+def _script():
+    # a provider's error message with markup in it (it reaches the attempt history)
+    return script({"MARKUP": {"deepseek": [Behaviour("error", status=500, message=HOSTILE)]}})
+
+
+@pytest.fixture
+def gateway(tmp_path):
+    with Simulator(_script()) as sim:
+        served = Served(sim, chains_folder(tmp_path, CHAINS, PROVIDERS))
+        try:
+            yield served, sim, tmp_path
+        finally:
+            served.stop()
+
+
+def _ask(served, prompt="What is 2+2?"):
+    body = {"model": "direct", "messages": [{"role": "user", "content": prompt}]}
+    return httpx.post(served.url + "/v1/chat/completions", json=body, timeout=30)
+
+
+def _open(chromium, served):
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    problems: list[str] = []
+    elsewhere: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("request", lambda r: None if r.url.startswith(served.url) else elsewhere.append(r.url))
+    page.goto(served.url + "/dashboard")
+    page.wait_for_selector("#status[data-state=live]", timeout=10_000)
+    return page, problems, elsewhere
+
+
+def _breaker(page):
+    return page.locator("section.chain", has=page.locator("h2", has_text="chain direct")).locator(
+        "tr[data-step=deepseek] td[data-role=breaker]"
+    )
+
+
+def test_the_page_shows_breakers_edges_and_attempts_live(chromium, gateway):
+    served, sim, tmp_path = gateway
+    page, problems, elsewhere = _open(chromium, served)
+    try:
+        assert _breaker(page).text_content() == "closed"
+        sim.outage("deepseek")  # requests and health checks alike are 503s
+        for _ in range(3):  # three failures in a row: deepseek's breaker opens
+            assert _ask(served).status_code == 200  # claude answers
+        began = time.monotonic()
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('td[data-role=breaker]')]"
+            ".some(td => td.textContent === 'open')",
+            timeout=2_000,
+        )
+        assert time.monotonic() - began < 2.0
+        assert "failures in a row" in page.locator("tr[data-step=deepseek]").first.text_content()
+        # the edges the requests took carry their counts
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('svg g.edge')]"
+            ".some(g => Number(g.dataset.minute || 0) >= 3)",
+            timeout=2_000,
+        )
+        labels = page.locator("svg g.edge text").all_text_contents()
+        assert any("/min" in label for label in labels)
+        # recovery: the active health check finds deepseek answering; the next request goes
+        # to it and closes the breaker
+        sim.outage("deepseek", down=False)
+        page.wait_for_function(
+            "() => document.querySelector('tr[data-step=deepseek] td[data-role=breaker]')"
+            ".textContent === 'half-open'",
+            timeout=3_000,
+        )
+        assert _ask(served).headers["x-torq-provider"] == "deepseek"
+        page.wait_for_function(
+            "() => document.querySelector('tr[data-step=deepseek] td[data-role=breaker]')"
+            ".textContent === 'closed'",
+            timeout=2_000,
+        )
+        # a request's whole attempt history opens on click
+        page.locator("#tail tbody tr").nth(1).click()  # the last request of the outage
+        details = page.locator("#details")
+        assert details.is_visible()
+        history = json.loads(details.text_content())
+        assert [a["provider"] for a in history] == ["deepseek", "claude"]
+        page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+        assert problems == [] and elsewhere == []
+    finally:
+        page.close()
+
+
+def test_markup_in_names_and_messages_stays_text(chromium, gateway):
+    served, _, _ = gateway
+    page, problems, elsewhere = _open(chromium, served)
+    try:
+        _ask(served, "MARKUP please")
+        page.wait_for_selector("#tail tbody tr", timeout=2_000)
+        page.locator("#tail tbody tr").first.click()
+        assert json.dumps(HOSTILE)[1:-1] in page.locator("#details").text_content()  # as JSON
+        direct = page.locator("section.chain", has=page.locator("h2", has_text="chain direct"))
+        drawn = direct.locator("svg").text_content()
+        assert HOSTILE in drawn and "<script>window.hacked=1</script>" in drawn
+        assert page.evaluate("() => window.hacked") is None
+        assert page.locator("img").count() == 0 and page.locator("#chains script").count() == 0
+        assert problems == [] and elsewhere == []
+    finally:
+        page.close()
+
+
+def test_the_page_reconnects_after_a_restart(chromium, gateway, tmp_path):
+    served, sim, _ = gateway
+    page, problems, _ = _open(chromium, served)
+    try:
+        first = page.locator("#scope").text_content()
+        served.stop()
+        page.wait_for_selector("#status[data-state=reconnecting]", timeout=5_000)
+        again = Served(sim, chains_folder(tmp_path / "again", CHAINS, PROVIDERS), port=served.port)
+        try:
+            page.wait_for_selector("#status[data-state=live]", timeout=10_000)
+            page.wait_for_function(
+                "(before) => document.querySelector('#scope').textContent !== before",
+                arg=first, timeout=5_000,
+            )  # fmt: skip
+            _ask(again)
+            page.wait_for_selector("#tail tbody tr", timeout=3_000)
+        finally:
+            again.stop()
+        # the browser logs the refused reconnects; nothing else may fail
+        assert [
+            p for p in problems if "ERR_CONNECTION_REFUSED" not in p and "EventSource" not in p
+        ] == []
+    finally:
+        page.close()
+
+
+def test_the_dashboard_is_loopback_only_without_keys_and_asks_for_a_key_with_them(tmp_path):
+    from helpers import run_cli
+
+    keys = tmp_path / "keys.yaml"
+    made = run_cli("keys", "add", "ops", "--keys", str(keys)).stdout.split()[0]
+    with Simulator(_script()) as sim:
+        served = Served(sim, chains_folder(tmp_path, CHAINS, PROVIDERS), "--keys", str(keys))
+        try:
+            asked = httpx.get(served.url + "/dashboard")
+            assert asked.status_code == 401 and "asks for a key" in asked.text
+            assert made not in asked.text
+            assert httpx.get(served.url + "/dashboard/events").status_code == 401
+            with_cookie = httpx.get(served.url + "/dashboard", cookies={"torq_key": made})
+            assert with_cookie.status_code == 200 and "chain direct" in with_cookie.text
+            wrong = httpx.get(served.url + "/dashboard", cookies={"torq_key": "tfk_nope"})
+            assert wrong.status_code == 401
+        finally:
+            served.stop()
