@@ -175,6 +175,25 @@ def test_a_client_hanging_up_mid_stream_cancels_the_upstream_call(gateway, sim):
     assert logged["tags"]["gateway.api"] == "openai" and logged["attempts"]
 
 
+def test_a_client_hanging_up_before_a_whole_answer_cancels_the_upstream_call(gateway, sim):
+    body = {"model": "direct", "messages": [{"role": "user", "content": "WAIT for it"}]}
+    before = sim.hung_up
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up after 0.5 s, of 3
+        httpx.post(gateway.url + "/v1/chat/completions", json=body, timeout=0.5)
+    deadline = time.monotonic() + 2.0  # the simulator notices the closed socket by polling
+    while sim.hung_up == before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sim.hung_up == before + 1, "the upstream call went on after the client left"
+    logged = _logged(gateway.log, lambda line: line["tags"].get("gateway.client") == "hung_up"
+                     and line["tags"]["gateway.stream"] == "false")  # fmt: skip
+    assert logged is not None and logged["final_state"] == "cancelled"
+    (left,) = logged["attempts"]
+    assert (left["provider"], left["status"], left["error_code"]) == (
+        "deepseek", "cancelled", "caller_left")  # fmt: skip
+    # the gateway goes on serving: the next request is answered
+    assert httpx.post(gateway.url + "/v1/chat/completions", json=HI, timeout=10).status_code == 200
+
+
 def _logged(path, wanted, within=5.0):
     """The first line of the JSONL log that ``wanted`` accepts, waiting for the writer."""
     deadline = time.monotonic() + within

@@ -146,8 +146,13 @@ def test_an_alias_used_twice_or_naming_a_mode_is_a_located_problem(folder):
     with pytest.raises(ChainConfigError) as caught:
         _manager(folder)
     said = str(caught.value)
-    assert f"{folder / 'pair_review.yaml'}:4:5: aliases[1]: alias 'research' is a mode's name" in said
-    assert f"{folder / 'quick.yaml'}:2:18: aliases[1]: alias 'gpt-4o' is declared by two chains" in said
+    assert (
+        f"{folder / 'pair_review.yaml'}:4:5: aliases[1]: alias 'research' is a mode's name" in said
+    )
+    assert (
+        f"{folder / 'quick.yaml'}:2:18: aliases[1]: alias 'gpt-4o' is declared by two chains"
+        in said
+    )
     result = run_cli("validate", str(folder))
     assert result.returncode == 1
     assert "pair_review.yaml:4:5: aliases[1]: alias 'research'" in result.stdout
