@@ -180,3 +180,100 @@ def test_the_dashboard_is_loopback_only_without_keys_and_asks_for_a_key_with_the
             assert wrong.status_code == 401
         finally:
             served.stop()
+
+
+def _pictures(url: str, within: float):
+    """The event stream's pictures, for ``within`` seconds at most."""
+    deadline = time.monotonic() + within
+    with httpx.stream("GET", url + "/dashboard/events", timeout=within + 5) as events:
+        for line in events.iter_lines():
+            if line.startswith("data: "):
+                yield json.loads(line.removeprefix("data: "))
+            if time.monotonic() > deadline:
+                return
+
+
+def test_two_workers_show_as_one_deployment_through_redis(tmp_path, redis_server):
+    with Simulator(_script()) as sim:
+        served = Served(sim, chains_folder(tmp_path, CHAINS, PROVIDERS), "--workers", "2",
+                        env={"TORQ_REDIS_URL": redis_server.url})  # fmt: skip
+        try:
+            for _ in range(20):  # a fresh connection each: the kernel spreads them over both
+                assert _ask(served).status_code == 200
+            seen = None
+            for picture in _pictures(served.url, within=8):
+                seen = picture
+                if len(picture["scope"]["workers"]) == 2 and picture["requests"] == 20:
+                    break
+            assert seen is not None
+            assert len(seen["scope"]["workers"]) == 2, seen["scope"]
+            assert seen["requests"] == 20 and len(seen["tail"]) == 20
+            assert seen["scope"]["traffic"] == "2 workers, through Redis"
+            assert seen["scope"]["health"].startswith("shared through Redis")
+        finally:
+            served.stop()
+
+
+def test_an_application_serves_its_own_managers_dashboard(tmp_path, monkeypatch):
+    from engine import LLMManager
+    from engine.gateway import start_dashboard
+
+    with Simulator(_script()) as sim:
+        for name, value in sim.env().items():
+            monkeypatch.setenv(name, value)
+        with LLMManager({"chains_dir": str(chains_folder(tmp_path, CHAINS, PROVIDERS))}) as llm:
+            board = start_dashboard(llm, port=0)
+            try:
+                for _ in range(3):
+                    assert llm.generate_response("What is 2+2?")[1].provider == "deepseek"
+                url = board.url.removesuffix("/dashboard")
+                assert "chain direct" in httpx.get(board.url).text
+                picture = next(p for p in _pictures(url, within=5) if p["requests"] == 3)
+                assert [r["provider"] for r in picture["tail"]] == ["deepseek"] * 3
+                assert picture["scope"]["traffic"].startswith("this worker only")
+            finally:
+                board.stop()
+    with pytest.raises(ValueError, match="loopback only"):
+        start_dashboard(llm, host="0.0.0.0")
+
+
+def test_the_dashboard_command_shows_a_deployment_from_redis(tmp_path, redis_server):
+    import os
+    import subprocess
+
+    from helpers import PYTHON, ROOT, closed_port
+
+    folder = chains_folder(tmp_path, CHAINS, PROVIDERS)
+    with Simulator(_script()) as sim:
+        served = Served(sim, folder, env={"TORQ_REDIS_URL": redis_server.url})
+        port = closed_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TORQ_")}
+        env.update(sim.env(), TORQ_REDIS_URL=redis_server.url)
+        viewer = subprocess.Popen(
+            [PYTHON, "-m", "engine.cli", "dashboard", "--port", str(port), "--chains", str(folder)],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(url + "/dashboard", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            for _ in range(4):
+                assert _ask(served).status_code == 200
+            picture = None
+            for picture in _pictures(url, within=8):
+                if picture["requests"] == 4:
+                    break
+            assert picture is not None and picture["requests"] == 4
+            # the gateway's worker is the deployment; the viewer process is not one of it
+            assert len(picture["scope"]["workers"]) == 1
+            assert picture["scope"]["health"].startswith("shared through Redis")
+        finally:
+            viewer.terminate()
+            out, err = viewer.communicate(timeout=20)
+            served.stop()
+        assert "torq-fallback dashboard on http://127.0.0.1:" in out, err

@@ -46,6 +46,7 @@ from engine.gateway.keys import GatewayKey, KeyRing
 from engine.gateway.metrics import GatewayMetrics, metrics_for
 from engine.gateway.openai_api import OpenAIDialect
 from engine.gateway.service import Service
+from engine.gateway.shared_board import shared_board
 from engine.manager.llm import LLMManager
 from engine.manager.options import ChatPlan
 from engine.types.completion import Completion
@@ -95,7 +96,9 @@ class Gateway:
         #: What the dashboard shows: a sink that queues each finished request (one append).
         self.board = Board()
         manager.add_sink(self.board)
-        self.dashboard = Dashboard(manager, self.board, self.admission)
+        self.dashboard = Dashboard(
+            manager, self.board, self.admission, shared_board(manager, self.board)
+        )
 
     async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -109,8 +112,12 @@ class Gateway:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.dashboard.end_on_exit_signals()
+                if self.dashboard.shared is not None:  # this worker's traffic, for every page
+                    self.dashboard.shared.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.dashboard.shared is not None:
+                    await asyncio.to_thread(self.dashboard.shared.stop)
                 await self.manager.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -17,8 +17,9 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from engine.telemetry.events import RequestFinished
+from engine.types.meta import field_value
 
-__all__ = ["TAIL", "Board"]
+__all__ = ["TAIL", "Board", "merged_view"]
 
 #: Requests the live tail keeps, whole.
 TAIL: Final = 100
@@ -68,18 +69,20 @@ class Board:
     def fold(self) -> bool:
         """Fold the queued requests into the aggregate; whether there were any."""
         with self._lock:
-            folded = False
+            batch = []
             while self._queue:
-                wall, event = self._queue.popleft()
-                self._fold(wall, event)
-                folded = True
-            if folded:
+                batch.append(self._queue.popleft())
+            # Only the newest TAIL requests can be in the tail: the rest are counted alone.
+            for index, (wall, event) in enumerate(batch):
+                self._fold(wall, event, index >= len(batch) - TAIL)
+            if batch:
                 self.version += 1
-            return folded
+            return bool(batch)
 
-    def _fold(self, wall: float, event: RequestFinished) -> None:
+    def _fold(self, wall: float, event: RequestFinished, tail: bool) -> None:
         self.requests += 1
-        attempts: list[dict[str, Any]] = list(event.field("provider_attempts") or [])
+        meta = event.meta
+        attempts: list[dict[str, Any]] = meta.get("provider_attempts") or []
         start = wall - wall % _BUCKET
         buckets = self._edges.setdefault(event.chain, collections.deque(maxlen=_BUCKETS))
         if not buckets or buckets[-1][0] != start:
@@ -99,63 +102,105 @@ class Board:
                 self._hedges[provider] += 1
             if attempt.get("status") == "success":
                 self._last[event.chain] = (state, wall)
-        self._tail.appendleft(_summary(event, attempts, wall))
+        if tail:
+            self._tail.appendleft(_summary(event, attempts, wall))
 
-    def view(self) -> dict[str, Any]:
-        """The aggregate as plain JSON data: edges over the last minute and 15 minutes,
-        the last answering step, providers' latencies and hedge rates, and the tail."""
+    def export(self, tail: int = TAIL) -> dict[str, Any]:
+        """The aggregate as plain data (what a worker publishes for the others to merge):
+        the edge buckets, last answers, latencies, hedges and the newest ``tail`` requests."""
         with self._lock:
-            now = self._clock()
-            chains = {}
-            for chain, buckets in self._edges.items():
-                minute: collections.Counter[Any] = collections.Counter()
-                quarter: collections.Counter[Any] = collections.Counter()
-                for start, counts in buckets:
-                    if start > now - 900:
-                        quarter.update(counts)
-                    if start > now - 60 - _BUCKET:
-                        minute.update(counts)
-                last = self._last.get(chain)
-                chains[chain] = {
-                    "edges": [
-                        {"from": a, "to": b, "category": c, "minute": minute[(a, b, c)],
-                         "quarter": n}
-                        for (a, b, c), n in sorted(quarter.items())
-                    ],
-                    "last_answered": None if last is None else {
-                        "step": last[0], "seconds_ago": round(now - last[1], 1)},
-                }  # fmt: skip
-            providers = {}
-            for provider, latencies in self._latency.items():
-                ordered = sorted(latencies)
-                providers[provider] = {
-                    "p50_ms": ordered[len(ordered) // 2] if ordered else None,
-                    "p95_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
-                    if ordered
-                    else None,
-                    "hedge_rate": round(self._hedges[provider] / max(self._calls[provider], 1), 3),
-                }
             return {
-                "chains": chains,
-                "providers": providers,
-                "tail": list(self._tail),
+                "at": self._clock(),
+                "edges": {
+                    chain: [[start, [[*k, n] for k, n in counts.items()]] for start, counts in b]
+                    for chain, b in self._edges.items()
+                },
+                "last": {chain: list(last) for chain, last in self._last.items()},
+                "latency": {p: list(values) for p, values in self._latency.items()},
+                "hedges": dict(self._hedges),
+                "calls": dict(self._calls),
+                "tail": list(self._tail)[:tail],
                 "requests": self.requests,
                 "dropped": self.dropped,
             }
 
+    def view(self) -> dict[str, Any]:
+        """This board's aggregate as the page shows it (`merged_view` of itself alone)."""
+        return merged_view([self.export()], self._clock())
+
+
+def merged_view(exports: list[dict[str, Any]], now: float) -> dict[str, Any]:
+    """What the page shows, from one or more boards' `Board.export` (one per worker): edges
+    over the last minute and 15 minutes, the step that answered last, each provider's
+    latencies and hedge rate, and the newest requests of them all."""
+    minute: dict[str, collections.Counter[Any]] = {}
+    quarter: dict[str, collections.Counter[Any]] = {}
+    last: dict[str, tuple[str, float]] = {}
+    latency: dict[str, list[int]] = {}
+    hedges: collections.Counter[str] = collections.Counter()
+    calls: collections.Counter[str] = collections.Counter()
+    tail: list[dict[str, Any]] = []
+    for export in exports:
+        for chain, buckets in export["edges"].items():
+            m = minute.setdefault(chain, collections.Counter())
+            q = quarter.setdefault(chain, collections.Counter())
+            for start, entries in buckets:
+                for source, target, category, n in entries:
+                    if start > now - 900:
+                        q[(source, target, category)] += n
+                    if start > now - 60 - _BUCKET:
+                        m[(source, target, category)] += n
+        for chain, (step, wall) in export["last"].items():
+            if chain not in last or wall > last[chain][1]:
+                last[chain] = (step, wall)
+        for provider, values in export["latency"].items():
+            latency.setdefault(provider, []).extend(values)
+        hedges.update(export["hedges"])
+        calls.update(export["calls"])
+        tail.extend(export["tail"])
+    chains = {}
+    for chain, counts in quarter.items():
+        answered = last.get(chain)
+        chains[chain] = {
+            "edges": [
+                {"from": a, "to": b, "category": c, "minute": minute[chain][(a, b, c)],
+                 "quarter": n}
+                for (a, b, c), n in sorted(counts.items())
+            ],
+            "last_answered": None if answered is None else {
+                "step": answered[0], "seconds_ago": round(max(now - answered[1], 0.0), 1)},
+        }  # fmt: skip
+    providers = {}
+    for provider, values in latency.items():
+        ordered = sorted(values)
+        providers[provider] = {
+            "p50_ms": ordered[len(ordered) // 2] if ordered else None,
+            "p95_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))] if ordered else None,
+            "hedge_rate": round(hedges[provider] / max(calls[provider], 1), 3),
+        }
+    tail.sort(key=lambda row: -float(row["at"]))
+    return {
+        "chains": chains,
+        "providers": providers,
+        "tail": tail[:TAIL],
+        "requests": sum(int(e["requests"]) for e in exports),
+        "dropped": sum(int(e["dropped"]) for e in exports),
+    }
+
 
 def _summary(event: RequestFinished, attempts: list[dict[str, Any]], wall: float) -> dict[str, Any]:
     """One row of the tail, with the whole attempt history for its details."""
+    meta = event.meta
     return {
-        "request_id": event.field("request_id"),
+        "request_id": field_value(meta, "request_id"),
         "chain": event.chain,
         "mode": event.mode,
         "final_state": event.final_state,
         "at": wall,
-        "duration_ms": event.field("duration_ms"),
-        "tokens_total": event.field("tokens_total"),
-        "cost_usd_est": event.field("cost_usd_est"),
-        "provider": event.field("provider"),
+        "duration_ms": meta.get("duration_ms"),
+        "tokens_total": meta.get("tokens_total"),
+        "cost_usd_est": meta.get("cost_usd_est"),
+        "provider": meta.get("provider"),
         "path": [
             {
                 "provider": a.get("provider"),
@@ -167,5 +212,5 @@ def _summary(event: RequestFinished, attempts: list[dict[str, Any]], wall: float
             for a in attempts
         ],
         "attempts": [dict(a) for a in attempts],
-        "tags": dict(event.field("tags") or {}),
+        "tags": dict(meta.get("tags") or {}),
     }

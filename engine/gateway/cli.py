@@ -1,5 +1,5 @@
-"""The gateway's commands of ``torq-fallback``: ``serve`` and ``keys``. Thin: parsing and
-printing; the work is `engine.gateway.serve`'s and `engine.gateway.keys`'."""
+"""The gateway's commands of ``torq-fallback``: ``serve``, ``keys`` and ``dashboard``. Thin:
+parsing and printing; the work is `engine.gateway.serve`'s, `.keys`' and `.standalone`'s."""
 
 from __future__ import annotations
 
@@ -50,8 +50,35 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    from engine.gateway.keys import load_keys
+    from engine.gateway.standalone import DashboardApp
+    from engine.manager.llm import LLMManager
+
+    if args.chains:
+        os.environ["TORQ_CHAINS_DIR"] = args.chains
+    ring = load_keys(args.keys) if args.keys else None
+    if ring is None and args.host not in ("127.0.0.1", "::1", "localhost"):
+        raise ValueError(f"--host {args.host}: without --keys the dashboard serves loopback only")
+    manager = LLMManager()
+    app = DashboardApp(manager, ring, publish=False)
+    if app.dashboard.shared is None:
+        print("note: health is local to this process, so the page shows no traffic; set "
+              "TORQ_REDIS_URL to see a deployment, or embed the dashboard in the application "
+              "(engine.gateway.start_dashboard)")  # fmt: skip
+    print(f"torq-fallback dashboard on http://{args.host}:{args.port}/dashboard", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False,
+                lifespan="on", timeout_graceful_shutdown=2)  # fmt: skip
+    manager.close()
+    return 0
+
+
 def register(commands: Any, command: Command) -> None:
-    """Add ``serve`` and ``keys`` to the command's subcommands."""
+    """Add ``serve``, ``keys`` and ``dashboard`` to the command's subcommands."""
     serve = command(
         commands, "serve", cmd_serve,
         "serve the chains as an OpenAI- and Anthropic-compatible HTTP gateway",
@@ -102,3 +129,19 @@ def register(commands: Any, command: Command) -> None:
     keys.add_argument("--rpm", type=int, help="requests per minute, at most")
     keys.add_argument("--tpm", type=int, help="tokens per minute, at most")
     keys.add_argument("--daily-usd", type=float, help="estimated cost per UTC day, at most")
+
+    dashboard = command(
+        commands, "dashboard", cmd_dashboard,
+        "a live page of every chain: traffic, breakers, quotas and recent requests",
+        "Serve the live dashboard (GET /dashboard) from a process of its own. With health in "
+        "Redis (TORQ_REDIS_URL, or health: in providers.yaml) it shows the whole deployment: "
+        "breakers and quotas from Redis, traffic and recent requests as every gateway worker "
+        "publishes them. A gateway serves the same page at /dashboard itself; an application "
+        "embedding the engine serves its own with engine.gateway.start_dashboard(manager).",
+        ["torq-fallback dashboard --port 8001",
+         "TORQ_REDIS_URL=redis://127.0.0.1:6379/0 torq-fallback dashboard"],
+    )  # fmt: skip
+    dashboard.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    dashboard.add_argument("--port", type=int, default=8001, help="port (default 8001)")
+    dashboard.add_argument("--chains", metavar="DIR", help="chains directory (default: in use)")
+    dashboard.add_argument("--keys", metavar="FILE", help="keys file: a key opens the page")

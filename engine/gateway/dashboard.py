@@ -18,14 +18,16 @@ import json
 import os
 import signal
 import threading
+import time
 from typing import Any, Final
 from urllib.parse import unquote
 
 from engine.gateway.admission import Admission, presented_key
 from engine.gateway.asgi import Receive, Send, check_headers, reply
-from engine.gateway.board import Board
+from engine.gateway.board import Board, merged_view
 from engine.gateway.failures import GatewayError
 from engine.gateway.page import LOGIN, PAGE
+from engine.gateway.shared_board import SharedBoard
 from engine.manager.llm import LLMManager
 from engine.tools.health_view import health_report
 
@@ -40,10 +42,18 @@ KEEPALIVE: Final = 15.0
 class Dashboard:
     """The dashboard's two pages, on one gateway's manager and board."""
 
-    def __init__(self, manager: LLMManager, board: Board, admission: Admission) -> None:
+    def __init__(
+        self,
+        manager: LLMManager,
+        board: Board,
+        admission: Admission,
+        shared: SharedBoard | None = None,
+    ) -> None:
         self.manager = manager
         self.board = board
         self.admission = admission
+        #: With health in Redis: every worker's aggregate, merged (else this one's alone).
+        self.shared = shared
         self.viewers = 0  # event streams open now
         #: Set when the server is asked to stop: open event streams end (cleanly) at once,
         #: so that they do not hold the drain up; the pages reconnect to the next server.
@@ -104,9 +114,11 @@ class Dashboard:
         self.viewers += 1
         try:
             sent, quiet = "", 0.0
+            if self.shared is not None:
+                self.shared.start()
             while not gone.done():
-                self.board.fold()
-                data = json.dumps(self.picture(), separators=(",", ":"))
+                # Redis and the health store are read on a thread: the loop serves requests.
+                data = json.dumps(await asyncio.to_thread(self.picture), separators=(",", ":"))
                 if data != sent:  # traffic, a breaker, a quota: whatever changed, once a tick
                     sent = data
                     event = b"retry: 1000\ndata: " + data.encode() + b"\n\n"
@@ -145,22 +157,28 @@ class Dashboard:
             signal.signal(sig, handler)
 
     def picture(self) -> dict[str, Any]:
-        """Everything the page shows, as JSON data."""
+        """Everything the page shows, as JSON data (blocking: it may read Redis)."""
+        if self.shared is not None:
+            exports, workers = self.shared.exports()
+        else:
+            self.board.fold()
+            exports, workers = [self.board.export()], [f"{os.uname().nodename}:{os.getpid()}"]
+        view = merged_view(exports, time.time())
         report = health_report(self.manager)  # one read of the store (Redis: one round trip)
-        source = report["source"]
-        view = self.board.view()
         view["health"] = report
         view["steps"] = {
             name: [{"id": s.id, "provider": s.provider, "breaker": s.key} for s in c.chain.steps]
             for name, c in self.manager.chains.items()
         }
+        shared = report["source"] != "local"
         view["scope"] = {
-            "worker": os.getpid(),
-            "health": source,
-            # Traffic and the tail are this worker's; breakers and quotas are shared when
-            # health lives in Redis.
-            "traffic": "this worker only",
-            "shared": source != "local",
+            "worker": workers[0],
+            "workers": workers,
+            "health": report["source"],
+            "traffic": f"{len(workers)} workers, through Redis"
+            if self.shared is not None
+            else "this worker only (health is not shared, so neither is traffic)",
+            "shared": shared,
         }
         return view
 

@@ -102,8 +102,8 @@ function cell(row, text, cls) {
 function paint(data) {
   const scope = data.scope;
   document.getElementById("scope").textContent =
-    "worker " + scope.worker + "; traffic and requests: " + scope.traffic +
-    "; breakers and quotas: " + (scope.shared ? scope.health : "this worker's own (local)");
+    "traffic and requests: " + scope.traffic + " (" + scope.workers.join(", ") +
+    "); breakers and quotas: " + (scope.shared ? scope.health : "this worker's own (local)");
   document.getElementById("totals").textContent =
     data.requests + " requests seen" + (data.dropped ? ", " + data.dropped + " dropped" : "");
   const health = {};

@@ -13,7 +13,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from copy import deepcopy
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
@@ -146,7 +146,7 @@ def snapshot(meta: GenerationMeta) -> dict[str, Any]:
     return dict(meta.__dict__)
 
 
-def field_value(snap: dict[str, Any], name: str) -> Any:
+def field_value(snap: Mapping[str, Any], name: str) -> Any:
     """A field of a `snapshot` (formatting a lazy one)."""
     if name in ("timestamp", "request_id"):
         value = snap["_lazy_" + name]
