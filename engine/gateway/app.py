@@ -236,19 +236,26 @@ class Gateway:
             answer = await self.manager.executor.aexecute(
                 plan.chain, plan.request, plan.meta, plan.seconds
             )
-        except (TypeError, ValueError) as exc:  # what no provider could be sent
-            error = GatewayError(400, "invalid_request", " ".join(str(exc).split()))
-            await reply(send, 400, dialect.error_body(error))
-            return 400, None
-        except TorqError as exc:
-            error = from_failure(exc, torq_record(plan.meta, plan.chain.chain.name))
-            heads = [*error.headers, *self._torq_headers(plan, began, None)]
-            await reply(send, error.status, dialect.error_body(error), heads)
-            return error.status, None
+        except (TypeError, ValueError, TorqError) as exc:  # no answer: say why
+            return await self._failed(dialect, plan, send, began, exc), None
         torq = torq_record(plan.meta, plan.chain.chain.name)
         body = dialect.answer(answer, plan.meta, torq)
         await reply(send, 200, body, self._torq_headers(plan, began, answer.model))
         return 200, answer
+
+    async def _failed(
+        self, dialect: Dialect, plan: ChatPlan, send: Send, began: float, exc: Exception
+    ) -> int:
+        """Reply for a request that got no answer: a 400 for what no provider could be sent
+        (a TypeError or ValueError), else the chain's failure with its record; the status."""
+        if isinstance(exc, TypeError | ValueError):  # a ChainConfigError among them
+            error = GatewayError(400, "invalid_request", " ".join(str(exc).split()))
+            await reply(send, 400, dialect.error_body(error))
+            return 400
+        error = from_failure(exc, torq_record(plan.meta, plan.chain.chain.name))
+        heads = [*error.headers, *self._torq_headers(plan, began, None)]
+        await reply(send, error.status, dialect.error_body(error), heads)
+        return error.status
 
     async def _stream(
         self, dialect: Dialect, parsed: Parsed, plan: ChatPlan, send: Send, began: float
@@ -261,15 +268,8 @@ class Gateway:
             first: Any = await anext(events)
         except StopAsyncIteration:
             first = None
-        except (TypeError, ValueError) as exc:
-            error = GatewayError(400, "invalid_request", " ".join(str(exc).split()))
-            await reply(send, 400, dialect.error_body(error))
-            return 400, None
-        except TorqError as exc:
-            error = from_failure(exc, torq_record(plan.meta, plan.chain.chain.name))
-            heads = [*error.headers, *self._torq_headers(plan, began, None)]
-            await reply(send, error.status, dialect.error_body(error), heads)
-            return error.status, None
+        except (TypeError, ValueError, TorqError) as exc:  # no first event: say why
+            return await self._failed(dialect, plan, send, began, exc), None
         provider, model = stream.source or (plan.meta.provider, plan.meta.model)
         shown = model or plan.chain.chain.name
         writer = dialect.writer(plan.meta, shown, parsed.include_usage)
