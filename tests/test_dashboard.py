@@ -26,7 +26,7 @@ PROVIDERS = """providers:
   deepseek:
     breaker: {failure_threshold: 3, cooldown: 30}
     health_check: {interval: 0.5}   # an open breaker is probed (no request spent on it)
-  claude: {breaker: {enabled: false}}
+  claude: {breaker: {enabled: false}, quota: {rpm: 600, tpm: 200000}}
 """
 
 
@@ -106,6 +106,10 @@ def test_the_page_shows_breakers_edges_and_attempts_live(chromium, gateway):
             ".textContent === 'closed'",
             timeout=2_000,
         )
+        # claude's quota use, against its limits
+        quota = page.locator("section.chain", has=page.locator("h2", has_text="chain direct"))
+        used = quota.locator("tr[data-step=claude] td[data-role=quota]").text_content()
+        assert used.startswith("3/600 req, ") and used.endswith("/200000 tok"), used
         # a request's whole attempt history opens on click
         page.locator("#tail tbody tr").nth(1).click()  # the last request of the outage
         details = page.locator("#details")
@@ -277,3 +281,49 @@ def test_the_dashboard_command_shows_a_deployment_from_redis(tmp_path, redis_ser
             out, err = viewer.communicate(timeout=20)
             served.stop()
         assert "torq-fallback dashboard on http://127.0.0.1:" in out, err
+
+
+def test_closing_the_page_frees_its_stream(chromium, gateway):
+    served, _, _ = gateway
+    page, _, _ = _open(chromium, served)
+    page.close()
+    deadline = time.monotonic() + 5
+    viewers = None
+    seen = []
+    while time.monotonic() < deadline:  # the server notices the closed stream within a tick
+        pictures = _pictures(served.url, within=2)
+        viewers = next(pictures)["scope"]["viewers"]
+        pictures.close()  # this reader's stream ends here too
+        seen.append(viewers)
+        if viewers == 1:  # this reader alone
+            break
+        time.sleep(1.0)  # a closed stream is let go within a tick (0.5 s): so is this one
+    assert viewers == 1, seen
+
+
+def test_twenty_chains_and_a_hundred_providers_stay_usable(chromium, tmp_path):
+    names = [f"p{i:03d}" for i in range(100)]
+    providers = "providers:\n" + "".join(
+        f"  {n}: {{kind: openai, base_url: http://127.0.0.1:9/v1, model: m}}\n" for n in names
+    )
+    chains = {f"mode{c:02d}": "steps: [" + ", ".join(names[c * 5 : c * 5 + 5]) + "]\n"
+              for c in range(20)}  # fmt: skip
+    chains["default"] = "steps: [p000]\n"
+    with Simulator(_script()) as sim:
+        served = Served(sim, chains_folder(tmp_path, chains, providers))
+        try:
+            page, problems, elsewhere = _open(chromium, served)
+            try:
+                assert page.locator("section.chain").count() == 21
+                rows = page.locator("section.chain tbody tr")
+                page.wait_for_function("() => document.querySelectorAll('section.chain tbody tr')"
+                                       ".length === 101")  # fmt: skip
+                assert rows.count() == 101
+                assert page.locator("td[data-role=breaker]").all_text_contents() == ["closed"] * 101
+                wide = page.evaluate("() => document.documentElement.scrollWidth")
+                assert wide <= 1400, f"the page scrolls sideways ({wide} px)"
+                assert problems == [] and elsewhere == []
+            finally:
+                page.close()
+        finally:
+            served.stop()

@@ -83,7 +83,8 @@ class Dashboard:
             f'<section class="chain" data-chain="{data}"><h2>chain {title}</h2>'
             f'<div class="diagram">{self._diagram(name)}</div>'
             '<table class="steps"><thead><tr><th>step</th><th>provider</th><th>breaker</th>'
-            "<th>why</th><th>next probe</th><th>p50 / p95</th><th>hedges</th><th>last minute</th>"
+            "<th>why</th><th>next probe</th><th>p50 / p95</th><th>quota, last minute</th>"
+            "<th>hedges</th><th>last minute</th>"
             "</tr></thead><tbody></tbody></table></section>"
         )
 
@@ -179,6 +180,7 @@ class Dashboard:
             if self.shared is not None
             else "this worker only (health is not shared, so neither is traffic)",
             "shared": shared,
+            "viewers": self.viewers,  # pages open on this worker now
         }
         return view
 

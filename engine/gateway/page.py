@@ -106,8 +106,9 @@ function paint(data) {
     "); breakers and quotas: " + (scope.shared ? scope.health : "this worker's own (local)");
   document.getElementById("totals").textContent =
     data.requests + " requests seen" + (data.dropped ? ", " + data.dropped + " dropped" : "");
-  const health = {};
+  const health = {}, quotas = {};
   for (const row of data.health.providers) health[row.provider] = row;
+  for (const row of data.health.quotas) quotas[row.provider] = row;
   for (const [name, chain] of Object.entries(chains)) {
     const live = data.chains[name] || {edges: [], last_answered: null};
     let total = 0;
@@ -153,6 +154,9 @@ function paint(data) {
       cell(row, h.next_probe_in_s === null || h.next_probe_in_s === undefined ? "-" :
         h.next_probe_in_s + " s");
       cell(row, p.p50_ms === undefined ? "-" : p.p50_ms + " / " + p.p95_ms + " ms");
+      const q = quotas[step.provider];
+      cell(row, q ? q.requests + "/" + (q.requests_limit ?? "\u221e") + " req, " + q.tokens +
+        "/" + (q.tokens_limit ?? "\u221e") + " tok" : "-").dataset.role = "quota";
       cell(row, p.hedge_rate === undefined ? "-" : Math.round(p.hedge_rate * 100) + " %");
       cell(row, (fromStep[step.id] || 0) + " attempts");
     }
