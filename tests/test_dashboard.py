@@ -171,6 +171,9 @@ def test_the_dashboard_is_loopback_only_without_keys_and_asks_for_a_key_with_the
 
     keys = tmp_path / "keys.yaml"
     made = run_cli("keys", "add", "ops", "--keys", str(keys)).stdout.split()[0]
+    solo = run_cli("keys", "add", "solo", "--keys", str(keys), "--chains", "direct").stdout.split()[
+        0
+    ]
     with Simulator(_script()) as sim:
         served = Served(sim, chains_folder(tmp_path, CHAINS, PROVIDERS), "--keys", str(keys))
         try:
@@ -182,6 +185,9 @@ def test_the_dashboard_is_loopback_only_without_keys_and_asks_for_a_key_with_the
             assert with_cookie.status_code == 200 and "chain direct" in with_cookie.text
             wrong = httpx.get(served.url + "/dashboard", cookies={"torq_key": "tfk_nope"})
             assert wrong.status_code == 401
+            some = httpx.get(served.url + "/dashboard", headers={"authorization": f"Bearer {solo}"})
+            assert some.status_code == 403 and "key for every chain" in some.text
+            assert solo not in some.text
         finally:
             served.stop()
 

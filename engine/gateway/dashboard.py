@@ -70,7 +70,8 @@ class Dashboard:
             (b"cache-control", b"no-store"),
             # The page may load only what the gateway serves (no network beyond it).
             (b"content-security-policy", b"default-src 'self'; style-src 'self' 'unsafe-inline';"
-             b" script-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'"),
+             b" script-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self';"
+             b" frame-ancestors 'none'"),
         ]})  # fmt: skip
         await send({"type": "http.response.body", "body": body})
 
@@ -219,8 +220,12 @@ class Dashboard:
             return None
         headers = check_headers(scope, 64 * 1024)
         presented = presented_key(headers) or _cookie(headers.get(b"cookie", b""), "torq_key")
-        if presented is None or ring.find(presented) is None:
+        key = ring.find(presented) if presented is not None else None
+        if key is None:
             return GatewayError(401, "invalid_api_key", "the dashboard asks for a gateway key")
+        if key.chains is not None:  # the page shows every chain's traffic
+            why = f"key '{key.name}' may use only some chains; the dashboard shows them all"
+            return GatewayError(403, "chain_not_allowed", why + ": use a key for every chain")
         return None
 
 
