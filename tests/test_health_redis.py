@@ -35,6 +35,22 @@ def test_the_breaker_rules_hold_in_redis(redis_server):
     other.close()
 
 
+def test_a_key_of_another_type_in_the_namespace_leaves_the_listing_whole(redis_server, caplog):
+    import redis
+
+    store = RedisHealthStore(redis_server.url, cache_ttl=0)
+    for t in (0, 1):
+        store.record("p", POLICY, BUDGET, t, True, False, None, False)
+    client = redis.Redis.from_url(redis_server.url)
+    client.hset("torq:health:someone-elses", "field", "value")  # not a string key
+    client.close()
+    seen = store.snapshot()
+    assert seen["p"].state == "open"  # the record is read, not the local fallback
+    assert "someone-elses" not in seen
+    assert "not a breaker record" in caplog.text
+    store.close()
+
+
 def test_concurrent_writers_lose_no_update(redis_server):
     import threading
 

@@ -70,6 +70,19 @@ def _bounded(raw: Any) -> str:
     return _OVERSIZED if len(text) > MAX_RECORD_BYTES else text
 
 
+def _listed(client: Any, name: str) -> str:
+    """A key met while listing the namespace, read as a record: a key of another type there
+    (a hash, say) is not a record, and the listing goes on past it."""
+    import redis
+
+    try:
+        return _bounded(client.getrange(name, 0, MAX_RECORD_BYTES))
+    except redis.ResponseError as exc:
+        if "WRONGTYPE" not in str(exc):
+            raise
+        return "[]"  # what `_parse` tells from a record: counted absent, said once
+
+
 def _parse(raw: str) -> Health | None:
     """The breaker record in ``raw``, or None when it is not one."""
     try:

@@ -52,6 +52,7 @@ from engine.health.redis_records import (
     MAX_RECORD_BYTES,
     _AsyncRedis,
     _bounded,
+    _listed,
     _parse,
     _recorder,
     _shown,
@@ -266,11 +267,10 @@ class RedisHealthStore(RedisQuotas):
         try:
             found: dict[str, Health] = {}
             prefix = self._key("")
-            # A deadline for the whole listing too: `health` and Prometheus read it.
-            with command_deadline(max(self._timeout * 100, 1.0)):
+            with command_deadline(max(self._timeout * 100, 1.0)):  # the whole listing, bounded
                 for name in self._client.scan_iter(match=prefix + "*", count=500):
                     key = str(name)[len(prefix) :]
-                    raw = _bounded(self._client.getrange(name, 0, MAX_RECORD_BYTES))
+                    raw = _listed(self._client, name)
                     health = self._health(key, raw)
                     if health is not None:
                         found[key] = health
