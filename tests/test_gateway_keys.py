@@ -148,3 +148,23 @@ def test_a_bad_keys_file_is_located(tmp_path):
         "serve", "--keys", str(keys), "--port", "1", "--chains", str(chains_folder(tmp_path))
     )
     assert result.returncode == 2 and "keys[0].sha256" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "dashboard"])
+def test_without_the_serve_extra_the_command_names_it(command):
+    """``sys.modules[name] = None`` makes an import fail as if the package were absent."""
+    import subprocess
+
+    from helpers import PYTHON, ROOT
+
+    code = (
+        "import sys; sys.modules['uvicorn'] = None\n"
+        "from engine.cli import main\n"
+        f"sys.exit(main([{command!r}, '--port', '1']))\n"
+    )
+    result = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2, result.stderr
+    assert f"{command} needs uvicorn" in result.stderr
+    assert (
+        "pip install 'torq-fallback[serve]'" in result.stderr and "Traceback" not in result.stderr
+    )

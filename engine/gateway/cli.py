@@ -12,7 +12,19 @@ __all__ = ["register"]
 Command = Callable[..., argparse.ArgumentParser]
 
 
+def _need_uvicorn(command: str) -> None:
+    """A clear line, not a traceback, when the serve extra is not installed."""
+    try:
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise ValueError(
+            f"{command} needs uvicorn, which the plain install leaves out: "
+            "pip install 'torq-fallback[serve]'"
+        ) from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    _need_uvicorn("serve")
     from engine.gateway.serve import ServeOptions, serve
 
     if args.chains:
@@ -51,6 +63,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    _need_uvicorn("dashboard")
     import os
 
     import uvicorn
