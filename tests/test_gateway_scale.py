@@ -122,19 +122,34 @@ def test_every_worker_reloads_an_edited_chain(tmp_path):
     with Simulator(script()) as sim:
         served = Served(sim, folder, "--workers", "2")
         try:
-            before = httpx.get(served.url + "/readyz").json()["models"]
+            # One kept-alive connection per worker: which worker accepts a new connection is
+            # the kernel's choice, so connections are opened until both have one.
+            pinned: dict[int, httpx.Client] = {}
+            for _ in range(200):
+                client = httpx.Client(base_url=served.url, timeout=10)
+                worker = client.get("/readyz").json()["worker"]
+                if worker in pinned:
+                    client.close()
+                else:
+                    pinned[worker] = client
+                if len(pinned) == 2:
+                    break
+            assert len(pinned) == 2, "every connection went to one worker"
+            before = {w: c.get("/readyz").json()["models"] for w, c in pinned.items()}
             (folder / "direct.yaml").write_text(
                 "aliases: [team-default]\nsteps: [deepseek, openai]\n"
             )
-            loaded: dict[int, int] = {}  # worker pid -> the models it serves, newest reading
+            loaded = dict(before)
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                ready = httpx.get(served.url + "/readyz").json()  # a new connection each time
-                loaded[ready["worker"]] = ready["models"]
-                if len(loaded) == 2 and set(loaded.values()) == {before + 1}:
-                    break
-                time.sleep(0.02)
-            assert len(loaded) == 2 and set(loaded.values()) == {before + 1}, loaded
+            while time.monotonic() < deadline and any(loaded[w] == before[w] for w in loaded):
+                for worker, client in pinned.items():
+                    ready = client.get("/readyz").json()
+                    assert ready["worker"] == worker  # the same connection, the same worker
+                    loaded[worker] = ready["models"]
+                time.sleep(0.05)
+            for client in pinned.values():
+                client.close()
+            assert all(loaded[w] == before[w] + 1 for w in loaded), (before, loaded)
             reply = httpx.post(served.url + "/v1/chat/completions", timeout=30, json={
                 "model": "team-default", "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
             assert reply.status_code == 200 and reply.headers["x-torq-chain"] == "direct"
