@@ -7,6 +7,7 @@ click; the page reconnects after a restart; markup in names and messages stays t
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import httpx
@@ -333,3 +334,26 @@ def test_twenty_chains_and_a_hundred_providers_stay_usable(chromium, tmp_path):
                 page.close()
         finally:
             served.stop()
+
+
+def test_closing_the_manager_stops_the_deployments_publisher(tmp_path, redis_server, monkeypatch):
+    """Mounted without a lifespan, nothing but the manager's close ends the publisher."""
+    import redis
+
+    from engine import LLMManager
+    from engine.gateway import DashboardApp
+
+    monkeypatch.setenv("TORQ_REDIS_URL", redis_server.url)
+    llm = LLMManager({"chains_dir": str(chains_folder(tmp_path, CHAINS, PROVIDERS))})
+    shared = DashboardApp(llm).dashboard.shared
+    assert shared is not None
+    shared.start()
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    deadline = time.monotonic() + 5
+    while not client.hexists(shared.key, shared.worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.hexists(shared.key, shared.worker)  # published
+    llm.close()
+    assert not any(t.name == "torq-dashboard" for t in threading.enumerate())
+    assert not client.hexists(shared.key, shared.worker)  # and taken out
+    client.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from engine.telemetry.events import RequestFinished
@@ -29,6 +29,7 @@ QUEUE: Final = 5_000
 _BUCKET: Final = 10.0  # seconds
 _BUCKETS: Final = 90  # 15 minutes
 _LATENCIES: Final = 512  # per provider
+_Queued = tuple[float, str, str, str, Mapping[str, Any]]
 
 
 class Board:
@@ -38,9 +39,10 @@ class Board:
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._queue: collections.deque[tuple[float, RequestFinished]] = collections.deque(
-            maxlen=QUEUE
-        )  # the events only, not what was asked (the request itself is not kept)
+        #: (when, chain, mode, final state, the record's snapshot): not what was asked
+        self._queue: collections.deque[_Queued] = collections.deque(maxlen=QUEUE)
+        #: Called by `close` (the deployment's publisher, when there is one).
+        self.on_close: Callable[[], None] | None = None
         self._lock = threading.Lock()
         #: chain -> deque of (bucket start, Counter of (state, next, category))
         self._edges: dict[str, collections.deque[tuple[float, collections.Counter[Any]]]] = {}
@@ -51,7 +53,6 @@ class Board:
         self._tail: collections.deque[dict[str, Any]] = collections.deque(maxlen=TAIL)
         self.requests = 0  # folded in, in all
         self.dropped = 0  # queued while the queue was full
-        self.version = 0  # changes whenever something was folded in
 
     # -- the request path: one append ------------------------------------------------------
 
@@ -60,9 +61,9 @@ class Board:
         if type(event) is RequestFinished:
             if len(self._queue) == QUEUE:
                 self.dropped += 1
-            kept = RequestFinished(event.chain, event.mode, event.final_state, event.meta,
-                                   event.wall)  # fmt: skip
-            self._queue.append((self._clock(), kept))
+            self._queue.append(
+                (self._clock(), event.chain, event.mode, event.final_state, event.meta)
+            )
 
     # -- the publisher's side ----------------------------------------------------------------
 
@@ -73,18 +74,21 @@ class Board:
             while self._queue:
                 batch.append(self._queue.popleft())
             # Only the newest TAIL requests can be in the tail: the rest are counted alone.
-            for index, (wall, event) in enumerate(batch):
-                self._fold(wall, event, index >= len(batch) - TAIL)
-            if batch:
-                self.version += 1
+            for index, queued in enumerate(batch):
+                self._fold(queued, index >= len(batch) - TAIL)
             return bool(batch)
 
-    def _fold(self, wall: float, event: RequestFinished, tail: bool) -> None:
+    def close(self) -> None:
+        """The manager is closing: stop what publishes this board (its sinks are closed)."""
+        if self.on_close is not None:
+            self.on_close()
+
+    def _fold(self, queued: _Queued, tail: bool) -> None:
+        wall, chain, _, _, meta = queued
         self.requests += 1
-        meta = event.meta
         attempts: list[dict[str, Any]] = meta.get("provider_attempts") or []
         start = wall - wall % _BUCKET
-        buckets = self._edges.setdefault(event.chain, collections.deque(maxlen=_BUCKETS))
+        buckets = self._edges.setdefault(chain, collections.deque(maxlen=_BUCKETS))
         if not buckets or buckets[-1][0] != start:
             buckets.append((start, collections.Counter()))
         counts = buckets[-1][1]
@@ -101,9 +105,9 @@ class Board:
             if attempt.get("hedge"):
                 self._hedges[provider] += 1
             if attempt.get("status") == "success":
-                self._last[event.chain] = (state, wall)
+                self._last[chain] = (state, wall)
         if tail:
-            self._tail.appendleft(_summary(event, attempts, wall))
+            self._tail.appendleft(_summary(queued, attempts))
 
     def export(self, tail: int = TAIL) -> dict[str, Any]:
         """The aggregate as plain data (what a worker publishes for the others to merge):
@@ -188,14 +192,14 @@ def merged_view(exports: list[dict[str, Any]], now: float) -> dict[str, Any]:
     }
 
 
-def _summary(event: RequestFinished, attempts: list[dict[str, Any]], wall: float) -> dict[str, Any]:
+def _summary(queued: _Queued, attempts: list[dict[str, Any]]) -> dict[str, Any]:
     """One row of the tail, with the whole attempt history for its details."""
-    meta = event.meta
+    wall, chain, mode, final_state, meta = queued
     return {
         "request_id": field_value(meta, "request_id"),
-        "chain": event.chain,
-        "mode": event.mode,
-        "final_state": event.final_state,
+        "chain": chain,
+        "mode": mode,
+        "final_state": final_state,
         "at": wall,
         "duration_ms": meta.get("duration_ms"),
         "tokens_total": meta.get("tokens_total"),

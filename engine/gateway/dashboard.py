@@ -168,10 +168,6 @@ class Dashboard:
         view = merged_view(exports, time.time())
         report = health_report(self.manager)  # one read of the store (Redis: one round trip)
         view["health"] = report
-        view["steps"] = {
-            name: [{"id": s.id, "provider": s.provider, "breaker": s.key} for s in c.chain.steps]
-            for name, c in self.manager.chains.items()
-        }
         shared = report["source"] != "local"
         view["scope"] = {
             "worker": workers[0],

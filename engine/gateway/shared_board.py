@@ -28,6 +28,8 @@ INTERVAL: Final = 1.0
 #: A worker's entry older than this is gone (5 missed publications).
 STALE: Final = 5.0
 _PUBLISHED_TAIL: Final = 50
+#: A worker's entry is read only up to this size (its tail of 50 requests is far below).
+MAX_ENTRY: Final = 8 * 1024 * 1024
 _log = logging.getLogger("torq.gateway")
 
 
@@ -58,6 +60,8 @@ class SharedBoard:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False
+        self._stopped = False
+        board.on_close = self.stop  # the manager's close stops the publisher too
         #: False for a process that only shows the deployment (``torq-fallback dashboard``).
         self.publishing = publish
 
@@ -68,7 +72,10 @@ class SharedBoard:
             self._thread.start()
 
     def stop(self) -> None:
-        """Stop publishing and take this worker's entry out."""
+        """Stop publishing and take this worker's entry out (once; later calls do nothing)."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
@@ -118,6 +125,8 @@ class SharedBoard:
             if worker == self.worker:
                 continue
             try:
+                if len(raw) > MAX_ENTRY:
+                    raise ValueError("larger than any worker writes")
                 export = json.loads(raw)
                 fresh = now - float(export["at"]) <= STALE
             except (ValueError, KeyError, TypeError):
