@@ -138,6 +138,14 @@ def test_aliases_name_a_chain_for_gateway_clients(folder):
         assert manager.chainset.model("direct") == "direct"  # a mode names itself
         assert manager.chainset.model("gpt-5") is None
     assert run_cli("validate", str(folder)).returncode == 0
+    # drawn in the diagram's header and said by explain
+    from engine.tools.diagrams import dot_source, mermaid_source
+
+    chain = load_chain(folder / "pair_review.yaml")
+    for text in (dot_source(chain), mermaid_source(chain)):
+        assert "gateway clients may call it: gpt-4o, openai/gpt-4o" in text
+    explained = run_cli("explain", "pair_review", "--code", "503", "--chains", str(folder))
+    assert "(deadline 120 s, also called gpt-4o, openai/gpt-4o)" in explained.stdout
 
 
 def test_an_alias_used_twice_or_naming_a_mode_is_a_located_problem(folder):

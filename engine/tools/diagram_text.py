@@ -97,10 +97,12 @@ def _title(chain: Chain) -> str:
         if chain.rate_limit_pause
         else ""
     )
+    aliases = chain.spec.aliases
+    named = f"\ngateway clients may call it: {', '.join(map(_visible, aliases))}" if aliases else ""
     return (
         f"chain '{chain.name}'{about}\n"
         f"deadline {chain.deadline:g} s for the whole chain "
-        f"(when it passes, any step goes to exhausted); a stream cut mid-way: {cut}{pause}"
+        f"(when it passes, any step goes to exhausted); a stream cut mid-way: {cut}{pause}{named}"
     )
 
 

@@ -43,7 +43,8 @@ def explain(
             raise ValueError(f"unknown category {category!r}; use one of {', '.join(CATEGORIES)}")
         cat, transient = str(category), category in ("retryable", "timeout")
         head = f"category {cat} ({'if transient' if transient else 'never transient'})"
-    lines = [f"chain '{chain.name}' (deadline {chain.deadline:g} s): {head}"]
+    also = f", also called {', '.join(chain.spec.aliases)}" if chain.spec.aliases else ""
+    lines = [f"chain '{chain.name}' (deadline {chain.deadline:g} s{also}): {head}"]
     pauses = chain.rate_limit_pause > 0 and (code == "429" or (code is None and cat == "retryable"))
     if pauses:
         lines.append(
