@@ -64,6 +64,16 @@ class _AsyncRedis:
         await self.redis.aclose()
 
 
+def _async_client(url: str, timeout: float) -> _AsyncRedis:
+    """A redis.asyncio client for one event loop, every command bounded by ``timeout``."""
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+    )
+    return _AsyncRedis(client, client.register_script(_CAS))
+
+
 def _bounded(raw: Any) -> str:
     """A record as read with GETRANGE 0..limit: itself, or the oversized marker."""
     text = str(raw or "")

@@ -50,6 +50,7 @@ from engine.health.redis_records import (
     _LEASE,
     _OVERSIZED,
     MAX_RECORD_BYTES,
+    _async_client,
     _AsyncRedis,
     _bounded,
     _listed,
@@ -105,7 +106,7 @@ class RedisHealthStore(RedisQuotas):
         self._cache: dict[str, tuple[float, str]] = {}
         self._local = LocalHealthStore()
         self._timeout = timeout
-        self._aclients: LoopClients[_AsyncRedis] = LoopClients(self._new_async_client)
+        self._aclients: LoopClients[_AsyncRedis] = LoopClients(lambda: _async_client(url, timeout))
         self._down_until = 0.0  # while Redis is unreachable: when to try it again
         self._degraded = False
 
@@ -285,8 +286,7 @@ class RedisHealthStore(RedisQuotas):
         self._aclients.close()
 
     async def aclose(self) -> None:
-        """Close the connection pools, awaiting the running loop's (at most a second: a
-        frozen Redis does not hold a close)."""
+        """Close the pools, awaiting the running loop's (a frozen Redis holds it 1 s at most)."""
         self._client.close()
         try:
             async with asyncio.timeout(1.0):
@@ -296,16 +296,16 @@ class RedisHealthStore(RedisQuotas):
 
     # -- async twins: the same operations through redis.asyncio ----------------------------
 
-    def _new_async_client(self) -> _AsyncRedis:
-        import redis.asyncio
-
-        client = redis.asyncio.Redis.from_url(
-            self.url,
-            socket_timeout=self._timeout,
-            socket_connect_timeout=self._timeout,
-            decode_responses=True,
-        )
-        return _AsyncRedis(client, client.register_script(_CAS))
+    async def aping(self) -> bool:
+        """Whether Redis answers now: no cached read (what a readiness probe asks)."""
+        try:
+            async with asyncio.timeout(command_seconds(self._timeout)):
+                await self._aclients.get().redis.ping()
+        except self._errors as exc:
+            self._failed(exc)
+            return False
+        self._recovered()
+        return True
 
     async def _aread(self, client: _AsyncRedis, key: str) -> str:
         now = self._clock()
